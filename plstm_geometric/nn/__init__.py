@@ -1,1 +1,1 @@
-
+from .norm import MultiHeadRMSNorm

@@ -1,0 +1,46 @@
+import torch
+from torch import Tensor
+
+
+class MultiHeadRMSNorm(torch.nn.Module):
+    r"""RMS normalisation applied to each head separately.
+
+    .. math::
+        y_{h} = \frac{x_{h}}{\sqrt{\mathrm{mean}(x_{h}^2) + \epsilon}} \odot \gamma_{h}
+
+    pLSTM heads carry cell states of very different magnitudes (a head whose gates close early sees
+    small outputs); normalising per head keeps each head's contribution comparable before the output
+    projection mixes them.
+
+    Args:
+        heads (int): number of heads :math:`H`.
+        head_channels (int): channels per head :math:`V`.
+        eps (float): added to the mean square.
+
+    Shapes:
+        input ``[..., H, V]``, output the same.
+    """
+
+    def __init__(self, heads: int, head_channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.heads = heads
+        self.head_channels = head_channels
+        self.eps = eps
+        self.weight = torch.nn.Parameter(torch.empty(heads, head_channels))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        torch.nn.init.ones_(self.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-2:] != (self.heads, self.head_channels):
+            raise ValueError(
+                f"x: expected trailing shape ({self.heads}, {self.head_channels}), got {tuple(x.shape)}"
+            )
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return (x * self.weight.float()).to(dtype)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.heads}, {self.head_channels})"
