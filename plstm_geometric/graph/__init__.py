@@ -1,1 +1,5 @@
+from .dag import dagify, node_levels, reverse_dag
+from .line_graph import line_graph
+from .plan import PLSTMPlan, build_plan
 
+__all__ = ["dagify", "reverse_dag", "node_levels", "line_graph", "PLSTMPlan", "build_plan"]

@@ -1,0 +1,138 @@
+r"""Level-by-level pLSTM sweep with scatter ops: the reference backend.
+
+Cell states :math:`C_e \in \mathbb{R}^{K \times V}` live on the edges, ordered by the plan so that each
+topological level is a contiguous slice. The forward sweep adds, level by level, the transported states
+of the line-graph predecessors; the backward sweep runs the transposed recurrence from the last level
+down:
+
+.. math::
+    G_e = M_e\, q_{\mathrm{dst}(e)} \bar{o}_{\mathrm{dst}(e)}^\top
+          + \sum_{(e, e'')} T_{e \to e''}\, G_{e''}
+
+where :math:`\bar{o}` is the gradient of the output. All parameter gradients are then local contractions
+of :math:`C` and :math:`G`. Both are ``[E, H, K, V]``; ``recompute_states=True`` drops :math:`C` after the
+forward pass and rebuilds it in the backward pass (one more sweep), so a stack of layers only holds
+:math:`O(N H (K + V))` activations between forward and backward instead of :math:`O(E H K V)`.
+"""
+import torch
+from torch import Tensor
+
+from ...graph.plan import PLSTMPlan
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """States accumulate in float32 for 16-bit inputs: long products of gates lose everything in bf16."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def sweep_states(plan: PLSTMPlan, source_kv: Tensor, transition: Tensor) -> Tensor:
+    """All cell states ``[E, H, K, V]`` (scheduled order) from the source terms and transitions."""
+    states = source_kv.clone()
+    ptr = plan.line_out_level_ptr
+    for level in range(1, plan.num_levels):
+        lo, hi = ptr[level], ptr[level + 1]
+        if lo == hi:
+            continue
+        incoming = states[plan.line_in_by_out[lo:hi]] * transition[lo:hi, :, None, None]
+        states.index_add_(0, plan.line_out_by_out[lo:hi], incoming)
+    return states
+
+
+def sweep_state_grads(plan: PLSTMPlan, mark_grad: Tensor, transition_by_in: Tensor) -> Tensor:
+    """Gradients ``[E, H, K, V]`` of all cell states, by the transposed recurrence from the last level."""
+    grads = mark_grad
+    ptr = plan.line_in_level_ptr
+    for level in range(plan.num_levels - 2, -1, -1):
+        lo, hi = ptr[level], ptr[level + 1]
+        if lo == hi:
+            continue
+        outgoing = grads[plan.line_out_by_in[lo:hi]] * transition_by_in[lo:hi, :, None, None]
+        grads.index_add_(0, plan.line_in_by_in[lo:hi], outgoing)
+    return grads
+
+
+class LevelSweep(torch.autograd.Function):
+    """Inputs in schedule order (edges sorted by level, transitions sorted by the level of ``e_out``)."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, source, transition, mark, direct, plan, recompute_states):
+        src, dst = plan.edge_src, plan.edge_dst
+        key_src, value_src = key[src], value[src]
+        source_kv = source[:, :, None, None] * key_src[..., :, None] * value_src[..., None, :]
+        states = sweep_states(plan, source_kv, transition)
+        query_dst = query[dst]
+        readout = torch.einsum("ehk,ehkv->ehv", query_dst, states)
+        out = (direct * (query * key).sum(-1))[..., None] * value
+        out = out.index_add(0, dst, readout * mark[..., None])
+        ctx.plan = plan
+        ctx.recompute_states = recompute_states
+        if recompute_states:
+            ctx.save_for_backward(query, key, value, source, transition, mark, direct)
+        else:
+            ctx.save_for_backward(query, key, value, source, transition, mark, direct, states, readout)
+        return out
+
+    @staticmethod
+    def backward(ctx, out_grad):
+        plan = ctx.plan
+        src, dst = plan.edge_src, plan.edge_dst
+        if ctx.recompute_states:
+            query, key, value, source, transition, mark, direct = ctx.saved_tensors
+            key_src, value_src = key[src], value[src]
+            source_kv = source[:, :, None, None] * key_src[..., :, None] * value_src[..., None, :]
+            states = sweep_states(plan, source_kv, transition)
+            readout = torch.einsum("ehk,ehkv->ehv", query[dst], states)
+        else:
+            query, key, value, source, transition, mark, direct, states, readout = ctx.saved_tensors
+            key_src, value_src = key[src], value[src]
+        out_grad = out_grad.contiguous()
+        query_dst, out_grad_dst = query[dst], out_grad[dst]
+
+        # Gradients through the direct term direct * (q . k) * v.
+        qk = (query * key).sum(-1)
+        v_dot_g = (value * out_grad).sum(-1)
+        direct_grad = qk * v_dot_g
+        query_grad = (direct * v_dot_g)[..., None] * key
+        key_grad = (direct * v_dot_g)[..., None] * query
+        value_grad = (direct * qk)[..., None] * out_grad
+
+        # Readout: out_n += mark_e * q_n^T C_e.
+        mark_grad = (readout * out_grad_dst).sum(-1)
+        states_out_grad = torch.einsum("ehkv,ehv->ehk", states, out_grad_dst)
+        query_grad = query_grad.index_add(0, dst, states_out_grad * mark[..., None])
+
+        seed = mark[:, :, None, None] * query_dst[..., :, None] * out_grad_dst[..., None, :]
+        # transition is stored in forward order (by level of e_out); the backward sweep wants it by e_in.
+        transition_by_in = transition[inverse_order(plan.line_order_by_out)[plan.line_order_by_in]]
+        state_grads = sweep_state_grads(plan, seed, transition_by_in)
+
+        # Transition l carries C_{e_in} into C_{e_out}: its gradient is <G_{e_out}, C_{e_in}>.
+        lo_in, lo_out = plan.line_in_by_out, plan.line_out_by_out
+        transition_grad = (state_grads[lo_out] * states[lo_in]).sum((-1, -2))
+        # Source term source_e * k_src v_src^T.
+        grads_v = torch.einsum("ehkv,ehv->ehk", state_grads, value_src)
+        source_grad = (grads_v * key_src).sum(-1)
+        key_grad = key_grad.index_add(0, src, grads_v * source[..., None])
+        grads_k = torch.einsum("ehkv,ehk->ehv", state_grads, key_src)
+        value_grad = value_grad.index_add(0, src, grads_k * source[..., None])
+        return query_grad, key_grad, value_grad, source_grad, transition_grad, mark_grad, direct_grad, None, None
+
+
+def inverse_order(order: Tensor) -> Tensor:
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    return inverse
+
+
+def plstm_dag_levels(query, key, value, source, transition, mark, direct, plan: PLSTMPlan,
+                     recompute_states: bool = False) -> Tensor:
+    """Runs :class:`LevelSweep` on inputs in the caller's edge order and returns ``[N, H, V]``."""
+    dtype = query.dtype
+    work = compute_dtype(dtype)
+    query, key, value, source, transition, mark, direct = (
+        t.to(work) for t in (query, key, value, source, transition, mark, direct))
+    out = LevelSweep.apply(
+        query, key, value,
+        source[plan.edge_order], transition[plan.line_order_by_out], mark[plan.edge_order], direct,
+        plan, recompute_states)
+    return out.to(dtype)

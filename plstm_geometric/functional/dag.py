@@ -1,0 +1,115 @@
+r"""The DAG pLSTM op: validation at the public boundary and dispatch to a backend."""
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..graph.plan import PLSTMPlan, build_plan
+from ..graph.validation import check_index
+from .backends.levels import plstm_dag_levels
+
+BACKENDS = ("auto", "levels")
+
+
+def plstm_dag(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    source: Tensor,
+    transition: Tensor,
+    mark: Tensor,
+    direct: Tensor,
+    edge_index: Tensor,
+    line_edge_index: Tensor,
+    plan: Optional[PLSTMPlan] = None,
+    backend: str = "auto",
+    recompute_states: bool = False,
+) -> Tensor:
+    r"""pLSTM on a DAG: Source, Transition and Mark gates propagate key-value outer products along edges.
+
+    Cell states live on edges. For every head (no :math:`1/\sqrt{K}` scaling inside the op):
+
+    .. math::
+        C_e &= \sum_{(e', e) \in \mathcal{L}} T_{e' \to e}\, C_{e'}
+              + S_e\, k_{\mathrm{src}(e)} v_{\mathrm{src}(e)}^\top \\
+        o_n &= \sum_{e:\, \mathrm{dst}(e) = n} M_e\, q_n^\top C_e
+              + D_n\, (q_n^\top k_n)\, v_n
+
+    where :math:`\mathcal{L}` is ``line_edge_index`` (pairs of edges meeting at a node). A mini-batch is a
+    disjoint union of graphs and runs in one call; work proceeds one topological level at a time.
+
+    Args:
+        query, key (Tensor): ``[N, H, K]``.
+        value (Tensor): ``[N, H, V]``.
+        source, mark (Tensor): ``[E, H]`` per-edge gates.
+        transition (Tensor): ``[L, H]`` per-line-edge transitions.
+        direct (Tensor): ``[N, H]``.
+        edge_index (LongTensor): ``[2, E]`` DAG edges.
+        line_edge_index (LongTensor): ``[2, L]`` pairs ``(e_in, e_out)`` with ``dst(e_in) == src(e_out)``.
+        plan (PLSTMPlan, optional): the schedule from :func:`~plstm_geometric.graph.build_plan`; built
+            (and the structure validated) when omitted. Reuse it across calls on the same graph.
+        backend (str): ``"levels"`` (scatter ops, one step per level) or ``"auto"``.
+        recompute_states (bool): drop the ``[E, H, K, V]`` cell states after the forward pass and
+            recompute them in the backward pass: less memory between forward and backward, one more sweep.
+
+    Returns:
+        ``[N, H, V]`` in the dtype of ``query``. float64, float32 and bfloat16/float16 inputs are
+        supported; 16-bit inputs are computed with float32 states.
+    """
+    num_nodes, heads = check_node_inputs(query, key, value, direct)
+    check_index("edge_index", edge_index)
+    check_index("line_edge_index", line_edge_index)
+    num_edges, num_line_edges = edge_index.size(1), line_edge_index.size(1)
+    check_gate("source", source, num_edges, heads, query)
+    check_gate("mark", mark, num_edges, heads, query)
+    check_gate("transition", transition, num_line_edges, heads, query)
+    for name, index in (("edge_index", edge_index), ("line_edge_index", line_edge_index)):
+        if index.device != query.device:
+            raise ValueError(f"{name}: expected device {query.device} (the device of query), got {index.device}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    if plan is None:
+        plan = build_plan(edge_index, line_edge_index, num_nodes)
+    elif not isinstance(plan, PLSTMPlan):
+        raise TypeError(f"plan: expected a PLSTMPlan, got {type(plan).__name__}")
+    elif not plan.matches(num_nodes, num_edges, num_line_edges):
+        raise ValueError(f"plan: built for {plan.num_nodes} nodes, {plan.num_edges} edges, "
+                         f"{plan.num_line_edges} line edges; got {num_nodes}, {num_edges}, {num_line_edges}")
+    elif plan.device != query.device:
+        raise ValueError(f"plan: expected device {query.device}, got {plan.device} (use plan.to(device))")
+    return plstm_dag_levels(query, key, value, source, transition, mark, direct, plan, recompute_states)
+
+
+def check_tensor(name: str, tensor: Tensor, reference: Optional[Tensor] = None) -> None:
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(tensor).__name__}")
+    if not tensor.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got {tensor.dtype}")
+    if reference is not None:
+        if tensor.dtype != reference.dtype:
+            raise TypeError(f"{name}: expected dtype {reference.dtype} (the dtype of query), got {tensor.dtype}")
+        if tensor.device != reference.device:
+            raise ValueError(f"{name}: expected device {reference.device} (the device of query), got {tensor.device}")
+
+
+def check_node_inputs(query: Tensor, key: Tensor, value: Tensor, direct: Tensor):
+    check_tensor("query", query)
+    if query.dim() != 3:
+        raise ValueError(f"query: expected shape [N, H, K], got {tuple(query.shape)}")
+    num_nodes, heads, _ = query.shape
+    check_tensor("key", key, query)
+    if key.shape != query.shape:
+        raise ValueError(f"key: expected shape {tuple(query.shape)} (the shape of query), got {tuple(key.shape)}")
+    check_tensor("value", value, query)
+    if value.dim() != 3 or value.shape[:2] != (num_nodes, heads):
+        raise ValueError(f"value: expected shape [{num_nodes}, {heads}, V], got {tuple(value.shape)}")
+    check_tensor("direct", direct, query)
+    if direct.shape != (num_nodes, heads):
+        raise ValueError(f"direct: expected shape [{num_nodes}, {heads}], got {tuple(direct.shape)}")
+    return num_nodes, heads
+
+
+def check_gate(name: str, gate: Tensor, rows: int, heads: int, query: Tensor) -> None:
+    check_tensor(name, gate, query)
+    if gate.shape != (rows, heads):
+        raise ValueError(f"{name}: expected shape [{rows}, {heads}], got {tuple(gate.shape)}")

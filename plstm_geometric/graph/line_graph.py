@@ -1,0 +1,124 @@
+"""Line graphs of DAGs: pLSTM cell states live on edges, and the line graph says which feeds which."""
+import math
+
+import torch
+from torch import Tensor
+
+from .dag import expand_ranges, node_levels, out_csr
+from .validation import check_edge_index
+
+# Ancestor sets for the D-mode pruning are bitsets over the line nodes of one connected component; this
+# caps their memory (rows x words x 8 bytes) so that a giant component fails with a clear message.
+MAX_ANCESTOR_BYTES = 4 * 2**30
+
+
+def line_graph(edge_index: Tensor, num_nodes: int, mode: str = "P") -> Tensor:
+    r"""Line graph of a DAG, the structure along which pLSTM cell states flow.
+
+    Its nodes are the edges of ``edge_index``; there is a line edge :math:`(e', e)` whenever
+    :math:`\mathrm{dst}(e') = \mathrm{src}(e)`, i.e. the two edges meet at a node.
+
+    * ``mode="P"``: all such pairs, grouped by :math:`e'` and, within a group, in edge order.
+    * ``mode="D"``: the multitree pruning used by the diffusion mode. A multitree has at most one
+      directed path between any two nodes, so products of transitions along paths never add up over
+      exponentially many paths. Built greedily in topological order: for each edge :math:`e` its
+      candidate predecessors :math:`e'` are visited in increasing edge id, and :math:`(e', e)` is kept
+      when the ancestors of :math:`e'` (with :math:`e'`) are disjoint from those already reaching
+      :math:`e`. The result is maximal: every dropped pair would create a second path.
+
+    Args:
+        edge_index (LongTensor): ``[2, E]`` DAG edges.
+        num_nodes (int): number of nodes.
+        mode (str): ``"P"`` or ``"D"``.
+
+    Returns:
+        ``line_edge_index`` ``[2, L]``: rows ``(e_in, e_out)``.
+    """
+    check_edge_index(edge_index, num_nodes)
+    if mode not in ("P", "D"):
+        raise ValueError(f"mode: expected 'P' or 'D', got {mode!r}")
+    full = full_line_graph(edge_index, num_nodes)
+    if mode == "P":
+        return full
+    return multitree_prune(full, node_levels(edge_index, num_nodes)[edge_index[0]])
+
+
+def full_line_graph(edge_index: Tensor, num_nodes: int) -> Tensor:
+    ptr, edges_by_src = out_csr(edge_index, num_nodes)
+    out_degree = ptr[1:] - ptr[:-1]
+    meeting_node = edge_index[1]
+    counts = out_degree[meeting_node]
+    e_in = torch.repeat_interleave(torch.arange(edge_index.size(1), device=edge_index.device), counts)
+    e_out = edges_by_src[expand_ranges(ptr[meeting_node], counts)]
+    return torch.stack([e_in, e_out])
+
+
+def weak_components(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """Component label per node (the smallest node id in it), by min-label propagation with pointer jumping."""
+    label = torch.arange(num_nodes, device=edge_index.device)
+    src, dst = edge_index
+    while True:
+        new = label.clone()
+        new.scatter_reduce_(0, dst, label[src], reduce="amin")
+        new.scatter_reduce_(0, src, label[dst], reduce="amin")
+        new = new[new]
+        if torch.equal(new, label):
+            return label
+        label = new
+
+
+def multitree_prune(full: Tensor, line_node_level: Tensor) -> Tensor:
+    """Greedy maximal multitree inside the full line graph ``full`` (see :func:`line_graph`)."""
+    num_line_nodes = line_node_level.numel()
+    device = full.device
+    if full.size(1) == 0:
+        return full
+    # Ancestors never leave a weakly connected component: index bitsets locally within components.
+    component = weak_components(full, num_line_nodes)
+    by_component = torch.argsort(component * num_line_nodes + torch.arange(num_line_nodes, device=device))
+    sizes = torch.bincount(component, minlength=num_line_nodes)
+    starts = torch.cumsum(sizes, 0) - sizes
+    local = torch.empty_like(by_component)
+    local[by_component] = torch.arange(num_line_nodes, device=device) - starts[component[by_component]]
+    words = max(1, math.ceil(int(sizes.max()) / 63))
+    if num_line_nodes * words * 8 > MAX_ANCESTOR_BYTES:
+        raise ValueError(
+            f"edge_index: D-mode pruning of a connected component with {int(sizes.max())} edges needs "
+            f"{num_line_nodes * words * 8 / 2**30:.1f} GiB of ancestor bitsets; use mode='P' for such graphs")
+    # 63 bits per word keeps every bit mask positive in int64 arithmetic.
+    own_bit = torch.zeros(num_line_nodes, words, dtype=torch.long, device=device)
+    own_bit[torch.arange(num_line_nodes, device=device), local // 63] = torch.bitwise_left_shift(
+        torch.ones_like(local), local % 63)
+    ancestors = torch.zeros_like(own_bit)
+
+    e_in, e_out = full
+    # Candidates grouped by level of their target, then target, then increasing e_in.
+    key = (line_node_level[e_out] * num_line_nodes + e_out) * num_line_nodes + e_in
+    order = torch.argsort(key)
+    e_in, e_out = e_in[order], e_out[order]
+    group_start = torch.ones_like(e_out, dtype=torch.bool)
+    group_start[1:] = e_out[1:] != e_out[:-1]
+    group_id = torch.cumsum(group_start, 0) - 1
+    first_of_group = group_start.nonzero().view(-1)
+    rank = torch.arange(e_out.numel(), device=device) - first_of_group[group_id]
+    target_level = line_node_level[e_out]
+    level_ptr = torch.searchsorted(target_level, torch.arange(int(target_level.max()) + 2, device=device)).tolist()
+    max_rank = int(rank.max()) + 1
+    keep = torch.zeros_like(e_in, dtype=torch.bool)
+    for level in range(len(level_ptr) - 1):
+        lo, hi = level_ptr[level], level_ptr[level + 1]
+        if lo == hi:
+            continue
+        level_rank = rank[lo:hi]
+        for r in range(max_rank):
+            candidates = (level_rank == r).nonzero().view(-1) + lo
+            if candidates.numel() == 0:
+                break
+            parent, child = e_in[candidates], e_out[candidates]
+            reach = ancestors[parent] | own_bit[parent]
+            disjoint = ~(reach & ancestors[child]).any(dim=1)
+            keep[candidates[disjoint]] = True
+            ancestors[child[disjoint]] |= reach[disjoint]
+    pruned = torch.stack([e_in[keep], e_out[keep]])
+    # Back to the P line graph's order (grouped by e_in) so both modes list line edges alike.
+    return pruned[:, torch.argsort(pruned[0] * num_line_nodes + pruned[1])]
