@@ -1,1 +1,3 @@
+from .dag import plstm_dag
+from .reference import plstm_dag_reference
 
