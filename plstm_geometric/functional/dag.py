@@ -7,8 +7,9 @@ from torch import Tensor
 from ..graph.plan import PLSTMPlan, build_plan
 from ..graph.validation import check_index
 from .backends.levels import plstm_dag_levels
+from .backends.parallel import plstm_dag_parallel
 
-BACKENDS = ("auto", "levels")
+BACKENDS = ("auto", "levels", "parallel")
 
 
 def plstm_dag(
@@ -48,7 +49,9 @@ def plstm_dag(
         line_edge_index (LongTensor): ``[2, L]`` pairs ``(e_in, e_out)`` with ``dst(e_in) == src(e_out)``.
         plan (PLSTMPlan, optional): the schedule from :func:`~plstm_geometric.graph.build_plan`; built
             (and the structure validated) when omitted. Reuse it across calls on the same graph.
-        backend (str): ``"levels"`` (scatter ops, one step per level) or ``"auto"``.
+        backend (str): ``"levels"`` (scatter ops, one step per level, any graph size), ``"parallel"``
+            (per-graph dense solve, for batches of small graphs such as molecules) or ``"auto"``, which
+            picks by graph statistics (see :func:`choose_backend`).
         recompute_states (bool): drop the ``[E, H, K, V]`` cell states after the forward pass and
             recompute them in the backward pass: less memory between forward and backward, one more sweep.
 
@@ -77,6 +80,10 @@ def plstm_dag(
                          f"{plan.num_line_edges} line edges; got {num_nodes}, {num_edges}, {num_line_edges}")
     elif plan.device != query.device:
         raise ValueError(f"plan: expected device {query.device}, got {plan.device} (use plan.to(device))")
+    if backend == "auto":
+        backend = choose_backend(plan)
+    if backend == "parallel":
+        return plstm_dag_parallel(query, key, value, source, transition, mark, direct, plan)
     return plstm_dag_levels(query, key, value, source, transition, mark, direct, plan, recompute_states)
 
 
@@ -113,3 +120,27 @@ def check_gate(name: str, gate: Tensor, rows: int, heads: int, query: Tensor) ->
     check_tensor(name, gate, query)
     if gate.shape != (rows, heads):
         raise ValueError(f"{name}: expected shape [{rows}, {heads}], got {tuple(gate.shape)}")
+
+
+# The parallel form pads every graph to the largest edge count E_max and solves E_max x E_max systems:
+# it wins while graphs are small (molecules: E_max ~ 20-120) and padding wastes little. Beyond these
+# bounds its cubic cost and memory overtake the level sweep.
+PARALLEL_MAX_EDGES = 128
+PARALLEL_MAX_PADDING = 8.0
+
+
+def choose_backend(plan: PLSTMPlan) -> str:
+    """The backend ``backend="auto"`` uses for this schedule.
+
+    ``"parallel"`` when every connected component has at most ``PARALLEL_MAX_EDGES`` edges and the padded
+    layout holds at most ``PARALLEL_MAX_PADDING`` times the real edges, else ``"levels"``. The rule was
+    set from ``python -m plstm_geometric.benchmarks.core`` (docs/benchmarks.md). Heads and channel sizes
+    scale both backends alike, so only the graph statistics decide.
+    """
+    if plan.num_edges == 0 or plan.num_levels <= 1:
+        return "levels"
+    layout = plan.layout
+    if layout.max_edges > PARALLEL_MAX_EDGES:
+        return "levels"
+    padded = layout.num_components * layout.max_edges
+    return "parallel" if padded <= PARALLEL_MAX_PADDING * plan.num_edges else "levels"

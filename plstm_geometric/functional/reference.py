@@ -24,11 +24,13 @@ def plstm_dag_reference(query: Tensor, key: Tensor, value: Tensor, source: Tenso
         for line_id, e_in in incoming[e]:
             state = state + transition[line_id, :, None, None] * states[e_in]
         states[e] = state
+    into = {n: [] for n in range(num_nodes)}
+    for e, n in enumerate(dst):
+        into[n].append(e)
     rows = []
     for n in range(num_nodes):
         row = direct[n, :, None] * (query[n] * key[n]).sum(-1, keepdim=True) * value[n]
-        for e in range(len(src)):
-            if dst[e] == n:
-                row = row + mark[e, :, None] * torch.einsum("hk,hkv->hv", query[n], states[e])
+        for e in into[n]:
+            row = row + mark[e, :, None] * torch.einsum("hk,hkv->hv", query[n], states[e])
         rows.append(row)
     return torch.stack(rows)

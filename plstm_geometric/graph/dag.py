@@ -140,3 +140,17 @@ def node_on_cycle(edge_index: Tensor, unprocessed: Tensor) -> int:
         predecessor = predecessor[predecessor]
     start = int(unprocessed.nonzero()[0])
     return int(predecessor[start])
+
+
+def weak_components(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """Component label per node (the smallest node id in it), by min-label propagation with pointer jumping."""
+    label = torch.arange(num_nodes, device=edge_index.device)
+    src, dst = edge_index
+    while True:
+        new = label.clone()
+        new.scatter_reduce_(0, dst, label[src], reduce="amin")
+        new.scatter_reduce_(0, src, label[dst], reduce="amin")
+        new = new[new]
+        if torch.equal(new, label):
+            return label
+        label = new

@@ -4,7 +4,7 @@ import math
 import torch
 from torch import Tensor
 
-from .dag import expand_ranges, node_levels, out_csr
+from .dag import expand_ranges, node_levels, out_csr, weak_components
 from .validation import check_edge_index
 
 # Ancestor sets for the D-mode pruning are bitsets over the line nodes of one connected component; this
@@ -51,20 +51,6 @@ def full_line_graph(edge_index: Tensor, num_nodes: int) -> Tensor:
     e_in = torch.repeat_interleave(torch.arange(edge_index.size(1), device=edge_index.device), counts)
     e_out = edges_by_src[expand_ranges(ptr[meeting_node], counts)]
     return torch.stack([e_in, e_out])
-
-
-def weak_components(edge_index: Tensor, num_nodes: int) -> Tensor:
-    """Component label per node (the smallest node id in it), by min-label propagation with pointer jumping."""
-    label = torch.arange(num_nodes, device=edge_index.device)
-    src, dst = edge_index
-    while True:
-        new = label.clone()
-        new.scatter_reduce_(0, dst, label[src], reduce="amin")
-        new.scatter_reduce_(0, src, label[dst], reduce="amin")
-        new = new[new]
-        if torch.equal(new, label):
-            return label
-        label = new
 
 
 def multitree_prune(full: Tensor, line_node_level: Tensor) -> Tensor:

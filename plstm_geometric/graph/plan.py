@@ -1,10 +1,11 @@
 """The reusable schedule of a pLSTM sweep: which edges and line edges are processed at which step."""
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import List, Optional
 
 import torch
 from torch import Tensor
 
+from .components import ComponentLayout, build_component_layout
 from .dag import node_levels
 from .validation import check_edge_index, check_index, check_range
 
@@ -28,6 +29,8 @@ class PLSTMPlan:
             that order; ``line_out_level_ptr`` slices it per level (forward sweep).
         line_order_by_in, line_in_by_in, line_out_by_in, line_in_level_ptr: the same sorted by the level
             of ``e_in`` (backward sweep).
+        edge_index, line_edge_index, node_level (LongTensor): the structure it was built from.
+        layout (ComponentLayout): per-graph padded layout for the parallel form, built on first use.
     """
 
     num_nodes: int
@@ -45,6 +48,17 @@ class PLSTMPlan:
     line_in_by_in: Tensor
     line_out_by_in: Tensor
     line_in_level_ptr: List[int]
+    edge_index: Tensor
+    line_edge_index: Tensor
+    node_level: Tensor
+    cached_layout: Optional[ComponentLayout] = field(default=None, repr=False)
+
+    @property
+    def layout(self) -> ComponentLayout:
+        if self.cached_layout is None:
+            self.cached_layout = build_component_layout(self.edge_index, self.line_edge_index, self.num_nodes,
+                                                        self.node_level)
+        return self.cached_layout
 
     @property
     def num_levels(self) -> int:
@@ -57,7 +71,7 @@ class PLSTMPlan:
     def to(self, device) -> "PLSTMPlan":
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, value in moved.items():
-            if isinstance(value, Tensor):
+            if isinstance(value, (Tensor, ComponentLayout)):
                 moved[name] = value.to(device)
         return PLSTMPlan(**moved)
 
@@ -126,4 +140,7 @@ def build_plan(
         line_in_by_in=line_in[line_order_by_in],
         line_out_by_in=line_out[line_order_by_in],
         line_in_level_ptr=level_pointers(in_level_sorted, num_levels),
+        edge_index=edge_index,
+        line_edge_index=line_edge_index,
+        node_level=node_level,
     )

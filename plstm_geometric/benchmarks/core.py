@@ -1,0 +1,99 @@
+"""Forward+backward of plstm_dag on a batch of real molecules against a per-edge loop and GINConv.
+
+    python -m plstm_geometric.benchmarks.core [--device cuda] [--graphs 128] [--repeats 20]
+
+Molecules: RDKit's NCI sample with OGB features, oriented by atom index; 4 heads, K = V = 24. The
+per-edge loop is :func:`plstm_geometric.functional.plstm_dag_reference` (one edge at a time, like the
+authors' reference implementation), timed once since it takes seconds. GINConv gets hidden size 96
+(= 4 heads x 24) on the same (undirected) batch.
+"""
+import argparse
+
+import torch
+from torch_geometric.nn import GINConv
+
+from ..functional import plstm_dag, plstm_dag_reference
+from ..functional.dag import BACKENDS
+from ..graph import build_plan, dagify, line_graph
+from .molecules import nci_batch
+from .timing import measure, peak_memory
+
+
+def molecule_workload(num_graphs: int, heads: int, channels: int, device: torch.device, mode: str = "P"):
+    batch = nci_batch(num_graphs).to(device)
+    edge_index = dagify(batch.edge_index, batch.num_nodes)
+    line_edge_index = line_graph(edge_index, batch.num_nodes, mode)
+    plan = build_plan(edge_index, line_edge_index, batch.num_nodes)
+    generator = torch.Generator(device="cpu").manual_seed(0)
+
+    def leaf(*shape, gate=False):
+        tensor = torch.randn(*shape, generator=generator)
+        tensor = torch.sigmoid(tensor) if gate else tensor
+        return tensor.to(device).requires_grad_()
+
+    num_nodes, num_edges, num_line = batch.num_nodes, edge_index.size(1), line_edge_index.size(1)
+    inputs = dict(query=leaf(num_nodes, heads, channels), key=leaf(num_nodes, heads, channels),
+                  value=leaf(num_nodes, heads, channels), source=leaf(num_edges, heads, gate=True),
+                  transition=leaf(num_line, heads, gate=True), mark=leaf(num_edges, heads, gate=True),
+                  direct=leaf(num_nodes, heads, gate=True))
+    return batch, edge_index, line_edge_index, plan, inputs
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--graphs", type=int, default=128)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--skip-loop", action="store_true", help="do not time the per-edge loop")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    batch, edge_index, line_edge_index, plan, inputs = molecule_workload(args.graphs, args.heads, args.channels, device)
+    levels = plan.num_levels
+    print(f"{args.graphs} molecules: {batch.num_nodes} atoms, {edge_index.size(1)} DAG edges, "
+          f"{line_edge_index.size(1)} line edges, {levels} levels; device {device}")
+
+    rows = []
+    for backend in BACKENDS:
+        if backend == "auto":
+            continue
+
+        def step(backend=backend):
+            out = plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan,
+                            backend=backend)
+            out.sum().backward()
+
+        rows.append((f"plstm_dag backend={backend}", measure(step, device, args.repeats), peak_memory(step, device)))
+
+    hidden = args.heads * args.channels
+    gin = GINConv(torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                                      torch.nn.Linear(hidden, hidden))).to(device)
+    x = torch.randn(batch.num_nodes, hidden, device=device, requires_grad=True)
+
+    def gin_step():
+        gin(x, batch.edge_index).sum().backward()
+
+    rows.append((f"GINConv({hidden})", measure(gin_step, device, args.repeats), peak_memory(gin_step, device)))
+
+    if not args.skip_loop:
+        def loop_step():
+            plstm_dag_reference(**inputs, edge_index=edge_index, line_edge_index=line_edge_index).sum().backward()
+
+        rows.append(("per-edge loop (reference)", measure(loop_step, device, repeats=1, warmup=0), float("nan")))
+
+    fastest_plstm = min(seconds for name, seconds, _ in rows if name.startswith("plstm_dag"))
+    gin_seconds = next(seconds for name, seconds, _ in rows if name.startswith("GINConv"))
+    print("\n| method | fwd+bwd ms | peak MiB | x fastest plstm_dag |")
+    print("|---|---|---|---|")
+    for name, seconds, memory in rows:
+        print(f"| {name} | {seconds * 1e3:.2f} | {memory:.0f} | {seconds / fastest_plstm:.2f} |")
+    print(f"\nfastest plstm_dag / GINConv({hidden}) = {fastest_plstm / gin_seconds:.2f}")
+    if not args.skip_loop:
+        loop = rows[-1][1]
+        print(f"per-edge loop / fastest plstm_dag = {loop / fastest_plstm:.0f}x")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+r"""The 2D grid as a pLSTM DAG: edges, line graph, gate index maps and the anti-diagonal schedule.
+
+Node :math:`(x, y)` of an :math:`X \times Y` grid has id :math:`n = xY + y`. Its outgoing edges are the
+*r-edge* :math:`(x, y) \to (x+1, y)` and the *d-edge* :math:`(x, y) \to (x, y+1)`. Every node is a crossing
+of at most two incoming and two outgoing edges, so the line graph has at most four pairs per node:
+
+====== ================ =================== =====
+kind   incoming edge    outgoing edge       code
+====== ================ =================== =====
+``rr`` from (x-1, y)    to (x+1, y)         0
+``dd`` from (x, y-1)    to (x, y+1)         1
+``rd`` from (x-1, y)    to (x, y+1)         2
+``dr`` from (x, y-1)    to (x+1, y)         3
+====== ================ =================== =====
+
+Per-node gates are mapped onto edges and line edges by integer index maps into flattened gate tables:
+sources ``[num_nodes, 2]`` (column 0: r, 1: d) are read at the *source* node of an edge, marks
+``[num_nodes, 2]`` at its *destination* node, and transitions ``[num_nodes, 4]`` (columns in the code
+order above) at the node where the two edges of a pair meet.
+
+All structures are built once per shape on the CPU and cached (the returned tensors are shared between
+callers and must not be modified in place).
+"""
+import functools
+from typing import List, NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from .plan import PLSTMPlan, build_plan
+
+RIGHT, DOWN = 0, 1
+TRANSITION_KINDS = ("rr", "dd", "rd", "dr")
+
+
+class GridDAG(NamedTuple):
+    r"""Integer structure of ``batch_size`` disjoint :math:`X \times Y` grids (image ``b`` holds nodes
+    ``b * X * Y`` to ``(b + 1) * X * Y - 1``).
+
+    Attributes:
+        edge_index (LongTensor): ``[2, E]`` edges, sorted by source node, then destination.
+        line_edge_index (LongTensor): ``[2, L]`` pairs ``(e_in, e_out)`` meeting at a node.
+        edge_source (LongTensor): ``[E]`` row of each edge's source gate in the flattened
+            ``[num_nodes * 2]`` table (``2 * src + direction``).
+        edge_mark (LongTensor): ``[E]`` row of each edge's mark gate (``2 * dst + direction``).
+        line_transition (LongTensor): ``[L]`` row of each pair's transition in the flattened
+            ``[num_nodes * 4]`` table (``4 * node + kind``).
+        node_level (LongTensor): ``[num_nodes]`` topological level :math:`x + y`.
+    """
+
+    edge_index: Tensor
+    line_edge_index: Tensor
+    edge_source: Tensor
+    edge_mark: Tensor
+    line_transition: Tensor
+    node_level: Tensor
+
+    def to(self, device) -> "GridDAG":
+        return GridDAG(*(tensor.to(device) for tensor in self))
+
+
+class GridWavefronts(NamedTuple):
+    r"""Anti-diagonal schedule of one :math:`X \times Y` grid.
+
+    Cells are listed diagonal by diagonal (:math:`s = x + y = 0, \dots, X + Y - 2`), by increasing
+    :math:`x` inside a diagonal, so every wavefront is a contiguous slice ``ptr[s]:ptr[s + 1]``.
+
+    Attributes:
+        order (LongTensor): ``[X * Y]`` node id (``x * Y + y``) of each position in diagonal order.
+        inverse (LongTensor): ``[X * Y]`` position of each node id in diagonal order.
+        ptr (list[int]): ``X + Y`` slice boundaries.
+        x_start (list[int]): smallest :math:`x` on each diagonal.
+    """
+
+    order: Tensor
+    inverse: Tensor
+    ptr: List[int]
+    x_start: List[int]
+
+    def to(self, device) -> "GridWavefronts":
+        return GridWavefronts(self.order.to(device), self.inverse.to(device), self.ptr, self.x_start)
+
+
+def check_grid_size(X, Y) -> None:
+    for name, size in (("X", X), ("Y", Y)):
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise TypeError(f"{name}: expected an int, got {type(size).__name__}")
+        if size < 1:
+            raise ValueError(f"{name}: expected a positive grid size, got {size}")
+
+
+def check_batch_size(batch_size) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool):
+        raise TypeError(f"batch_size: expected an int, got {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
+
+
+def normalize_device(device) -> torch.device:
+    return torch.device("cpu") if device is None else torch.device(device)
+
+
+def grid_dag(X: int, Y: int, device=None, *, batch_size: int = 1) -> GridDAG:
+    r"""The :math:`X \times Y` grid DAG (r-edges :math:`(x, y) \to (x+1, y)`, d-edges
+    :math:`(x, y) \to (x, y+1)`), its full line graph and the gate index maps, see :class:`GridDAG`.
+
+    With ``batch_size > 1`` the result describes ``batch_size`` disjoint copies, matching gates laid out as
+    ``[batch_size, X, Y, ...]`` and flattened. Cached per ``(X, Y, device, batch_size)``.
+    """
+    check_grid_size(X, Y)
+    check_batch_size(batch_size)
+    return _grid_dag_on(X, Y, normalize_device(device), batch_size)
+
+
+def grid_plan(X: int, Y: int, device=None, *, batch_size: int = 1) -> PLSTMPlan:
+    """The :class:`~plstm_geometric.graph.PLSTMPlan` of :func:`grid_dag` (same arguments), cached.
+
+    Built from the known levels :math:`x + y`, so no topological sort is needed.
+    """
+    check_grid_size(X, Y)
+    check_batch_size(batch_size)
+    return _grid_plan_on(X, Y, normalize_device(device), batch_size)
+
+
+def grid_wavefronts(X: int, Y: int, device=None) -> GridWavefronts:
+    """The anti-diagonal schedule of an ``X x Y`` grid, see :class:`GridWavefronts`. Cached."""
+    check_grid_size(X, Y)
+    return _grid_wavefronts_on(X, Y, normalize_device(device))
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_dag_on(X: int, Y: int, device: torch.device, batch_size: int) -> GridDAG:
+    return _grid_dag_cpu(X, Y, batch_size).to(device)
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_plan_on(X: int, Y: int, device: torch.device, batch_size: int) -> PLSTMPlan:
+    grid = _grid_dag_cpu(X, Y, batch_size)
+    plan = build_plan(grid.edge_index, grid.line_edge_index, batch_size * X * Y, node_level=grid.node_level)
+    return plan.to(device)
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_wavefronts_on(X: int, Y: int, device: torch.device) -> GridWavefronts:
+    return _grid_wavefronts_cpu(X, Y).to(device)
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_dag_cpu(X: int, Y: int, batch_size: int) -> GridDAG:
+    if batch_size > 1:
+        return _replicate(_grid_dag_cpu(X, Y, 1), batch_size, X * Y)
+    node = torch.arange(X * Y).view(X, Y)
+    right_src, down_src = node[:-1, :].reshape(-1), node[:, :-1].reshape(-1)
+    src = torch.cat([right_src, down_src])
+    dst = torch.cat([right_src + Y, down_src + 1])
+    direction = torch.cat([torch.full_like(right_src, RIGHT), torch.full_like(down_src, DOWN)])
+    # Sort by (src, dst) like dagify, so both produce the same edge order for the same graph.
+    edge_order = torch.sort(src * (X * Y) + dst, stable=True).indices
+    src, dst, direction = src[edge_order], dst[edge_order], direction[edge_order]
+
+    # Outgoing edge id per (node, direction), -1 where the edge leaves the grid.
+    outgoing = torch.full((X * Y, 2), -1, dtype=torch.long)
+    outgoing[src, direction] = torch.arange(src.numel())
+    incoming = torch.full((X * Y, 2), -1, dtype=torch.long)
+    incoming[dst, direction] = torch.arange(src.numel())
+
+    e_in, e_out, transition = [], [], []
+    for kind, (in_direction, out_direction) in enumerate(((RIGHT, RIGHT), (DOWN, DOWN), (RIGHT, DOWN), (DOWN, RIGHT))):
+        meet = (incoming[:, in_direction] >= 0) & (outgoing[:, out_direction] >= 0)
+        at = meet.nonzero().view(-1)
+        e_in.append(incoming[at, in_direction])
+        e_out.append(outgoing[at, out_direction])
+        transition.append(at * 4 + kind)
+    e_in, e_out, transition = torch.cat(e_in), torch.cat(e_out), torch.cat(transition)
+    line_order = torch.sort(e_out * src.numel() + e_in, stable=True).indices
+
+    coords = torch.arange(X * Y)
+    return GridDAG(
+        edge_index=torch.stack([src, dst]),
+        line_edge_index=torch.stack([e_in[line_order], e_out[line_order]]),
+        edge_source=src * 2 + direction,
+        edge_mark=dst * 2 + direction,
+        line_transition=transition[line_order],
+        node_level=coords // Y + coords % Y,
+    )
+
+
+def _replicate(grid: GridDAG, batch_size: int, num_nodes: int) -> GridDAG:
+    """``batch_size`` disjoint copies: every index is shifted by the size of the table it points into."""
+    num_edges = grid.edge_index.size(1)
+
+    def repeat(index: Tensor, stride: int) -> Tensor:
+        offsets = torch.arange(batch_size) * stride
+        return (index.unsqueeze(-2) + offsets.unsqueeze(-1)).flatten(-2)
+
+    return GridDAG(
+        edge_index=repeat(grid.edge_index, num_nodes),
+        line_edge_index=repeat(grid.line_edge_index, num_edges),
+        edge_source=repeat(grid.edge_source, 2 * num_nodes),
+        edge_mark=repeat(grid.edge_mark, 2 * num_nodes),
+        line_transition=repeat(grid.line_transition, 4 * num_nodes),
+        node_level=grid.node_level.repeat(batch_size),
+    )
+
+
+def _grid_wavefronts_cpu(X: int, Y: int) -> GridWavefronts:
+    order, ptr, x_start = [], [0], []
+    for diagonal in range(X + Y - 1):
+        first, last = max(0, diagonal - Y + 1), min(X - 1, diagonal)
+        order.extend(x * Y + diagonal - x for x in range(first, last + 1))
+        ptr.append(len(order))
+        x_start.append(first)
+    order = torch.tensor(order, dtype=torch.long)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel())
+    return GridWavefronts(order, inverse, ptr, x_start)

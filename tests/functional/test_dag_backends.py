@@ -1,0 +1,104 @@
+"""Every backend against the levels backend (which is itself checked against golden vectors and the naive loop)."""
+import pytest
+import torch
+
+from conftest import shared_path
+from dag_inputs import random_case, random_graph, random_inputs
+from plstm_geometric.functional import plstm_dag
+from plstm_geometric.functional.dag import BACKENDS, choose_backend
+from plstm_geometric.graph import build_plan, line_graph
+
+NAMES = ("query", "key", "value", "source", "transition", "mark", "direct")
+FAST_BACKENDS = [b for b in BACKENDS if b not in ("auto", "levels")]
+
+
+def run(inputs, edge_index, line_edge_index, backend, out_weight=None):
+    leaves = {name: t.clone().requires_grad_() for name, t in inputs.items()}
+    out = plstm_dag(**leaves, edge_index=edge_index, line_edge_index=line_edge_index, backend=backend)
+    weight = torch.ones_like(out) if out_weight is None else out_weight
+    (out * weight).sum().backward()
+    return out, {name: leaves[name].grad for name in NAMES}
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_golden(backend):
+    for case in torch.load(shared_path("golden", "dag_public.pt"), weights_only=True):
+        out, grads = run({n: case[n] for n in NAMES}, case["edge_index"], case["line_edge_index"], backend,
+                         case["out_weight"])
+        torch.testing.assert_close(out, case["out"], atol=1e-10, rtol=0, msg=case["name"])
+        for name in NAMES:
+            torch.testing.assert_close(grads[name], case["grads"][name], atol=1e-10, rtol=0, msg=name)
+
+
+def batch_of_graphs(num_graphs, seed):
+    generator = torch.Generator().manual_seed(seed)
+    edges, offset = [], 0
+    for _ in range(num_graphs):
+        num_nodes = int(torch.randint(1, 30, (1,), generator=generator))
+        edges.append(random_graph(num_nodes, 2 * num_nodes, generator) + offset)
+        offset += num_nodes
+    return offset, torch.cat(edges, 1), generator
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+@pytest.mark.parametrize("mode", ["P", "D"])
+def test_agrees_with_levels_on_a_batch(backend, mode):
+    num_nodes, edge_index, generator = batch_of_graphs(40, seed=11)
+    line_edge_index = line_graph(edge_index, num_nodes, mode)
+    inputs = random_inputs(num_nodes, edge_index, line_edge_index, generator=generator)
+    expected, expected_grads = run(inputs, edge_index, line_edge_index, "levels")
+    out, grads = run(inputs, edge_index, line_edge_index, backend)
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
+    for name in NAMES:
+        torch.testing.assert_close(grads[name], expected_grads[name], atol=1e-10, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_gradcheck(backend):
+    inputs, edge_index, line_edge_index = random_case(num_nodes=7, num_edges=14, seed=3)
+    leaves = tuple(inputs[name].requires_grad_() for name in NAMES)
+    plan = build_plan(edge_index, line_edge_index, 7)
+
+    def fn(*args):
+        return plstm_dag(*args, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan, backend=backend)
+
+    assert torch.autograd.gradcheck(fn, leaves)
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_empty_and_isolated_nodes(backend):
+    inputs, _, _ = random_case(num_nodes=5, num_edges=0)
+    empty = torch.empty(2, 0, dtype=torch.long)
+    torch.testing.assert_close(plstm_dag(**inputs, edge_index=empty, line_edge_index=empty, backend=backend),
+                               plstm_dag(**inputs, edge_index=empty, line_edge_index=empty, backend="levels"))
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_bfloat16_close_to_float64(backend):
+    inputs, edge_index, line_edge_index = random_case(num_nodes=30, num_edges=90, seed=3)
+    expected = plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, backend="levels")
+    low = {name: t.to(torch.bfloat16) for name, t in inputs.items()}
+    out = plstm_dag(**low, edge_index=edge_index, line_edge_index=line_edge_index, backend=backend)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.double(), expected, atol=5e-2, rtol=5e-2)
+
+
+def test_auto_picks_parallel_for_small_graphs_and_levels_for_large_ones():
+    num_nodes, edge_index, _ = batch_of_graphs(20, seed=2)
+    small = build_plan(edge_index, line_graph(edge_index, num_nodes), num_nodes)
+    assert choose_backend(small) == "parallel"
+    chain = torch.stack([torch.arange(999), torch.arange(1, 1000)])
+    large = build_plan(chain, line_graph(chain, 1000), 1000)
+    assert choose_backend(large) == "levels"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_cuda_float32_agrees_with_float64(backend):
+    num_nodes, edge_index, generator = batch_of_graphs(40, seed=5)
+    line_edge_index = line_graph(edge_index, num_nodes, "P")
+    inputs = random_inputs(num_nodes, edge_index, line_edge_index, generator=generator)
+    expected = plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, backend="levels")
+    cuda = {name: t.float().cuda() for name, t in inputs.items()}
+    out = plstm_dag(**cuda, edge_index=edge_index.cuda(), line_edge_index=line_edge_index.cuda(), backend=backend)
+    torch.testing.assert_close(out.double().cpu(), expected, atol=1e-4, rtol=1e-4)
