@@ -6,10 +6,11 @@ from torch import Tensor
 
 from ..graph.plan import PLSTMPlan, build_plan
 from ..graph.validation import check_index
+from .backends.chains import plstm_dag_chains
 from .backends.levels import plstm_dag_levels
 from .backends.parallel import plstm_dag_parallel
 
-BACKENDS = ("auto", "levels", "parallel")
+BACKENDS = ("auto", "levels", "parallel", "chains")
 
 
 def plstm_dag(
@@ -51,7 +52,8 @@ def plstm_dag(
             (and the structure validated) when omitted. Reuse it across calls on the same graph.
         backend (str): ``"levels"`` (scatter ops, one step per level, any graph size), ``"parallel"``
             (per-graph dense solve, for batches of small graphs such as molecules) or ``"auto"``, which
-            picks by graph statistics (see :func:`choose_backend`).
+            picks by graph statistics (see :func:`choose_backend`), or ``"chains"`` (long paths of the
+            line graph contracted and solved with a parallel scan: few steps for chain-like DAGs).
         recompute_states (bool): drop the ``[E, H, K, V]`` cell states after the forward pass and
             recompute them in the backward pass: less memory between forward and backward, one more sweep.
 
@@ -84,6 +86,8 @@ def plstm_dag(
         backend = choose_backend(plan)
     if backend == "parallel":
         return plstm_dag_parallel(query, key, value, source, transition, mark, direct, plan)
+    if backend == "chains":
+        return plstm_dag_chains(query, key, value, source, transition, mark, direct, plan)
     return plstm_dag_levels(query, key, value, source, transition, mark, direct, plan, recompute_states)
 
 
@@ -127,20 +131,28 @@ def check_gate(name: str, gate: Tensor, rows: int, heads: int, query: Tensor) ->
 # bounds its cubic cost and memory overtake the level sweep.
 PARALLEL_MAX_EDGES = 128
 PARALLEL_MAX_PADDING = 8.0
+# Chain contraction pays when it removes most steps of a deep sweep; each contracted step costs a scan
+# (about 2 log T elementwise passes), so it must cut the number of steps by a wide margin.
+CHAINS_MIN_LEVELS = 64
+CHAINS_MIN_REDUCTION = 8
 
 
 def choose_backend(plan: PLSTMPlan) -> str:
     """The backend ``backend="auto"`` uses for this schedule.
 
     ``"parallel"`` when every connected component has at most ``PARALLEL_MAX_EDGES`` edges and the padded
-    layout holds at most ``PARALLEL_MAX_PADDING`` times the real edges, else ``"levels"``. The rule was
+    layout holds at most ``PARALLEL_MAX_PADDING`` times the real edges; ``"chains"`` for deep sweeps
+    (at least ``CHAINS_MIN_LEVELS`` levels) that chain contraction shortens at least
+    ``CHAINS_MIN_REDUCTION``-fold; else ``"levels"``. The rule was
     set from ``python -m plstm_geometric.benchmarks.core`` (docs/benchmarks.md). Heads and channel sizes
     scale both backends alike, so only the graph statistics decide.
     """
     if plan.num_edges == 0 or plan.num_levels <= 1:
         return "levels"
     layout = plan.layout
-    if layout.max_edges > PARALLEL_MAX_EDGES:
-        return "levels"
     padded = layout.num_components * layout.max_edges
-    return "parallel" if padded <= PARALLEL_MAX_PADDING * plan.num_edges else "levels"
+    if layout.max_edges <= PARALLEL_MAX_EDGES and padded <= PARALLEL_MAX_PADDING * plan.num_edges:
+        return "parallel"
+    if plan.num_levels >= CHAINS_MIN_LEVELS and plan.chains.num_levels * CHAINS_MIN_REDUCTION <= plan.num_levels:
+        return "chains"
+    return "levels"

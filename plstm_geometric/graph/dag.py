@@ -1,5 +1,5 @@
 """Orienting graphs into DAGs and grouping their nodes into topological levels."""
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -94,34 +94,77 @@ def node_levels(edge_index: Tensor, num_nodes: int) -> Tensor:
     r"""Topological level of every node: the length of the longest path reaching it.
 
     Sources have level 0; an edge always goes from a lower to a higher level, so all nodes of one level
-    can be processed at once. Kahn's algorithm, one vectorised step per level: a node joins the frontier
-    when its last predecessor has been processed.
+    can be processed at once. Paths of nodes with one way in and one way out are contracted first
+    (pointer jumping, :math:`O(\log)` steps), then Kahn's algorithm runs on the contracted graph, one
+    vectorised step per level of that graph: a 100,000-node chain takes a handful of steps.
 
     Raises:
         ValueError: if the graph has a cycle; the message names a node on it.
     """
     check_edge_index(edge_index, num_nodes)
     device = edge_index.device
-    level = torch.full((num_nodes,), -1, dtype=torch.long, device=device)
     if num_nodes == 0:
-        return level
-    ptr, edge_ids = out_csr(edge_index, num_nodes)
-    dst_by_src = edge_index[1, edge_ids]
+        return torch.empty(0, dtype=torch.long, device=device)
+    head, distance, on_cycle = chain_heads(edge_index, num_nodes)
+    if bool(on_cycle.any()):
+        raise cycle_error(int(on_cycle.nonzero()[0]))
+
+    # Contracted graph: every edge that is not a chain link joins the end of one chain to a chain head.
+    src, dst = edge_index
+    jump = head[dst] == dst
+    jump_src, jump_dst = src[jump], dst[jump]
+    jump_edges = torch.stack([head[jump_src], jump_dst])
+    head_level = torch.zeros(num_nodes, dtype=torch.long, device=device)
+    ptr, edge_ids = out_csr(jump_edges, num_nodes)
     out_degree = ptr[1:] - ptr[:-1]
-    remaining_in = torch.bincount(edge_index[1], minlength=num_nodes)
-    frontier = (remaining_in == 0).nonzero().view(-1)
-    depth = 0
+    remaining_in = torch.bincount(jump_dst, minlength=num_nodes)
+    is_head = head == torch.arange(num_nodes, device=device)
+    frontier = (is_head & (remaining_in == 0)).nonzero().view(-1)
+    processed = 0
     while frontier.numel() > 0:
-        level[frontier] = depth
-        targets = dst_by_src[expand_ranges(ptr[frontier], out_degree[frontier])]
+        processed += frontier.numel()
+        edges = edge_ids[expand_ranges(ptr[frontier], out_degree[frontier])]
+        targets = jump_dst[edges]
+        # Longest path: a head sits one above the furthest chain end that feeds it.
+        head_level.scatter_reduce_(0, targets, head_level[jump_edges[0, edges]] + distance[jump_src[edges]] + 1,
+                                   reduce="amax")
         remaining_in.scatter_add_(0, targets, torch.full_like(targets, -1))
         targets = torch.unique(targets)
         frontier = targets[remaining_in[targets] == 0]
-        depth += 1
-    if bool((level < 0).any()):
-        raise ValueError(f"edge_index: the graph has a cycle through node {node_on_cycle(edge_index, level < 0)}; "
-                         "expected a DAG (orient undirected graphs with dagify)")
-    return level
+    if processed < int(is_head.sum()):
+        stuck = is_head & (remaining_in > 0)
+        raise cycle_error(node_on_cycle(edge_index, stuck[head]))
+    return head_level[head] + distance
+
+
+def chain_heads(edge_index: Tensor, num_nodes: int):
+    """For every node: the first node of its chain, the distance to it, and whether it lies on a pure cycle.
+
+    An edge ``u -> v`` is a chain link when it is the only edge leaving ``u`` and the only one entering
+    ``v``. Pointer jumping doubles the followed distance each step; pointers that have not settled after
+    ``log2(N) + 1`` steps go round a cycle of links.
+    """
+    src, dst = edge_index
+    device = edge_index.device
+    out_degree = torch.bincount(src, minlength=num_nodes)
+    in_degree = torch.bincount(dst, minlength=num_nodes)
+    is_link = (out_degree[src] == 1) & (in_degree[dst] == 1) & (src != dst)
+    head = torch.arange(num_nodes, device=device)
+    head[dst[is_link]] = src[is_link]
+    distance = torch.zeros(num_nodes, dtype=torch.long, device=device)
+    distance[dst[is_link]] = 1
+    for _ in range(num_nodes.bit_length() + 1):
+        next_head = head[head]
+        if torch.equal(next_head, head):
+            return head, distance, torch.zeros_like(head, dtype=torch.bool)
+        distance = distance + distance[head]
+        head = next_head
+    return head, distance, head[head] != head
+
+
+def cycle_error(node: int) -> ValueError:
+    return ValueError(f"edge_index: the graph has a cycle through node {node}; "
+                      "expected a DAG (orient undirected graphs with dagify)")
 
 
 def node_on_cycle(edge_index: Tensor, unprocessed: Tensor) -> int:
@@ -154,3 +197,9 @@ def weak_components(edge_index: Tensor, num_nodes: int) -> Tensor:
         if torch.equal(new, label):
             return label
         label = new
+
+
+def level_pointers(sorted_levels: Tensor, num_levels: int) -> List[int]:
+    """Start of every level in a sorted level vector, plus its end: slice ``l`` is ``ptr[l]:ptr[l + 1]``."""
+    bounds = torch.arange(num_levels + 1, device=sorted_levels.device)
+    return torch.searchsorted(sorted_levels, bounds).tolist()

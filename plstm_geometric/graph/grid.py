@@ -68,17 +68,24 @@ class GridWavefronts(NamedTuple):
     Attributes:
         order (LongTensor): ``[X * Y]`` node id (``x * Y + y``) of each position in diagonal order.
         inverse (LongTensor): ``[X * Y]`` position of each node id in diagonal order.
+        successor (LongTensor): ``[X * Y, 2]`` position of the node that the r-edge (column 0) / d-edge
+            (column 1) of each position leads to, ``X * Y`` where that edge would leave the grid.
+        predecessor (LongTensor): ``[X * Y, 2]`` position of the node whose r-edge / d-edge enters each
+            position, ``X * Y`` where there is none (first column / first row).
         ptr (list[int]): ``X + Y`` slice boundaries.
         x_start (list[int]): smallest :math:`x` on each diagonal.
     """
 
     order: Tensor
     inverse: Tensor
+    successor: Tensor
+    predecessor: Tensor
     ptr: List[int]
     x_start: List[int]
 
     def to(self, device) -> "GridWavefronts":
-        return GridWavefronts(self.order.to(device), self.inverse.to(device), self.ptr, self.x_start)
+        return GridWavefronts(self.order.to(device), self.inverse.to(device), self.successor.to(device),
+                              self.predecessor.to(device), self.ptr, self.x_start)
 
 
 def check_grid_size(X, Y) -> None:
@@ -211,6 +218,19 @@ def _grid_wavefronts_cpu(X: int, Y: int) -> GridWavefronts:
         ptr.append(len(order))
         x_start.append(first)
     order = torch.tensor(order, dtype=torch.long)
+    num_nodes = X * Y
     inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(order.numel())
-    return GridWavefronts(order, inverse, ptr, x_start)
+    inverse[order] = torch.arange(num_nodes)
+
+    # Neighbours as positions in diagonal order; the out-of-grid index num_nodes points at a zero row
+    # that the sweeps append to the tables they gather from.
+    x, y = order // Y, order % Y
+    padded_inverse = torch.cat([inverse, torch.tensor([num_nodes])])
+
+    def position(x_new: Tensor, y_new: Tensor) -> Tensor:
+        inside = (x_new >= 0) & (x_new < X) & (y_new >= 0) & (y_new < Y)
+        return padded_inverse[torch.where(inside, x_new * Y + y_new, num_nodes)]
+
+    successor = torch.stack([position(x + 1, y), position(x, y + 1)], dim=1)
+    predecessor = torch.stack([position(x - 1, y), position(x, y - 1)], dim=1)
+    return GridWavefronts(order, inverse, successor, predecessor, ptr, x_start)

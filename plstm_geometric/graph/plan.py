@@ -5,8 +5,9 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
+from .chains import ChainSchedule, build_chain_schedule
 from .components import ComponentLayout, build_component_layout
-from .dag import node_levels
+from .dag import level_pointers, node_levels
 from .validation import check_edge_index, check_index, check_range
 
 
@@ -31,6 +32,7 @@ class PLSTMPlan:
             of ``e_in`` (backward sweep).
         edge_index, line_edge_index, node_level (LongTensor): the structure it was built from.
         layout (ComponentLayout): per-graph padded layout for the parallel form, built on first use.
+        chains (ChainSchedule): chain segments for the chain-contracted form, built on first use.
     """
 
     num_nodes: int
@@ -52,6 +54,7 @@ class PLSTMPlan:
     line_edge_index: Tensor
     node_level: Tensor
     cached_layout: Optional[ComponentLayout] = field(default=None, repr=False)
+    cached_chains: Optional[ChainSchedule] = field(default=None, repr=False)
 
     @property
     def layout(self) -> ComponentLayout:
@@ -59,6 +62,12 @@ class PLSTMPlan:
             self.cached_layout = build_component_layout(self.edge_index, self.line_edge_index, self.num_nodes,
                                                         self.node_level)
         return self.cached_layout
+
+    @property
+    def chains(self) -> ChainSchedule:
+        if self.cached_chains is None:
+            self.cached_chains = build_chain_schedule(self.line_edge_index, self.num_edges)
+        return self.cached_chains
 
     @property
     def num_levels(self) -> int:
@@ -71,7 +80,7 @@ class PLSTMPlan:
     def to(self, device) -> "PLSTMPlan":
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, value in moved.items():
-            if isinstance(value, (Tensor, ComponentLayout)):
+            if isinstance(value, (Tensor, ComponentLayout, ChainSchedule)):
                 moved[name] = value.to(device)
         return PLSTMPlan(**moved)
 
@@ -81,11 +90,6 @@ class PLSTMPlan:
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(num_nodes={self.num_nodes}, num_edges={self.num_edges}, "
                 f"num_line_edges={self.num_line_edges}, num_levels={self.num_levels})")
-
-
-def level_pointers(sorted_levels: Tensor, num_levels: int) -> List[int]:
-    bounds = torch.arange(num_levels + 1, device=sorted_levels.device)
-    return torch.searchsorted(sorted_levels, bounds).tolist()
 
 
 def build_plan(

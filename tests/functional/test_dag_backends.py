@@ -4,7 +4,7 @@ import torch
 
 from conftest import shared_path
 from dag_inputs import random_case, random_graph, random_inputs
-from plstm_geometric.functional import plstm_dag
+from plstm_geometric.functional import linear_recurrence, plstm_dag
 from plstm_geometric.functional.dag import BACKENDS, choose_backend
 from plstm_geometric.graph import build_plan, line_graph
 
@@ -83,13 +83,62 @@ def test_bfloat16_close_to_float64(backend):
     torch.testing.assert_close(out.double(), expected, atol=5e-2, rtol=5e-2)
 
 
-def test_auto_picks_parallel_for_small_graphs_and_levels_for_large_ones():
+def test_auto_picks_by_graph_statistics():
     num_nodes, edge_index, _ = batch_of_graphs(20, seed=2)
     small = build_plan(edge_index, line_graph(edge_index, num_nodes), num_nodes)
     assert choose_backend(small) == "parallel"
     chain = torch.stack([torch.arange(999), torch.arange(1, 1000)])
-    large = build_plan(chain, line_graph(chain, 1000), 1000)
-    assert choose_backend(large) == "levels"
+    assert choose_backend(build_plan(chain, line_graph(chain, 1000), 1000)) == "chains"
+    # A wide random DAG: components too large for the dense form, no long chains.
+    wide = random_graph(3000, 9000, torch.Generator().manual_seed(0))
+    assert choose_backend(build_plan(wide, line_graph(wide, 3000), 3000)) == "levels"
+
+
+def chain_inputs(num_nodes, generator):
+    edge_index = torch.stack([torch.arange(num_nodes - 1), torch.arange(1, num_nodes)])
+    line_edge_index = line_graph(edge_index, num_nodes)
+    inputs = random_inputs(num_nodes, edge_index, line_edge_index, heads=1, k=1, v=1, generator=generator)
+    inputs["transition"] = torch.rand(num_nodes - 2, 1, generator=generator, dtype=torch.float64) * 2 - 1
+    return inputs, edge_index, line_edge_index
+
+
+def test_chain_dag_equals_the_linear_recurrence():
+    inputs, edge_index, line_edge_index = chain_inputs(500, torch.Generator().manual_seed(1))
+    inputs.update(query=torch.ones_like(inputs["query"]), key=torch.ones_like(inputs["key"]),
+                  mark=torch.ones_like(inputs["mark"]), direct=torch.zeros_like(inputs["direct"]))
+    out = plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, backend="chains")
+    # Node t + 1 reads the state of edge t: h_t = T_{t-1} h_{t-1} + S_t v_t.
+    decay = torch.cat([torch.zeros(1, 1, dtype=torch.float64), inputs["transition"]]).view(1, -1, 1)
+    impulse = (inputs["source"] * inputs["value"][:-1, :, 0]).view(1, -1, 1)
+    expected = linear_recurrence(decay, impulse).view(-1)
+    torch.testing.assert_close(out[1:].view(-1), expected, atol=1e-10, rtol=0)
+
+
+def test_hundred_thousand_node_chain_runs_in_one_step_and_equals_levels():
+    inputs, edge_index, line_edge_index = chain_inputs(100_000, torch.Generator().manual_seed(2))
+    plan = build_plan(edge_index, line_edge_index, 100_000)
+    assert plan.num_levels == 99_999
+    assert plan.chains.num_levels == 1
+    chains = plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan, backend="chains")
+    levels = plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan, backend="levels")
+    torch.testing.assert_close(chains, levels, atol=1e-10, rtol=0)
+
+
+def test_chains_inside_a_branching_dag():
+    # Two long chains that split from a common root and merge again, plus a side branch.
+    left = torch.stack([torch.arange(0, 30), torch.arange(1, 31)])
+    right = torch.stack([torch.cat([torch.tensor([0]), torch.arange(31, 60)]), torch.arange(31, 61)])
+    merge = torch.tensor([[30, 60, 61, 15], [61, 61, 62, 63]])
+    edge_index = torch.cat([left, right, merge], 1)
+    line_edge_index = line_graph(edge_index, 64)
+    plan = build_plan(edge_index, line_edge_index, 64)
+    assert plan.chains.num_levels < plan.num_levels / 4
+    inputs = random_inputs(64, edge_index, line_edge_index, generator=torch.Generator().manual_seed(3))
+    expected, expected_grads = run(inputs, edge_index, line_edge_index, "levels")
+    out, grads = run(inputs, edge_index, line_edge_index, "chains")
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
+    for name in NAMES:
+        torch.testing.assert_close(grads[name], expected_grads[name], atol=1e-10, rtol=0, msg=name)
 
 
 @pytest.mark.gpu
