@@ -1,0 +1,198 @@
+"""OGB molecular property prediction datasets (ogbg-mol*), loadable with torch >= 2.6."""
+import logging
+import os.path as osp
+import shutil
+import tempfile
+from typing import Callable, Dict, Mapping, Optional
+from urllib.error import URLError
+
+import numpy as np
+import pandas as pd
+import torch
+from ogb import graphproppred as ogb_graphproppred
+from ogb.graphproppred import Evaluator
+from ogb.io.read_graph_raw import read_csv_graph_raw
+from torch_geometric.data import Data, InMemoryDataset, download_url, extract_zip
+
+from .evaluator import OGBStyleEvaluator
+
+log = logging.getLogger(__name__)
+
+MASTER_CSV = osp.join(osp.dirname(ogb_graphproppred.__file__), "master.csv")
+
+# OGB's raw layout for molecules: headerless gzip CSVs, one row per node / bond / graph.
+RAW_FILE_NAMES = ["edge.csv.gz", "edge-feat.csv.gz", "node-feat.csv.gz", "num-node-list.csv.gz",
+                  "num-edge-list.csv.gz", "graph-label.csv.gz"]
+SPLITS = ("train", "valid", "test")
+
+
+def ogb_master_table() -> pd.DataFrame:
+    """OGB's table of graph property datasets (one column per dataset), as shipped with ogb."""
+    return pd.read_csv(MASTER_CSV, index_col=0, keep_default_na=False)
+
+
+def ogb_mol_names() -> list:
+    """Names of OGB's molecular graph property datasets (``ogbg-mol*``)."""
+    master = ogb_master_table()
+    return [name for name in master.columns if master[name]["data type"] == "mol"]
+
+
+def dataset_dir_name(name: str) -> str:
+    """OGB's folder name for a dataset: ``ogbg-molhiv`` -> ``ogbg_molhiv``."""
+    return name.replace("-", "_")
+
+
+class OGBMolDataset(InMemoryDataset):
+    r"""An OGB molecular dataset (e.g. :obj:`"ogbg-molhiv"`) as PyG :class:`Data` objects.
+
+    A drop-in replacement for :class:`ogb.graphproppred.PygGraphPropPredDataset` that works with
+    torch >= 2.6 (OGB 1.3.6 calls :func:`torch.load` without :obj:`weights_only`, and asks for
+    confirmation on stdin before some downloads). It reads OGB's raw layout under
+    :obj:`root/<name with - replaced by _>/` with OGB's own reader; when the raw files are
+    missing it downloads OGB's zip (the URL from OGB's :obj:`master.csv`), without any prompt.
+    Raw files written by :func:`~plstm_geometric.datasets.build_ogb_dataset` are used as they
+    are, so datasets rebuilt offline load exactly as downloaded ones.
+
+    Each graph has :obj:`x` (long [N, 9]), :obj:`edge_index` (long [2, E], both directions of
+    every bond), :obj:`edge_attr` (long [E, 3]) and :obj:`y` ([1, num_tasks]: long for
+    classification, float32 when a classification set has missing labels (NaN) and for
+    regression), as OGB's :class:`PygGraphPropPredDataset`. The processed file is saved with
+    :meth:`InMemoryDataset.save` and loads with :obj:`torch.load(weights_only=True)`.
+
+    Args:
+        name (str): an ``ogbg-mol*`` name, or any name when :obj:`meta_info` is given.
+        root (str): the data root; the dataset lives in :obj:`root/<dir name>`.
+        transform, pre_transform (callable, optional): PyG transforms.
+        meta_info (mapping, optional): OGB-style metadata for datasets that OGB does not list,
+            with the keys of OGB's :obj:`master.csv` that matter here: :obj:`"num tasks"`,
+            :obj:`"eval metric"`, :obj:`"task type"`, :obj:`"add_inverse_edge"`
+            (:obj:`"True"`/:obj:`"False"`), :obj:`"split"`, and optionally :obj:`"url"` and
+            :obj:`"download_name"`.
+        force_reload (bool): process the raw files again even if a processed file exists.
+
+    Attributes:
+        num_tasks (int): label columns (read from the data: a rebuilt variant may differ from
+            OGB's, e.g. ogbg-molclintox from a one-task CSV).
+        eval_metric (str): OGB's metric, e.g. :obj:`"rocauc"`.
+        task_type (str): e.g. :obj:`"binary classification"` or :obj:`"regression"`.
+    """
+
+    processed_name = "plstm_geometric_data.pt"
+
+    def __init__(self, name: str, root: str = "datasets", transform: Optional[Callable] = None,
+                 pre_transform: Optional[Callable] = None, meta_info: Optional[Mapping] = None,
+                 force_reload: bool = False):
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        self.name = name
+        self.meta_info = self._resolve_meta(name, meta_info)
+        self.original_root = str(root)
+        self.dir_name = dataset_dir_name(name)
+        self.eval_metric = self.meta_info["eval metric"]
+        self.task_type = self.meta_info["task type"]
+        super().__init__(osp.join(self.original_root, self.dir_name), transform, pre_transform,
+                         force_reload=force_reload)
+        self.load(self.processed_paths[0])
+        self.num_tasks = int(self._data.y.size(1))
+
+    @staticmethod
+    def _resolve_meta(name: str, meta_info: Optional[Mapping]) -> Dict[str, str]:
+        if meta_info is not None:
+            required = ("num tasks", "eval metric", "task type", "add_inverse_edge", "split")
+            missing = [key for key in required if key not in meta_info]
+            if missing:
+                raise ValueError(f"meta_info lacks the keys {missing}")
+            return {key: str(value) for key, value in meta_info.items()}
+        names = ogb_mol_names()
+        if name not in names:
+            raise ValueError(f"name must be one of OGB's molecular datasets {names} (or pass "
+                             f"meta_info for another dataset), got {name!r}")
+        return {key: str(value) for key, value in ogb_master_table()[name].items()}
+
+    @property
+    def raw_file_names(self):
+        return RAW_FILE_NAMES
+
+    @property
+    def processed_file_names(self):
+        return self.processed_name
+
+    @property
+    def evaluator(self):
+        """OGB's :class:`Evaluator` for OGB's datasets, an :class:`OGBStyleEvaluator` otherwise."""
+        master = ogb_master_table()
+        if self.name in master and int(master[self.name]["num tasks"]) == self.num_tasks:
+            return Evaluator(self.name)
+        return OGBStyleEvaluator(self.name, self.num_tasks, self.eval_metric)
+
+    def download(self):
+        url = self.meta_info.get("url", "")
+        if not url:
+            raise FileNotFoundError(
+                f"{self.raw_dir} lacks OGB's raw files and {self.name!r} has no download URL; "
+                f"build them with `python -m plstm_geometric.datasets build-ogb --csv FILE "
+                f"--name {self.name} --root {self.original_root}`")
+        with tempfile.TemporaryDirectory(dir=self.original_root, prefix=".download-") as scratch:
+            try:
+                archive = download_url(url, scratch)
+            except (URLError, OSError) as error:
+                raise RuntimeError(
+                    f"could not download {self.name} from {url} ({error}); without internet, "
+                    f"rebuild it offline with `python -m plstm_geometric.datasets build-ogb "
+                    f"--csv FILE --name {self.name} --root {self.original_root}`") from error
+            extract_zip(archive, scratch)
+            # The zip holds one folder named after the download (e.g. hiv/); it replaces the
+            # dataset folder, whose raw files are missing anyway.
+            shutil.rmtree(self.root)
+            shutil.move(osp.join(scratch, self.meta_info["download_name"]), self.root)
+
+    def process(self):
+        add_inverse_edge = self.meta_info["add_inverse_edge"] == "True"
+        graphs = read_csv_graph_raw(self.raw_dir, add_inverse_edge=add_inverse_edge)
+        labels = pd.read_csv(osp.join(self.raw_dir, "graph-label.csv.gz"), compression="gzip",
+                             header=None).values
+        if len(labels) != len(graphs):
+            raise ValueError(f"{self.raw_dir}: graph-label.csv.gz has {len(labels)} rows for "
+                             f"{len(graphs)} graphs")
+        if labels.shape[1] != int(self.meta_info["num tasks"]):
+            log.warning("%s: %d label columns where OGB's %s has %s; scoring falls back to "
+                        "OGBStyleEvaluator", self.raw_dir, labels.shape[1], self.name,
+                        self.meta_info["num tasks"])
+        # Same label dtypes as OGB: integer classes unless some label is missing.
+        if "classification" in self.task_type and not np.isnan(labels.astype(np.float64)).any():
+            label_dtype = torch.long
+        else:
+            label_dtype = torch.float32
+
+        data_list = []
+        for graph, label in zip(graphs, labels):
+            data = Data(
+                x=torch.from_numpy(graph["node_feat"]),
+                edge_index=torch.from_numpy(graph["edge_index"]),
+                edge_attr=torch.from_numpy(graph["edge_feat"]),
+                y=torch.from_numpy(label.astype(np.float64)).view(1, -1).to(label_dtype),
+                num_nodes=int(graph["num_nodes"]),
+            )
+            data_list.append(data)
+        if self.pre_transform is not None:
+            data_list = [self.pre_transform(data) for data in data_list]
+        self.save(data_list, self.processed_paths[0])
+
+    def get_idx_split(self, split_type: Optional[str] = None) -> Dict[str, torch.Tensor]:
+        """Train/valid/test graph indices (long tensors) from :obj:`split/<split_type>/`."""
+        split_type = split_type or self.meta_info["split"]
+        path = osp.join(self.root, "split", split_type)
+        if not osp.isdir(path):
+            raise ValueError(f"split_type {split_type!r} has no folder {path}")
+        return {split: _read_indices(osp.join(path, f"{split}.csv.gz")) for split in SPLITS}
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.name!r}, {len(self)})"
+
+
+def _read_indices(path: str) -> torch.Tensor:
+    try:
+        indices = pd.read_csv(path, compression="gzip", header=None).values[:, 0]
+    except pd.errors.EmptyDataError:  # a tiny dataset can leave a split empty
+        indices = np.empty(0)
+    return torch.from_numpy(indices.astype(np.int64))
