@@ -3,3 +3,5 @@ from .line_graph import line_graph
 from .plan import PLSTMPlan, build_plan
 
 __all__ = ["dagify", "reverse_dag", "node_levels", "line_graph", "PLSTMPlan", "build_plan"]
+from .grid import GridDAG, GridWavefronts, grid_dag, grid_plan, grid_wavefronts
+__all__ += ["GridDAG", "GridWavefronts", "grid_dag", "grid_plan", "grid_wavefronts"]

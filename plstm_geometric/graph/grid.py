@@ -22,7 +22,7 @@ All structures are built once per shape on the CPU and cached (the returned tens
 callers and must not be modified in place).
 """
 import functools
-from typing import List, NamedTuple, Optional
+from typing import List, NamedTuple
 
 import torch
 from torch import Tensor

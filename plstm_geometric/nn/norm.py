@@ -38,9 +38,12 @@ class MultiHeadRMSNorm(torch.nn.Module):
                 f"x: expected trailing shape ({self.heads}, {self.head_channels}), got {tuple(x.shape)}"
             )
         dtype = x.dtype
-        x = x.float()
+        # 16-bit inputs are normalised in float32 (their mean square underflows otherwise); float32 and
+        # float64 keep their precision.
+        work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+        x = x.to(work)
         x = x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return (x * self.weight.float()).to(dtype)
+        return (x * self.weight.to(work)).to(dtype)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.heads}, {self.head_channels})"
