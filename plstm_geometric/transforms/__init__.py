@@ -1,1 +1,3 @@
 
+from .data import PLSTMData
+from .prepare import PreparePLSTM

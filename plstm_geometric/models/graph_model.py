@@ -1,0 +1,186 @@
+from typing import Dict, Optional, Tuple
+
+import torch
+from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
+from torch import Tensor
+from torch_geometric.nn import global_add_pool, global_mean_pool
+from torch_geometric.utils import degree
+
+from ..nn.blocks import PLSTMBlock
+from ..transforms.data import PLSTMData
+from ..transforms.structure import PLSTMStructure, orient_edges, plstm_structure
+
+POOLS = {"mean": global_mean_pool, "sum": global_add_pool}
+ENCODERS = ("ogb", "linear")
+
+
+def reset_embeddings(module: torch.nn.Module) -> None:
+    """OGB's Atom/BondEncoder initialise their embeddings in ``__init__`` only; this repeats it."""
+    for embedding in module.modules():
+        if isinstance(embedding, torch.nn.Embedding):
+            torch.nn.init.xavier_uniform_(embedding.weight)
+
+
+class PLSTMGraphModel(torch.nn.Module):
+    r"""Graph-level pLSTM: encoders, a stack of :class:`~plstm_geometric.nn.PLSTMBlock` and a pooled
+    MLP head.
+
+    .. math::
+        \mathbf{h}^{0}_n &= \mathrm{Enc}(\mathbf{x}_n)\; [+\, \mathrm{Emb}(\min(\deg n, d_{\max}))], \qquad
+        \mathbf{f}_e = \mathrm{Enc}_E(\mathbf{e}_e), \\
+        \mathbf{h}^{i+1} &= \mathrm{PLSTMBlock}_i(\mathbf{h}^{i}, \mathbf{f}), \qquad
+        \mathbf{y}_G = \mathrm{MLP}\big(\mathrm{pool}_{n \in G}\, \mathrm{LN}(\mathbf{h}^{L}_n)\big).
+
+    Block :math:`i` sweeps the DAG forward for even :math:`i` and in reverse for odd :math:`i`, each
+    with a P-mode and a D-mode layer. Undirected graphs are oriented by node index (see
+    :class:`~plstm_geometric.nn.PLSTMConv`); data prepared by
+    :class:`~plstm_geometric.transforms.PreparePLSTM` is used with its precomputed structure (which
+    must include what the blocks need: P and D, forward and, for two or more blocks, reverse). The four
+    structures are built once per forward pass and shared by all blocks.
+
+    Args:
+        hidden_channels (int): node embedding width.
+        out_channels (int): outputs per graph.
+        num_layers (int): number of blocks.
+        heads (int): pLSTM heads per layer. (default: :obj:`4`)
+        encoder (str): ``"ogb"``: OGB Atom/BondEncoder of integer features; ``"linear"``: linear maps of
+            float features. (default: :obj:`"ogb"`)
+        in_channels (int, optional): node feature width, required for ``encoder="linear"``.
+        edge_dim (int, optional): edge feature width for ``encoder="linear"``; without it edge features
+            are ignored (with ``"ogb"`` bonds are always encoded).
+        degree_encoding (bool): add an embedding of the node degree (in-degree of ``edge_index``,
+            clamped to ``max_degree``). (default: :obj:`False`)
+        max_degree (int): largest distinguished degree. (default: :obj:`10`)
+        pool (str): ``"mean"`` or ``"sum"``. (default: :obj:`"mean"`)
+        dropout (float): dropout in the blocks and the head. (default: :obj:`0.0`)
+        **kwargs: further :class:`~plstm_geometric.nn.PLSTMBlock` / :class:`~plstm_geometric.nn.PLSTMConv`
+            arguments (``mlp_ratio``, ``alpha``, ``normalize_over``, ...).
+
+    Shapes:
+        data.x ``[N, F]`` (long for ``"ogb"``), data.edge_index ``[2, E]``, data.edge_attr ``[E, D]``,
+        data.batch ``[N]`` -> ``[num_graphs, out_channels]``.
+    """
+
+    def __init__(
+        self,
+        hidden_channels: int,
+        out_channels: int,
+        num_layers: int,
+        heads: int = 4,
+        encoder: str = "ogb",
+        in_channels: Optional[int] = None,
+        edge_dim: Optional[int] = None,
+        degree_encoding: bool = False,
+        max_degree: int = 10,
+        pool: str = "mean",
+        dropout: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__()
+        for name, value in (("hidden_channels", hidden_channels), ("out_channels", out_channels),
+                            ("num_layers", num_layers), ("max_degree", max_degree)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder: expected one of {ENCODERS}, got {encoder!r}")
+        if encoder == "linear" and in_channels is None:
+            raise ValueError("in_channels: required when encoder='linear'")
+        if pool not in POOLS:
+            raise ValueError(f"pool: expected one of {tuple(POOLS)}, got {pool!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        self.hidden_channels = hidden_channels
+        self.out_channels = out_channels
+        self.num_layers = num_layers
+        self.heads = heads
+        self.encoder = encoder
+        self.in_channels = in_channels
+        self.edge_dim = edge_dim
+        self.degree_encoding = degree_encoding
+        self.max_degree = max_degree
+        self.pool = pool
+
+        if encoder == "ogb":
+            self.node_encoder = AtomEncoder(hidden_channels)
+            self.edge_encoder = BondEncoder(hidden_channels)
+        else:
+            self.node_encoder = torch.nn.Linear(in_channels, hidden_channels)
+            self.edge_encoder = None if edge_dim is None else torch.nn.Linear(edge_dim, hidden_channels)
+        self.degree_embedding = torch.nn.Embedding(max_degree + 1, hidden_channels) if degree_encoding else None
+        block_edge_dim = None if self.edge_encoder is None else hidden_channels
+        self.blocks = torch.nn.ModuleList([
+            PLSTMBlock(hidden_channels, heads, edge_dim=block_edge_dim, reverse=i % 2 == 1, dropout=dropout,
+                       **kwargs)
+            for i in range(num_layers)
+        ])
+        self.norm = torch.nn.LayerNorm(hidden_channels)
+        self.head = torch.nn.Sequential(
+            torch.nn.Linear(hidden_channels, hidden_channels),
+            torch.nn.GELU(),
+            torch.nn.Dropout(dropout),
+            torch.nn.Linear(hidden_channels, out_channels),
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for encoder in (self.node_encoder, self.edge_encoder):
+            if isinstance(encoder, torch.nn.Linear):
+                encoder.reset_parameters()
+            elif encoder is not None:
+                reset_embeddings(encoder)
+        if self.degree_embedding is not None:
+            # Zero so that the degree encoding starts as a no-op on the atom embeddings.
+            torch.nn.init.zeros_(self.degree_embedding.weight)
+        for block in self.blocks:
+            block.reset_parameters()
+        self.norm.reset_parameters()
+        self.head[0].reset_parameters()
+        self.head[3].reset_parameters()
+
+    def structures(self, data) -> Dict[Tuple[str, bool], PLSTMStructure]:
+        """The structures of all sweeps the blocks need, keyed by ``(mode, reverse)``, from the fields of
+        :class:`~plstm_geometric.transforms.PLSTMData` when present, else computed from ``edge_index``."""
+        needed = [(mode, reverse) for reverse in sorted({block.reverse for block in self.blocks})
+                  for mode in ("P", "D")]
+        if isinstance(data, PLSTMData) and "dag_edge_index" in data:
+            return {(mode, reverse): data.plstm_structure(mode, reverse) for mode, reverse in needed}
+        dag_edge_index, edge_id = orient_edges(data.edge_index, data.num_nodes)
+        return {(mode, reverse): plstm_structure(dag_edge_index, edge_id, data.num_nodes, mode, reverse)
+                for mode, reverse in needed}
+
+    def forward(self, data) -> Tensor:
+        """Graph-level predictions ``[num_graphs, out_channels]`` for a PyG ``Batch`` (or single ``Data``)."""
+        x, edge_index = data.x, data.edge_index
+        if self.encoder == "ogb":
+            if x.dim() != 2 or x.dtype != torch.long:
+                raise TypeError(f"data.x: expected long [N, F] atom features for encoder='ogb', "
+                                f"got {x.dtype} {tuple(x.shape)}")
+            h = self.node_encoder(x)
+        else:
+            h = self.node_encoder(x.float())
+        if self.degree_embedding is not None:
+            node_degree = degree(edge_index[1], x.size(0), dtype=torch.long).clamp(max=self.max_degree)
+            h = h + self.degree_embedding(node_degree)
+        edge_attr = None
+        if self.edge_encoder is not None:
+            if getattr(data, "edge_attr", None) is None:
+                raise ValueError("data.edge_attr: required by this model (encoder='ogb' or edge_dim set), got None")
+            edge_attr = self.edge_encoder(data.edge_attr if self.encoder == "ogb" else data.edge_attr.float())
+
+        structures = self.structures(data)
+        for block in self.blocks:
+            h = block(h, edge_index, edge_attr, structure_p=structures[("P", block.reverse)],
+                      structure_d=structures[("D", block.reverse)])
+
+        batch = getattr(data, "batch", None)
+        if batch is None:
+            batch, num_graphs = edge_index.new_zeros(x.size(0)), 1
+        else:
+            num_graphs = getattr(data, "num_graphs", None)
+            if num_graphs is None:
+                num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
+        return self.head(POOLS[self.pool](self.norm(h), batch, size=num_graphs))
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.hidden_channels}, {self.out_channels}, "
+                f"num_layers={self.num_layers}, heads={self.heads}, encoder={self.encoder!r}, pool={self.pool!r})")

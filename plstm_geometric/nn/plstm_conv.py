@@ -1,0 +1,325 @@
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.nn import Linear
+
+from ..functional import plstm_dag
+from ..transforms.structure import (LAYER_MODES, ORIENTATIONS, PLSTMStructure, line_graph_mode_of, orient_edges,
+                                   plstm_structure)
+from .norm import MultiHeadRMSNorm
+
+NORMALIZE_OVER = ("outgoing", "incoming")
+
+# Gate initialisation as in the paper: nearly closed source, mark and direct gates, so that at the start
+# every node reads a small, input-independent mixture of its past; the per-head RMS norm then rescales it.
+SOURCE_BIAS = -4.0
+MARK_BIAS = -4.0
+DIRECT_BIAS = -6.0
+# A single-successor transition starts open, between these values over the heads: memory ranges from
+# about 1 / (1 - 0.6) = 2.5 to 1 / (1 - 0.95) = 20 edges, so signals propagate from the first step.
+TRANSITION_START = (0.6, 0.95)
+# Gate weights: pre-activations spread by about this much around the bias for unit-variance inputs.
+GATE_WEIGHT_SCALE = 0.1
+
+
+def constrain_transition(
+    transition: Tensor,
+    line_edge_index: Tensor,
+    num_edges: int,
+    mode: str = "P",
+    alpha: float = 1.0,
+    normalize_over: str = "outgoing",
+) -> Tensor:
+    r"""Maps transition pre-activations :math:`\tilde{T}` ``[L, H]`` to the transitions of a pLSTM mode.
+
+    * ``"P"``: :math:`T_{e' \to e} = \tilde{T}_{e' \to e} / (\alpha + \sum_{g} |\tilde{T}_{g}|)`, the sum
+      running over the line edges that share :math:`e'` (``normalize_over="outgoing"``: everything edge
+      :math:`e'` passes on, so :math:`\sum_e |T_{e' \to e}| < 1`) or share :math:`e`
+      (``"incoming"``: everything edge :math:`e` receives).
+    * ``"D"``: :math:`T = \tanh(\tilde{T})`; meant for a multitree line graph.
+    * ``"unconstrained"``: :math:`T = \tilde{T}`.
+    """
+    if mode == "unconstrained":
+        return transition
+    if mode == "D":
+        return torch.tanh(transition)
+    group = line_edge_index[0] if normalize_over == "outgoing" else line_edge_index[1]
+    magnitude = transition.new_zeros(num_edges, transition.size(1)).index_add_(0, group, transition.abs())
+    return transition / (alpha + magnitude[group])
+
+
+def at_least_float32(tensor: Tensor) -> Tensor:
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+class PLSTMConv(torch.nn.Module):
+    r"""The pLSTM graph layer from `"pLSTM: parallelizable Linear Source Transition Mark networks"
+    <https://arxiv.org/abs/2506.11997>`_ (Pöppel et al., 2025).
+
+    The graph is swept as a DAG. Cell states :math:`C_e \in \mathbb{R}^{K \times V}` live on its edges
+    and flow along its line graph :math:`\mathcal{L}` (pairs of edges :math:`e' \to e` meeting at a node
+    :math:`n = \mathrm{dst}(e') = \mathrm{src}(e)`); for every head:
+
+    .. math::
+        C_e &= \sum_{(e', e) \in \mathcal{L}} T_{e' \to e}\, C_{e'}
+               + S_e\, \mathbf{k}_{\mathrm{src}(e)} \mathbf{v}_{\mathrm{src}(e)}^{\top} \\
+        \mathbf{o}_n &= \sum_{e:\, \mathrm{dst}(e) = n} M_e\, C_e^{\top} \mathbf{q}_n
+               + D_n\, (\mathbf{q}_n^{\top} \mathbf{k}_n)\, \mathbf{v}_n \\
+        \mathbf{x}'_n &= \mathbf{W}_o\, \mathrm{RMSNorm}_{\mathrm{head}}(\mathbf{o}_n)
+
+    with :math:`\mathbf{q}_n = K^{-1/2} \mathbf{W}_q \mathbf{x}_n`, :math:`\mathbf{k}_n = \mathbf{W}_k
+    \mathbf{x}_n`, :math:`\mathbf{v}_n = \mathbf{W}_v \mathbf{x}_n` and the gates
+
+    .. math::
+        S_e = \sigma(\mathbf{w}_S^{\top} [\mathbf{x}_{\mathrm{src}(e)}; \mathbf{f}_e] + b_S), \quad
+        M_e = \sigma(\mathbf{w}_M^{\top} [\mathbf{x}_{\mathrm{dst}(e)}; \mathbf{f}_e] + b_M), \quad
+        D_n = \sigma(\mathbf{w}_D^{\top} \mathbf{x}_n + b_D), \quad
+        \tilde{T}_{e' \to e} = \mathbf{w}_T^{\top} [\mathbf{f}_{e'}; \mathbf{f}_e; \mathbf{x}_n] + b_T.
+
+    The edge features :math:`\mathbf{f}_e` are ``edge_attr`` when ``edge_dim`` is set, otherwise
+    :math:`[\mathbf{x}_{\mathrm{src}(e)}; \mathbf{x}_{\mathrm{dst}(e)}]`. The mode fixes the line graph
+    and how :math:`\tilde{T}` becomes :math:`T` (:func:`constrain_transition`):
+
+    * ``"P"`` (propagation), full line graph, :math:`T = \tilde{T} / (\alpha + \sum |\tilde{T}|)` with
+      the sum over all transitions leaving the same edge :math:`e'`. Hence, for every node and incoming
+      edge, :math:`\sum_e |T_{e' \to e}| < 1` strictly (for :math:`\alpha > 0`): a state is split among
+      the outgoing edges, never amplified, and every cell state is bounded by the sum of the source
+      contributions upstream. ``normalize_over="incoming"`` sums over the transitions entering :math:`e`
+      instead (the authors' graph code): a state is then at most the largest incoming one plus its own
+      source term, so norms grow at most linearly along a path.
+    * ``"D"`` (diffusion), multitree line graph (:func:`~plstm_geometric.graph.line_graph` with
+      ``mode="D"``), :math:`T = \tanh(\tilde{T})`: at most one path joins two edges, so there is no
+      blow-up with the number of paths.
+    * ``"unconstrained"``: full line graph, :math:`T = \tilde{T}`. Not stable (the number of paths
+      grows exponentially, e.g. on grids); it exists to demonstrate why P and D are needed.
+
+    **Orientation.** With ``orientation="auto"`` an undirected graph (every edge's reverse is present,
+    as in PyG's molecules) is oriented from lower to higher node index, or by a per-node ``order`` passed
+    to :meth:`forward` (see :func:`~plstm_geometric.graph.dagify`); any other graph is used as given and
+    must be a DAG (a cycle raises :class:`ValueError`). ``orientation="undirected"`` or ``"dag"`` forces
+    either reading. ``reverse=True`` sweeps the DAG against its edges. Edge attributes follow the edge
+    they belong to.
+
+    **Structure.** Orienting the graph and building its line graph and schedule is integer work that does
+    not depend on the parameters. It is done in every call unless a :class:`PLSTMStructure` is passed:
+    build one with :meth:`structure` to reuse it on a fixed graph, or take it from data prepared by
+    :class:`~plstm_geometric.transforms.PreparePLSTM` (``data.plstm_structure(mode, reverse)``). Both
+    paths give the same result.
+
+    **Initialisation.** Query, key, value and output weights are Glorot-uniform with zero biases. Gate
+    weights are small (normal, standard deviation :math:`0.1 / \sqrt{\text{fan-in}}`, so gates start
+    close to their biases while gradients reach their inputs from the first step) and gate biases start
+    at :math:`b_S = b_M = -4` and :math:`b_D = -6` (nearly closed, as in the paper). :math:`b_T` is set
+    so that a transition with a single successor starts at :math:`T_h`, evenly spaced over the heads in
+    :math:`[0.6, 0.95]` (memory ranges of about 2.5 to 20 edges), so signals propagate from the start
+    (P: :math:`b_T = \alpha T_h / (1 - T_h)`; D: :math:`\operatorname{artanh} T_h`; unconstrained:
+    :math:`T_h`).
+
+    Args:
+        in_channels (int): size :math:`C` of each input sample.
+        out_channels (int): size of each output sample.
+        heads (int): number of heads :math:`H`. (default: :obj:`4`)
+        mode (str): ``"P"``, ``"D"`` or ``"unconstrained"``. (default: :obj:`"P"`)
+        edge_dim (int, optional): edge feature size; when set, ``edge_attr`` is required.
+            (default: :obj:`None`)
+        qk_channels (int, optional): query/key size :math:`K` per head. (default: ``v_channels``)
+        v_channels (int, optional): value size :math:`V` per head. (default: ``out_channels // heads``)
+        orientation (str): ``"auto"``, ``"dag"`` or ``"undirected"``. (default: :obj:`"auto"`)
+        reverse (bool): sweep against the DAG's edges. (default: :obj:`False`)
+        alpha (float): P-mode normalisation offset :math:`\alpha > 0`. (default: :obj:`1.0`)
+        normalize_over (str): P-mode normalisation group, ``"outgoing"`` (the paper) or ``"incoming"``.
+            (default: :obj:`"outgoing"`)
+        bias (bool): learn additive biases in the query/key/value and output projections.
+            (default: :obj:`True`)
+
+    Shapes:
+        - **input:** node features :math:`(|\mathcal{V}|, C)`, edge indices :math:`(2, |\mathcal{E}|)`,
+          edge features :math:`(|\mathcal{E}|, \text{edge\_dim})` *(optional)*,
+          order :math:`(|\mathcal{V}|)` *(optional)*
+        - **output:** node features :math:`(|\mathcal{V}|, \text{out\_channels})`
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        heads: int = 4,
+        mode: str = "P",
+        edge_dim: Optional[int] = None,
+        qk_channels: Optional[int] = None,
+        v_channels: Optional[int] = None,
+        orientation: str = "auto",
+        reverse: bool = False,
+        alpha: float = 1.0,
+        normalize_over: str = "outgoing",
+        bias: bool = True,
+    ):
+        super().__init__()
+        if mode not in LAYER_MODES:
+            raise ValueError(f"mode: expected one of {LAYER_MODES}, got {mode!r}")
+        if orientation not in ORIENTATIONS:
+            raise ValueError(f"orientation: expected one of {ORIENTATIONS}, got {orientation!r}")
+        if normalize_over not in NORMALIZE_OVER:
+            raise ValueError(f"normalize_over: expected one of {NORMALIZE_OVER}, got {normalize_over!r}")
+        if not alpha > 0:
+            raise ValueError(f"alpha: expected a positive number (it keeps the P-mode bound strict), got {alpha}")
+        if v_channels is None:
+            if out_channels % heads != 0:
+                raise ValueError(f"v_channels: out_channels={out_channels} is not divisible by heads={heads}; "
+                                 "pass v_channels explicitly")
+            v_channels = out_channels // heads
+        if qk_channels is None:
+            qk_channels = v_channels
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("heads", heads),
+                            ("qk_channels", qk_channels), ("v_channels", v_channels)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.heads = heads
+        self.mode = mode
+        self.edge_dim = edge_dim
+        self.qk_channels = qk_channels
+        self.v_channels = v_channels
+        self.orientation = orientation
+        self.reverse = reverse
+        self.alpha = alpha
+        self.normalize_over = normalize_over
+
+        self.lin_query = Linear(in_channels, heads * qk_channels, bias=bias, weight_initializer="glorot")
+        self.lin_key = Linear(in_channels, heads * qk_channels, bias=bias, weight_initializer="glorot")
+        self.lin_value = Linear(in_channels, heads * v_channels, bias=bias, weight_initializer="glorot")
+        # Node terms of the four gates, per head: source (read at src), mark (at dst), transition (at
+        # the meeting node), direct. Each gate is linear in a concatenation, i.e. a sum of per-part terms.
+        self.lin_gate = Linear(in_channels, 4 * heads, bias=True)
+        # Edge-feature terms: source, mark, transition from f_{e'} (incoming), transition from f_e (outgoing).
+        edge_in = edge_dim if edge_dim is not None else 2 * in_channels
+        self.lin_edge_gate = Linear(edge_in, 4 * heads, bias=False)
+        self.norm = MultiHeadRMSNorm(heads, v_channels)
+        self.lin_out = Linear(heads * v_channels, out_channels, bias=bias, weight_initializer="glorot")
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        for lin in (self.lin_query, self.lin_key, self.lin_value, self.lin_out):
+            lin.reset_parameters()
+        for lin in (self.lin_gate, self.lin_edge_gate):
+            # Small rather than zero (as in the authors' code): gates start close to their biases, yet
+            # gradients reach the inputs (and e.g. an edge encoder in front) from the first step.
+            torch.nn.init.normal_(lin.weight, std=GATE_WEIGHT_SCALE / lin.in_channels ** 0.5)
+        start = torch.linspace(*TRANSITION_START, self.heads, dtype=torch.float64)
+        if self.mode == "P":
+            transition_bias = self.alpha * start / (1 - start)
+        elif self.mode == "D":
+            transition_bias = torch.atanh(start)
+        else:
+            transition_bias = start
+        with torch.no_grad():
+            bias = self.lin_gate.bias.view(4, self.heads)
+            bias[0].fill_(SOURCE_BIAS)
+            bias[1].fill_(MARK_BIAS)
+            bias[2].copy_(transition_bias)
+            bias[3].fill_(DIRECT_BIAS)
+        self.norm.reset_parameters()
+
+    @property
+    def line_graph_mode(self) -> str:
+        return line_graph_mode_of(self.mode)
+
+    def structure(self, edge_index: Tensor, num_nodes: int, order: Optional[Tensor] = None) -> PLSTMStructure:
+        r"""The :class:`PLSTMStructure` this layer sweeps for ``edge_index``; pass it to :meth:`forward` to
+        reuse it (it depends only on the graph, ``order``, ``orientation``, ``reverse`` and the mode's line
+        graph, so layers of the same line-graph mode and direction can share it)."""
+        dag_edge_index, edge_id = orient_edges(edge_index, num_nodes, self.orientation, order)
+        return plstm_structure(dag_edge_index, edge_id, num_nodes, self.line_graph_mode, self.reverse)
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_attr: Optional[Tensor] = None,
+        order: Optional[Tensor] = None,
+        structure: Optional[PLSTMStructure] = None,
+    ) -> Tensor:
+        r"""Runs the layer.
+
+        Args:
+            x (Tensor): node features ``[N, in_channels]``.
+            edge_index (LongTensor): ``[2, E]`` edges (undirected with both directions, or a DAG).
+            edge_attr (Tensor, optional): ``[E, edge_dim]``, required iff ``edge_dim`` is set.
+            order (Tensor, optional): ``[N]`` node ranks orienting an undirected graph.
+            structure (PLSTMStructure, optional): precomputed structure of ``edge_index`` (see
+                :meth:`structure`); ``order`` must then be omitted.
+        """
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != self.in_channels:
+            raise ValueError(f"x: expected a tensor of shape [N, {self.in_channels}], "
+                             f"got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        num_nodes = x.size(0)
+        if self.edge_dim is None and edge_attr is not None:
+            raise ValueError("edge_attr: given, but the layer was built with edge_dim=None")
+        if self.edge_dim is not None:
+            if edge_attr is None:
+                raise ValueError(f"edge_attr: required, the layer was built with edge_dim={self.edge_dim}")
+            if not edge_attr.is_floating_point():
+                raise TypeError(f"edge_attr: expected a floating-point tensor, got {edge_attr.dtype} "
+                                "(embed categorical edge features first, e.g. with OGB's BondEncoder)")
+            if edge_attr.dim() != 2 or edge_attr.shape != (edge_index.size(1), self.edge_dim):
+                raise ValueError(f"edge_attr: expected shape [{edge_index.size(1)}, {self.edge_dim}], "
+                                 f"got {tuple(edge_attr.shape)}")
+        if structure is None:
+            structure = self.structure(edge_index, num_nodes, order)
+        else:
+            self._check_structure(structure, num_nodes, order)
+
+        dag_edge_index, line_edge_index = structure.edge_index, structure.line_edge_index
+        src, dst = dag_edge_index
+        incoming_edge, outgoing_edge = line_edge_index
+        meeting_node = dst[incoming_edge]
+        heads, qk_channels, v_channels = self.heads, self.qk_channels, self.v_channels
+
+        query = self.lin_query(x).view(num_nodes, heads, qk_channels) * qk_channels ** -0.5
+        key = self.lin_key(x).view(num_nodes, heads, qk_channels)
+        value = self.lin_value(x).view(num_nodes, heads, v_channels)
+
+        # Gate arithmetic (sigmoids, the P-mode sums of magnitudes) runs in at least float32 under bf16
+        # autocast; the gates are handed to the op in the dtype of the query.
+        node_gate = at_least_float32(self.lin_gate(x)).view(num_nodes, 4, heads)
+        if self.edge_dim is not None:
+            edge_gate = self.lin_edge_gate(edge_attr)[structure.edge_id]
+        else:
+            # f_e = [x_src; x_dst] is never materialised ([E, 2C]): its linear map is the sum of two node
+            # maps ([N, 4H] each) gathered at the endpoints.
+            weight_src, weight_dst = self.lin_edge_gate.weight.split(self.in_channels, dim=1)
+            edge_gate = F.linear(x, weight_src)[src] + F.linear(x, weight_dst)[dst]
+        edge_gate = at_least_float32(edge_gate).view(-1, 4, heads)
+
+        source = torch.sigmoid(node_gate[src, 0] + edge_gate[:, 0])
+        mark = torch.sigmoid(node_gate[dst, 1] + edge_gate[:, 1])
+        transition = node_gate[meeting_node, 2] + edge_gate[incoming_edge, 2] + edge_gate[outgoing_edge, 3]
+        transition = constrain_transition(transition, line_edge_index, dag_edge_index.size(1), self.mode,
+                                          self.alpha, self.normalize_over)
+        direct = torch.sigmoid(node_gate[:, 3])
+
+        dtype = query.dtype
+        out = plstm_dag(query, key, value, source.to(dtype), transition.to(dtype),
+                        mark.to(dtype), direct.to(dtype), dag_edge_index, line_edge_index, plan=structure.plan)
+        out = self.norm(out).reshape(num_nodes, heads * v_channels)
+        return self.lin_out(out)
+
+    def _check_structure(self, structure: PLSTMStructure, num_nodes: int, order: Optional[Tensor]) -> None:
+        if not isinstance(structure, PLSTMStructure):
+            raise TypeError(f"structure: expected a PLSTMStructure, got {type(structure).__name__}")
+        if order is not None:
+            raise ValueError("order: has no effect when a structure is given (the structure fixes the orientation)")
+        if structure.num_nodes != num_nodes:
+            raise ValueError(f"structure: built for {structure.num_nodes} nodes, but x has {num_nodes}")
+        if structure.line_graph_mode != self.line_graph_mode or structure.reverse != self.reverse:
+            raise ValueError(f"structure: has a {structure.line_graph_mode} line graph with reverse="
+                             f"{structure.reverse}; this layer (mode={self.mode}) needs a "
+                             f"{self.line_graph_mode} line graph with reverse={self.reverse}")
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads}, "
+                f"mode={self.mode}{', reverse=True' if self.reverse else ''})")

@@ -1,0 +1,130 @@
+import io
+
+import pytest
+import torch
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from plstm_geometric.benchmarks.molecules import nci_batch
+from plstm_geometric.models import PLSTMGraphModel
+from plstm_geometric.transforms import PreparePLSTM
+
+
+def molecules(count):
+    return nci_batch(count).to_data_list()
+
+
+def first_batch(graphs, batch_size=None):
+    return next(iter(DataLoader(graphs, batch_size=batch_size or len(graphs))))
+
+
+def test_blocks_alternate_directions_with_both_modes():
+    model = PLSTMGraphModel(16, 2, num_layers=3, heads=2)
+    assert [block.reverse for block in model.blocks] == [False, True, False]
+    assert all((block.conv_p.mode, block.conv_d.mode) == ("P", "D") for block in model.blocks)
+    assert str(model) == "PLSTMGraphModel(16, 2, num_layers=3, heads=2, encoder='ogb', pool='mean')"
+
+
+@pytest.mark.parametrize("pool", ["mean", "sum"])
+def test_output_shape_and_gradients(pool):
+    model = PLSTMGraphModel(16, 3, num_layers=2, heads=2, degree_encoding=True, pool=pool, dropout=0.1)
+    batch = first_batch(molecules(6))
+    out = model(batch)
+    assert out.shape == (6, 3)
+    (out * torch.randn_like(out)).sum().backward()
+    for name, parameter in model.named_parameters():
+        # Degrees above 4 do not occur in these molecules; their embedding rows get no gradient.
+        if name == "degree_embedding.weight":
+            assert parameter.grad[:4].abs().sum(1).gt(0).sum() >= 3
+            continue
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("prepared", [False, True])
+def test_batch_equals_per_graph(prepared):
+    graphs = molecules(40)
+    if prepared:
+        graphs = [PreparePLSTM()(graph) for graph in graphs]
+    model = PLSTMGraphModel(16, 2, num_layers=2, heads=2).double()
+    model.eval()
+    batched = model(first_batch(graphs, batch_size=20))
+    per_graph = torch.cat([model(first_batch([graph])) for graph in graphs[:20]])
+    torch.testing.assert_close(batched, per_graph, rtol=1e-5, atol=1e-6)
+
+
+def test_prepared_and_plain_data_agree():
+    graphs = molecules(16)
+    model = PLSTMGraphModel(16, 2, num_layers=2, heads=2)
+    plain = model(first_batch(graphs))
+    prepared = model(first_batch([PreparePLSTM()(graph) for graph in graphs]))
+    assert torch.equal(plain, prepared)
+
+
+def test_molecules_without_bonds():
+    # Single ions have no edges: their nodes only see the direct term.
+    ion = Data(x=torch.zeros(1, 9, dtype=torch.long), edge_index=torch.zeros(2, 0, dtype=torch.long),
+               edge_attr=torch.zeros(0, 3, dtype=torch.long))
+    graphs = [ion, *molecules(2), ion]
+    model = PLSTMGraphModel(16, 1, num_layers=2, heads=2)
+    out = model(first_batch(graphs))
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[0], model(ion)[0])
+    torch.testing.assert_close(model(first_batch([PreparePLSTM()(graph) for graph in graphs])), out)
+
+
+def test_linear_encoders_and_single_data():
+    edge_index = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
+    data = Data(x=torch.randn(4, 5), edge_index=edge_index, edge_attr=torch.randn(6, 2))
+    model = PLSTMGraphModel(8, 1, num_layers=1, heads=2, encoder="linear", in_channels=5, edge_dim=2)
+    assert model(data).shape == (1, 1)
+    without_edges = PLSTMGraphModel(8, 1, num_layers=1, heads=2, encoder="linear", in_channels=5)
+    assert without_edges.blocks[0].conv_p.edge_dim is None
+    assert without_edges(data).shape == (1, 1)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="in_channels"):
+        PLSTMGraphModel(8, 1, 1, encoder="linear")
+    with pytest.raises(ValueError, match="encoder"):
+        PLSTMGraphModel(8, 1, 1, encoder="gnn")
+    with pytest.raises(ValueError, match="pool"):
+        PLSTMGraphModel(8, 1, 1, pool="max")
+    with pytest.raises(ValueError, match="num_layers"):
+        PLSTMGraphModel(8, 1, 0)
+    graph = molecules(1)[0]
+    with pytest.raises(TypeError, match="data.x"):
+        PLSTMGraphModel(8, 1, 1, heads=2)(Data(x=graph.x.float(), edge_index=graph.edge_index,
+                                                edge_attr=graph.edge_attr))
+    with pytest.raises(ValueError, match="PreparePLSTM"):
+        # prepared without the reverse direction, which the second block needs
+        PLSTMGraphModel(8, 1, 2, heads=2)(PreparePLSTM(directions=("forward",))(graph))
+
+
+def test_state_dict_round_trip():
+    batch = first_batch(molecules(4))
+    model = PLSTMGraphModel(16, 2, num_layers=2, heads=2, degree_encoding=True)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    restored = PLSTMGraphModel(16, 2, num_layers=2, heads=2, degree_encoding=True)
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    assert torch.equal(restored(batch), model(batch))
+
+
+def test_bf16_autocast_close_to_fp32():
+    batch = first_batch(molecules(16))
+    model = PLSTMGraphModel(32, 4, num_layers=2, heads=4)
+    reference = model(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch)
+    # Residual stream and pooling average out bf16 rounding: 3% of the output's norm.
+    assert ((out.float() - reference).norm() / reference.norm()) < 3e-2
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    batch = first_batch([PreparePLSTM()(graph) for graph in molecules(16)])
+    model = PLSTMGraphModel(32, 2, num_layers=2, heads=4)
+    reference = model(batch)
+    out = model.to("cuda")(batch.to("cuda"))
+    torch.testing.assert_close(out.cpu(), reference, atol=1e-4, rtol=1e-4)

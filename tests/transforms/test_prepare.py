@@ -1,0 +1,145 @@
+import warnings
+
+import pytest
+import torch
+from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.loader import DataLoader
+
+from plstm_geometric.benchmarks.molecules import nci_batch
+from plstm_geometric.graph import dagify, line_graph, reverse_dag
+from plstm_geometric.nn import PLSTMConv
+from plstm_geometric.transforms import PLSTMData, PreparePLSTM
+
+LINE_KEYS = ["line_edge_index_p_forward", "line_edge_index_d_forward",
+             "line_edge_index_p_reverse", "line_edge_index_d_reverse"]
+
+
+def molecules(count=40):
+    return nci_batch(count).to_data_list()
+
+
+class MoleculeDataset(InMemoryDataset):
+    def __init__(self, root, graphs, pre_transform=None):
+        self.graphs = graphs
+        super().__init__(root, pre_transform=pre_transform)
+        self.load(self.processed_paths[0])
+
+    @property
+    def processed_file_names(self):
+        return ["data.pt"]
+
+    def process(self):
+        self.save([self.pre_transform(graph) for graph in self.graphs], self.processed_paths[0])
+
+
+def test_fields_match_the_graph_functions():
+    graph = molecules(3)[2]
+    prepared = PreparePLSTM()(graph)
+    assert isinstance(prepared, PLSTMData)
+    dag_edge_index, edge_id = dagify(graph.edge_index, graph.num_nodes, return_edge_id=True)
+    assert torch.equal(prepared.dag_edge_index, dag_edge_index)
+    assert torch.equal(prepared.dag_edge_id, edge_id)
+    for key in LINE_KEYS:
+        mode, direction = key.split("_")[-2:]
+        swept = reverse_dag(dag_edge_index) if direction == "reverse" else dag_edge_index
+        assert torch.equal(prepared[key], line_graph(swept, graph.num_nodes, mode.upper())), key
+    # the original attributes are kept unchanged
+    assert torch.equal(prepared.edge_index, graph.edge_index) and torch.equal(prepared.x, graph.x)
+
+
+def test_selected_modes_and_directions_only():
+    prepared = PreparePLSTM(modes=("D",), directions=("reverse",))(molecules(1)[0])
+    assert "line_edge_index_d_reverse" in prepared
+    assert all(key not in prepared for key in LINE_KEYS if key != "line_edge_index_d_reverse")
+    with pytest.raises(ValueError, match="PreparePLSTM"):
+        prepared.plstm_structure("P", reverse=True)
+
+
+def test_batching_offsets_edges_not_nodes():
+    graphs = [PreparePLSTM()(graph) for graph in molecules(5)]
+    batch = next(iter(DataLoader(graphs, batch_size=5)))
+    dag_offset = edge_offset = node_offset = 0
+    for i, graph in enumerate(graphs):
+        num_dag_edges = graph.dag_edge_index.size(1)
+        for key in LINE_KEYS:
+            start = sum(g[key].size(1) for g in graphs[:i])
+            part = batch[key][:, start:start + graph[key].size(1)]
+            assert torch.equal(part, graph[key] + dag_offset), key
+        part = batch.dag_edge_index[:, dag_offset:dag_offset + num_dag_edges]
+        assert torch.equal(part, graph.dag_edge_index + node_offset)
+        assert torch.equal(batch.dag_edge_id[dag_offset:dag_offset + num_dag_edges], graph.dag_edge_id + edge_offset)
+        dag_offset += num_dag_edges
+        edge_offset += graph.edge_index.size(1)
+        node_offset += graph.num_nodes
+    # batching then splitting gives the graphs back
+    for graph, restored in zip(graphs, batch.to_data_list()):
+        for key in ["dag_edge_index", "dag_edge_id", *LINE_KEYS]:
+            assert torch.equal(graph[key], restored[key]), key
+
+
+@pytest.mark.parametrize("mode", ["P", "D", "unconstrained"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_prepared_and_computed_structures_agree_through_the_loader(mode, reverse):
+    graphs = molecules(40)
+    conv = PLSTMConv(9, 8, heads=2, mode=mode, edge_dim=3, reverse=reverse)
+    with torch.no_grad():
+        conv.lin_gate.weight.normal_(0, 0.5)
+        conv.lin_edge_gate.weight.normal_(0, 0.5)
+    plain = next(iter(DataLoader(graphs, batch_size=40)))
+    prepared = next(iter(DataLoader([PreparePLSTM()(graph) for graph in graphs], batch_size=40)))
+    computed = conv(plain.x.float(), plain.edge_index, plain.edge_attr.float())
+    structure = prepared.plstm_structure(mode, reverse)
+    from_fields = conv(prepared.x.float(), prepared.edge_index, prepared.edge_attr.float(), structure=structure)
+    assert torch.equal(from_fields, computed)
+    per_graph = torch.cat([conv(g.x.float(), g.edge_index, g.edge_attr.float()) for g in graphs])
+    torch.testing.assert_close(computed, per_graph, rtol=1e-4, atol=1e-5)
+
+
+def test_order_attribute_and_callable():
+    graph = molecules(2)[1]
+    graph.rank = -torch.arange(graph.num_nodes)
+    by_name = PreparePLSTM(order="rank")(graph.clone())
+    by_function = PreparePLSTM(order=lambda data: -torch.arange(data.num_nodes))(graph.clone())
+    expected = dagify(graph.edge_index, graph.num_nodes, order=graph.rank)
+    assert torch.equal(by_name.dag_edge_index, expected)
+    assert torch.equal(by_function.dag_edge_index, expected)
+    assert bool((expected[0] > expected[1]).all())
+
+
+def test_directed_input_and_cycles():
+    dag = Data(edge_index=torch.tensor([[0, 0, 1], [1, 2, 2]]), num_nodes=3)
+    prepared = PreparePLSTM()(dag)
+    assert torch.equal(prepared.dag_edge_index, dag.edge_index)
+    assert torch.equal(prepared.dag_edge_id, torch.arange(3))
+    with pytest.raises(ValueError, match="cycle"):
+        PreparePLSTM()(Data(edge_index=torch.tensor([[0, 1, 2], [1, 2, 0]]), num_nodes=3))
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="modes"):
+        PreparePLSTM(modes=("X",))
+    with pytest.raises(ValueError, match="directions"):
+        PreparePLSTM(directions=())
+    with pytest.raises(ValueError, match="orientation"):
+        PreparePLSTM(orientation="sideways")
+    with pytest.raises(TypeError, match="order"):
+        PreparePLSTM(order=3)
+
+
+def test_saved_dataset_loads_with_weights_only(tmp_path):
+    graphs = molecules(6)
+    dataset = MoleculeDataset(str(tmp_path), graphs, pre_transform=PreparePLSTM())
+    with warnings.catch_warnings():
+        # PyG falls back to weights_only=False with a warning when a class is not allowlisted.
+        warnings.simplefilter("error")
+        reloaded = MoleculeDataset(str(tmp_path), graphs, pre_transform=PreparePLSTM())
+    torch.load(dataset.processed_paths[0], weights_only=True)
+    assert isinstance(reloaded[0], PLSTMData)
+    for original, restored in zip(dataset, reloaded):
+        for key in ["dag_edge_index", "dag_edge_id", *LINE_KEYS]:
+            assert torch.equal(original[key], restored[key])
+    batch = next(iter(DataLoader(reloaded, batch_size=6)))
+    reference = next(iter(DataLoader([PreparePLSTM()(graph) for graph in graphs], batch_size=6)))
+    for key in ["dag_edge_index", "dag_edge_id", *LINE_KEYS]:
+        assert torch.equal(batch[key], reference[key])
+    assert "PreparePLSTM(order=None" in repr(dataset.pre_transform)
