@@ -11,19 +11,18 @@ from torch import Tensor
 
 from ...graph.plan import PLSTMPlan
 from ..scan import linear_recurrence
-from .levels import compute_dtype
+from .levels import direct_term, in_compute_dtype, source_terms
 
 
 def plstm_dag_chains(query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor,
                      mark: Tensor, direct: Tensor, plan: PLSTMPlan) -> Tensor:
     dtype = query.dtype
-    work = compute_dtype(dtype)
-    query, key, value, source, transition, mark, direct = (
-        t.to(work) for t in (query, key, value, source, transition, mark, direct))
+    query, key, value, source, transition, mark, direct = in_compute_dtype(
+        query, key, value, source, transition, mark, direct)
     schedule = plan.chains
     heads, key_channels, value_channels = query.size(1), query.size(2), value.size(2)
     src, dst = plan.edge_index[:, schedule.edge_order]
-    source_kv = source[schedule.edge_order, :, None, None] * key[src, :, :, None] * value[src, :, None, :]
+    source_kv = source_terms(source[schedule.edge_order], key[src], value[src])
     is_link = schedule.link_line_id >= 0
     decay = torch.where(is_link[:, None], transition[schedule.link_line_id.clamp(min=0)], 0.0)
 
@@ -43,5 +42,4 @@ def plstm_dag_chains(query: Tensor, key: Tensor, value: Tensor, source: Tensor, 
     states = torch.cat(states) if states else source_kv
 
     readout = torch.einsum("ehk,ehkv->ehv", query[dst], states) * mark[schedule.edge_order, :, None]
-    out = (direct * (query * key).sum(-1))[..., None] * value
-    return out.index_add(0, dst, readout).to(dtype)
+    return direct_term(query, key, value, direct).index_add(0, dst, readout).to(dtype)

@@ -25,30 +25,46 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def sweep_states(plan: PLSTMPlan, source_kv: Tensor, transition: Tensor) -> Tensor:
-    """All cell states ``[E, H, K, V]`` (scheduled order) from the source terms and transitions."""
-    states = source_kv.clone()
-    ptr = plan.line_out_level_ptr
-    for level in range(1, plan.num_levels):
+def in_compute_dtype(*tensors: Tensor):
+    """The tensors in the dtype states are accumulated in."""
+    work = compute_dtype(tensors[0].dtype)
+    return tuple(t.to(work) for t in tensors)
+
+
+def direct_term(query: Tensor, key: Tensor, value: Tensor, direct: Tensor) -> Tensor:
+    """``direct[n] * (query[n] . key[n]) * value[n]``: what a node passes to itself, ``[N, H, V]``."""
+    return (direct * (query * key).sum(-1))[..., None] * value
+
+
+def propagate(values: Tensor, weights: Tensor, gather: Tensor, scatter: Tensor, ptr, levels) -> Tensor:
+    """``values[scatter[l]] += weights[l] * values[gather[l]]``, one slice ``ptr[i]:ptr[i + 1]`` per level.
+
+    Levels are visited in the order given, so that every gathered row is final before it is read: the
+    forward sweep goes up (gather ``e_in``, scatter ``e_out``), the backward sweep down (the transpose).
+    """
+    for level in levels:
         lo, hi = ptr[level], ptr[level + 1]
         if lo == hi:
             continue
-        incoming = states[plan.line_in_by_out[lo:hi]] * transition[lo:hi, :, None, None]
-        states.index_add_(0, plan.line_out_by_out[lo:hi], incoming)
-    return states
+        values.index_add_(0, scatter[lo:hi], values[gather[lo:hi]] * weights[lo:hi, :, None, None])
+    return values
+
+
+def sweep_states(plan: PLSTMPlan, source_kv: Tensor, transition: Tensor) -> Tensor:
+    """All cell states ``[E, H, K, V]`` (scheduled order) from the source terms and transitions."""
+    return propagate(source_kv.clone(), transition, plan.line_in_by_out, plan.line_out_by_out,
+                     plan.line_out_level_ptr, range(1, plan.num_levels))
 
 
 def sweep_state_grads(plan: PLSTMPlan, mark_grad: Tensor, transition_by_in: Tensor) -> Tensor:
     """Gradients ``[E, H, K, V]`` of all cell states, by the transposed recurrence from the last level."""
-    grads = mark_grad
-    ptr = plan.line_in_level_ptr
-    for level in range(plan.num_levels - 2, -1, -1):
-        lo, hi = ptr[level], ptr[level + 1]
-        if lo == hi:
-            continue
-        outgoing = grads[plan.line_out_by_in[lo:hi]] * transition_by_in[lo:hi, :, None, None]
-        grads.index_add_(0, plan.line_in_by_in[lo:hi], outgoing)
-    return grads
+    return propagate(mark_grad, transition_by_in, plan.line_out_by_in, plan.line_in_by_in,
+                     plan.line_in_level_ptr, range(plan.num_levels - 2, -1, -1))
+
+
+def source_terms(source: Tensor, key_src: Tensor, value_src: Tensor) -> Tensor:
+    """``source[e] * key[src e] value[src e]^T``, ``[E, H, K, V]``."""
+    return source[:, :, None, None] * key_src[..., :, None] * value_src[..., None, :]
 
 
 class LevelSweep(torch.autograd.Function):
@@ -57,13 +73,9 @@ class LevelSweep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, query, key, value, source, transition, mark, direct, plan, recompute_states):
         src, dst = plan.edge_src, plan.edge_dst
-        key_src, value_src = key[src], value[src]
-        source_kv = source[:, :, None, None] * key_src[..., :, None] * value_src[..., None, :]
-        states = sweep_states(plan, source_kv, transition)
-        query_dst = query[dst]
-        readout = torch.einsum("ehk,ehkv->ehv", query_dst, states)
-        out = (direct * (query * key).sum(-1))[..., None] * value
-        out = out.index_add(0, dst, readout * mark[..., None])
+        states = sweep_states(plan, source_terms(source, key[src], value[src]), transition)
+        readout = torch.einsum("ehk,ehkv->ehv", query[dst], states)
+        out = direct_term(query, key, value, direct).index_add(0, dst, readout * mark[..., None])
         ctx.plan = plan
         ctx.recompute_states = recompute_states
         if recompute_states:
@@ -78,13 +90,11 @@ class LevelSweep(torch.autograd.Function):
         src, dst = plan.edge_src, plan.edge_dst
         if ctx.recompute_states:
             query, key, value, source, transition, mark, direct = ctx.saved_tensors
-            key_src, value_src = key[src], value[src]
-            source_kv = source[:, :, None, None] * key_src[..., :, None] * value_src[..., None, :]
-            states = sweep_states(plan, source_kv, transition)
+            states = sweep_states(plan, source_terms(source, key[src], value[src]), transition)
             readout = torch.einsum("ehk,ehkv->ehv", query[dst], states)
         else:
             query, key, value, source, transition, mark, direct, states, readout = ctx.saved_tensors
-            key_src, value_src = key[src], value[src]
+        key_src, value_src = key[src], value[src]
         out_grad = out_grad.contiguous()
         query_dst, out_grad_dst = query[dst], out_grad[dst]
 
@@ -128,9 +138,8 @@ def plstm_dag_levels(query, key, value, source, transition, mark, direct, plan: 
                      recompute_states: bool = False) -> Tensor:
     """Runs :class:`LevelSweep` on inputs in the caller's edge order and returns ``[N, H, V]``."""
     dtype = query.dtype
-    work = compute_dtype(dtype)
-    query, key, value, source, transition, mark, direct = (
-        t.to(work) for t in (query, key, value, source, transition, mark, direct))
+    query, key, value, source, transition, mark, direct = in_compute_dtype(
+        query, key, value, source, transition, mark, direct)
     out = LevelSweep.apply(
         query, key, value,
         source[plan.edge_order], transition[plan.line_order_by_out], mark[plan.edge_order], direct,

@@ -20,15 +20,14 @@ import torch
 from torch import Tensor
 
 from ...graph.plan import PLSTMPlan
-from .levels import compute_dtype
+from .levels import direct_term, in_compute_dtype
 
 
 def plstm_dag_parallel(query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor,
                        mark: Tensor, direct: Tensor, plan: PLSTMPlan) -> Tensor:
     dtype = query.dtype
-    work = compute_dtype(dtype)
-    query, key, value, source, transition, mark, direct = (
-        t.to(work) for t in (query, key, value, source, transition, mark, direct))
+    query, key, value, source, transition, mark, direct = in_compute_dtype(
+        query, key, value, source, transition, mark, direct)
     layout = plan.layout
     components, max_nodes, max_edges = layout.num_components, layout.max_nodes, layout.max_edges
     heads = query.size(1)
@@ -56,5 +55,4 @@ def plstm_dag_parallel(query: Tensor, key: Tensor, value: Tensor, source: Tensor
     scores = node_query @ node_key.transpose(-1, -2)
     dense_out = (gating * scores) @ node_value  # [C, H, N, V]
     out = dense_out.transpose(1, 2)[layout.node_component, layout.node_slot]
-    out = out + (direct * (query * key).sum(-1))[..., None] * value
-    return out.to(dtype)
+    return (out + direct_term(query, key, value, direct)).to(dtype)
