@@ -44,10 +44,6 @@ def test_train_vision_from_dict_is_deterministic():
 
 
 def test_plstm_end_to_end(tmp_path):
-    try:
-        from plstm_geometric.models import PLSTMVis  # noqa: F401
-    except ImportError as error:
-        pytest.skip(f"plstm_geometric.models.PLSTMVis is not importable yet: {error}")
     out = tmp_path / "results.json"
     results = main(["--model", "plstm", "--out", str(out), *TINY])
     check_results(results, "plstm")

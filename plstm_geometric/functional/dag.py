@@ -1,7 +1,6 @@
 r"""The DAG pLSTM op: validation at the public boundary and dispatch to a backend."""
 from typing import Optional
 
-import torch
 from torch import Tensor
 
 from ..graph.plan import PLSTMPlan, build_plan
