@@ -149,8 +149,7 @@ def choose_backend(plan: PLSTMPlan) -> str:
     if plan.num_edges == 0 or plan.num_levels <= 1:
         return "levels"
     layout = plan.layout
-    padded = layout.num_components * layout.max_edges
-    if layout.max_edges <= PARALLEL_MAX_EDGES and padded <= PARALLEL_MAX_PADDING * plan.num_edges:
+    if layout.max_edges <= PARALLEL_MAX_EDGES and layout.padded_edges <= PARALLEL_MAX_PADDING * plan.num_edges:
         return "parallel"
     if plan.num_levels >= CHAINS_MIN_LEVELS and plan.chains.num_levels * CHAINS_MIN_REDUCTION <= plan.num_levels:
         return "chains"

@@ -11,16 +11,44 @@ node-to-node gating matrix per graph and head,
 
 where :math:`\mathcal{M}_{n e} = M_e [\mathrm{dst}(e) = n]` and :math:`\mathcal{S}_{e m} = S_e
 [\mathrm{src}(e) = m]`. Edges are numbered by level inside each graph, so :math:`I - A` is unit lower
-triangular and one batched triangular solve replaces the level loop. Every graph of the batch is
-padded to the largest one: the cost is :math:`O(C H (E_{max}^2 N_{max} + N_{max}^2 (K + V)))`, a few
-large tensor-core operations for molecules, wasteful for large or very unequal graphs. Autograd
-differentiates through the dense operations.
+triangular and one batched triangular solve replaces the level loop. Graphs are padded within size
+buckets (see :class:`~plstm_geometric.graph.components.ComponentLayout`): per bucket the cost is
+:math:`O(G H (E_{max}^2 N_{max} + N_{max}^2 (K + V)))`, a few large tensor-core operations for
+molecules, too much for large graphs. Autograd differentiates through the dense operations.
 """
 import torch
 from torch import Tensor
 
+from ...graph.components import SizeBucket
 from ...graph.plan import PLSTMPlan
 from .levels import direct_term, in_compute_dtype
+
+
+def dense(rows: Tensor, graph: Tensor, slot: Tensor, num_graphs: int, size: int) -> Tensor:
+    """Rows ``[items, H, D]`` placed at ``(graph, slot)`` of a zero ``[graphs, H, size, D]`` tensor."""
+    padded = rows.new_zeros(num_graphs, size, *rows.shape[1:])
+    return padded.index_put((graph, slot), rows).transpose(1, 2)
+
+
+def bucket_output(bucket: SizeBucket, query: Tensor, key: Tensor, value: Tensor, source: Tensor,
+                  transition: Tensor, mark: Tensor) -> Tensor:
+    """The propagated (non-direct) output ``[nodes of the bucket, H, V]``."""
+    graphs, max_nodes, max_edges = bucket.num_graphs, bucket.max_nodes, bucket.max_edges
+    heads = query.size(1)
+    node_query, node_key, node_value = (
+        dense(t[bucket.node_id], bucket.node_graph, bucket.node_slot, graphs, max_nodes) for t in (query, key, value))
+    # I - A with the unit diagonal left implicit.
+    transfer = query.new_zeros(graphs, max_edges, max_edges, heads).index_put(
+        (bucket.line_graph, bucket.line_out_slot, bucket.line_in_slot), -transition[bucket.line_id])
+    sources = query.new_zeros(graphs, max_edges, max_nodes, heads).index_put(
+        (bucket.edge_graph, bucket.edge_slot, bucket.src_slot), source[bucket.edge_id])
+    marks = query.new_zeros(graphs, max_nodes, max_edges, heads).index_put(
+        (bucket.edge_graph, bucket.dst_slot, bucket.edge_slot), mark[bucket.edge_id])
+    reach = torch.linalg.solve_triangular(transfer.permute(0, 3, 1, 2), sources.permute(0, 3, 1, 2),
+                                          upper=False, unitriangular=True)
+    gating = marks.permute(0, 3, 1, 2) @ reach  # [G, H, N, N]
+    dense_out = (gating * (node_query @ node_key.transpose(-1, -2))) @ node_value
+    return dense_out.transpose(1, 2)[bucket.node_graph, bucket.node_slot]
 
 
 def plstm_dag_parallel(query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor,
@@ -28,31 +56,7 @@ def plstm_dag_parallel(query: Tensor, key: Tensor, value: Tensor, source: Tensor
     dtype = query.dtype
     query, key, value, source, transition, mark, direct = in_compute_dtype(
         query, key, value, source, transition, mark, direct)
-    layout = plan.layout
-    components, max_nodes, max_edges = layout.num_components, layout.max_nodes, layout.max_edges
-    heads = query.size(1)
-
-    def per_graph(rows: Tensor, component: Tensor, slot: Tensor, size: int) -> Tensor:
-        """[items, H, D] -> [C, H, size, D], zero-padded."""
-        dense = rows.new_zeros(components, size, *rows.shape[1:])
-        dense = dense.index_put((component, slot), rows)
-        return dense.transpose(1, 2)
-
-    node_query = per_graph(query, layout.node_component, layout.node_slot, max_nodes)
-    node_key = per_graph(key, layout.node_component, layout.node_slot, max_nodes)
-    node_value = per_graph(value, layout.node_component, layout.node_slot, max_nodes)
-
-    transfer = query.new_zeros(components, max_edges, max_edges, heads)
-    transfer = transfer.index_put((layout.line_component, layout.line_out_slot, layout.line_in_slot), -transition)
-    transfer = transfer.permute(0, 3, 1, 2)  # I - A with the unit diagonal left implicit
-    sources = query.new_zeros(components, max_edges, max_nodes, heads)
-    sources = sources.index_put((layout.edge_component, layout.edge_slot, layout.src_slot), source)
-    marks = query.new_zeros(components, max_nodes, max_edges, heads)
-    marks = marks.index_put((layout.edge_component, layout.dst_slot, layout.edge_slot), mark)
-
-    reach = torch.linalg.solve_triangular(transfer, sources.permute(0, 3, 1, 2), upper=False, unitriangular=True)
-    gating = marks.permute(0, 3, 1, 2) @ reach  # [C, H, N, N]
-    scores = node_query @ node_key.transpose(-1, -2)
-    dense_out = (gating * scores) @ node_value  # [C, H, N, V]
-    out = dense_out.transpose(1, 2)[layout.node_component, layout.node_slot]
-    return (out + direct_term(query, key, value, direct)).to(dtype)
+    out = direct_term(query, key, value, direct)
+    for bucket in plan.layout.buckets:
+        out = out.index_add(0, bucket.node_id, bucket_output(bucket, query, key, value, source, transition, mark))
+    return out.to(dtype)
