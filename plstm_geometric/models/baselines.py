@@ -1,0 +1,315 @@
+"""Message-passing baselines for graph property prediction: GIN, GIN with a virtual node, GCN.
+
+They follow the reference GNNs of the OGB molecule examples (node embeddings of width 300, five layers,
+batch norm after every convolution, dropout 0.5, the last layer's embedding mean-pooled and fed to one
+linear layer), so numbers obtained with them are comparable to the OGB leaderboard, and they share the
+constructor style and ``forward(data)`` of :class:`~plstm_geometric.models.PLSTMGraphModel`.
+"""
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
+from torch import Tensor
+from torch_geometric.nn import GINConv, GINEConv, MessagePassing, global_add_pool, global_max_pool, global_mean_pool
+from torch_geometric.utils import degree
+
+_POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
+_ENCODERS = ("ogb", "linear")
+
+
+class BondGCNConv(MessagePassing):
+    r"""Graph convolution with edge features, as used by the OGB molecule examples.
+
+    .. math::
+        \mathbf{x}'_i = \sum_{j \in \mathcal{N}(i)} \frac{1}{\sqrt{\hat d_i \hat d_j}}
+        \mathrm{ReLU}(\mathbf{W}\mathbf{x}_j + \mathbf{e}_{ji})
+        + \frac{1}{\hat d_i} \mathrm{ReLU}(\mathbf{W}\mathbf{x}_i + \mathbf{r}),
+        \qquad \hat d_i = 1 + \deg(i),
+
+    with :math:`\mathbf{e}_{ji}` an edge embedding computed outside (``None`` drops the term) and
+    :math:`\mathbf{r}` a learned root embedding standing in for the self-loop's missing edge feature.
+    PyG's :class:`~torch_geometric.nn.conv.GCNConv` only accepts scalar edge weights, hence this layer.
+
+    Args:
+        channels (int): input and output width.
+
+    Shapes:
+        x ``[N, channels]``, edge_index ``[2, E]``, edge_embedding ``[E, channels]`` or ``None``
+        -> ``[N, channels]``.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(aggr="add")
+        self.channels = channels
+        self.lin = torch.nn.Linear(channels, channels)
+        self.root = torch.nn.Parameter(torch.empty(1, channels))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        self.lin.reset_parameters()
+        torch.nn.init.zeros_(self.root)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_embedding: Optional[Tensor] = None) -> Tensor:
+        x = self.lin(x)
+        row, col = edge_index
+        deg = degree(row, x.size(0), dtype=x.dtype) + 1
+        deg_inv_sqrt = deg.pow(-0.5)
+        norm = deg_inv_sqrt[row] * deg_inv_sqrt[col]
+        out = self.propagate(edge_index, x=x, edge_embedding=edge_embedding, norm=norm)
+        return out + F.relu(x + self.root) / deg.view(-1, 1)
+
+    def message(self, x_j: Tensor, edge_embedding: Optional[Tensor], norm: Tensor) -> Tensor:
+        if edge_embedding is not None:
+            x_j = x_j + edge_embedding
+        return norm.view(-1, 1) * F.relu(x_j)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.channels})"
+
+
+def _reset(module: torch.nn.Module):
+    """Reset a module whose class may lack ``reset_parameters`` (OGB's encoders initialise in __init__)."""
+    if hasattr(module, "reset_parameters"):
+        module.reset_parameters()
+        return
+    for child in module.children():
+        if isinstance(child, torch.nn.Embedding):
+            # the initialisation OGB's AtomEncoder / BondEncoder apply
+            torch.nn.init.xavier_uniform_(child.weight)
+        else:
+            _reset(child)
+
+
+def _mlp(channels: int) -> torch.nn.Sequential:
+    """The two-layer perceptron of GIN: widen to 2x, batch norm, ReLU, project back."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(channels, 2 * channels),
+        torch.nn.BatchNorm1d(2 * channels),
+        torch.nn.ReLU(),
+        torch.nn.Linear(2 * channels, channels),
+    )
+
+
+class _MolGNN(torch.nn.Module):
+    r"""Shared body of the baselines; subclasses choose the convolution through ``_make_conv``.
+
+    Per layer :math:`\ell` (with :math:`\mathbf{v}` the virtual node's embedding of the node's graph,
+    zero when ``virtual_node=False``):
+
+    .. math::
+        \mathbf{h}^{\ell+1} = \mathrm{Dropout}(\sigma(\mathrm{BN}(
+        \mathrm{Conv}(\mathbf{h}^{\ell} + \mathbf{v}^{\ell})))) \;[+\, (\mathbf{h}^{\ell} + \mathbf{v}^{\ell})
+        \text{ if residual}],
+
+    :math:`\sigma` = ReLU except after the last layer. The virtual node collects
+    :math:`\mathbf{v}^{\ell+1} = \mathrm{Dropout}(\mathrm{MLP}(\mathbf{v}^{\ell} + \sum_i (\mathbf{h}^{\ell}_i
+    + \mathbf{v}^{\ell})))` (plus :math:`\mathbf{v}^{\ell}` if residual).
+    """
+
+    def __init__(
+        self,
+        hidden_channels: int = 300,
+        out_channels: int = 1,
+        num_layers: int = 5,
+        dropout: float = 0.5,
+        encoder: str = "ogb",
+        in_channels: int | None = None,
+        edge_dim: int | None = None,
+        pool: str = "mean",
+        residual: bool = False,
+        virtual_node: bool = False,
+    ):
+        super().__init__()
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers: expected a positive int, got {num_layers!r}")
+        if not isinstance(hidden_channels, int) or hidden_channels < 1:
+            raise ValueError(f"hidden_channels: expected a positive int, got {hidden_channels!r}")
+        if not isinstance(out_channels, int) or out_channels < 1:
+            raise ValueError(f"out_channels: expected a positive int, got {out_channels!r}")
+        if encoder not in _ENCODERS:
+            raise ValueError(f"encoder: expected one of {_ENCODERS}, got {encoder!r}")
+        if encoder == "linear" and in_channels is None:
+            raise ValueError("in_channels: required when encoder='linear'")
+        if pool not in _POOLS:
+            raise ValueError(f"pool: expected one of {tuple(_POOLS)}, got {pool!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        self.hidden_channels = hidden_channels
+        self.out_channels = out_channels
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.encoder = encoder
+        self.in_channels = in_channels
+        self.edge_dim = edge_dim
+        self.pool = pool
+        self.residual = residual
+        self.virtual_node = virtual_node
+
+        if encoder == "ogb":
+            self.node_encoder = AtomEncoder(hidden_channels)
+        else:
+            self.node_encoder = torch.nn.Linear(in_channels, hidden_channels)
+        # every layer embeds the bonds anew, as in OGB: the layers may want different bond features
+        self.edge_encoders = torch.nn.ModuleList()
+        if encoder == "ogb" or edge_dim is not None:
+            for _ in range(num_layers):
+                if encoder == "ogb":
+                    self.edge_encoders.append(BondEncoder(hidden_channels))
+                else:
+                    self.edge_encoders.append(torch.nn.Linear(edge_dim, hidden_channels))
+        self.convs = torch.nn.ModuleList([self._make_conv(hidden_channels) for _ in range(num_layers)])
+        self.norms = torch.nn.ModuleList([torch.nn.BatchNorm1d(hidden_channels) for _ in range(num_layers)])
+        if virtual_node:
+            self.virtual_embedding = torch.nn.Embedding(1, hidden_channels)
+            self.virtual_mlps = torch.nn.ModuleList(
+                [
+                    torch.nn.Sequential(
+                        torch.nn.Linear(hidden_channels, 2 * hidden_channels),
+                        torch.nn.BatchNorm1d(2 * hidden_channels),
+                        torch.nn.ReLU(),
+                        torch.nn.Linear(2 * hidden_channels, hidden_channels),
+                        torch.nn.BatchNorm1d(hidden_channels),
+                        torch.nn.ReLU(),
+                    )
+                    for _ in range(num_layers - 1)
+                ]
+            )
+        self.head = torch.nn.Linear(hidden_channels, out_channels)
+        self.reset_parameters()
+
+    def _make_conv(self, channels: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def _conv(self, layer: int, x: Tensor, edge_index: Tensor, edge_embedding: Optional[Tensor]) -> Tensor:
+        return self.convs[layer](x, edge_index, edge_embedding)
+
+    def reset_parameters(self):
+        _reset(self.node_encoder)
+        for module in [*self.edge_encoders, *self.convs, *self.norms, self.head]:
+            _reset(module)
+        if self.virtual_node:
+            # the virtual node starts from zero so that the first layer sees the plain node embeddings
+            torch.nn.init.zeros_(self.virtual_embedding.weight)
+            for mlp in self.virtual_mlps:
+                _reset(mlp)
+
+    def _encode_nodes(self, x: Tensor) -> Tensor:
+        if self.encoder == "ogb":
+            if x.dim() != 2 or x.dtype != torch.long:
+                raise TypeError(f"data.x: expected long [N, F] atom features for encoder='ogb', got "
+                                f"{x.dtype} {tuple(x.shape)}")
+            return self.node_encoder(x)
+        return self.node_encoder(x.float())
+
+    def _encode_edges(self, layer: int, edge_attr: Optional[Tensor]) -> Optional[Tensor]:
+        if len(self.edge_encoders) == 0:
+            return None
+        if edge_attr is None:
+            raise ValueError("data.edge_attr: required by this model (encoder='ogb' or edge_dim set), got None")
+        if self.encoder == "ogb":
+            return self.edge_encoders[layer](edge_attr)
+        return self.edge_encoders[layer](edge_attr.float())
+
+    def forward(self, data) -> Tensor:
+        """Graph-level predictions ``[num_graphs, out_channels]`` for a PyG ``Batch`` (or single ``Data``)
+        with ``x``, ``edge_index``, optional ``edge_attr`` and ``batch``."""
+        x, edge_index = data.x, data.edge_index
+        edge_attr = getattr(data, "edge_attr", None)
+        batch = getattr(data, "batch", None)
+        if batch is None:
+            batch = x.new_zeros(x.size(0), dtype=torch.long)
+        num_graphs = getattr(data, "num_graphs", None)
+        if num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
+
+        h = self._encode_nodes(x)
+        if self.virtual_node:
+            virtual = self.virtual_embedding.weight.expand(num_graphs, -1)
+        for layer in range(self.num_layers):
+            if self.virtual_node:
+                h = h + virtual[batch]
+            out = self.norms[layer](self._conv(layer, h, edge_index, self._encode_edges(layer, edge_attr)))
+            if layer < self.num_layers - 1:
+                out = F.relu(out)
+            out = F.dropout(out, self.dropout, training=self.training)
+            if self.virtual_node and layer < self.num_layers - 1:
+                # the layer's input already carries the virtual state; OGB adds it once more
+                pooled = global_add_pool(h, batch, size=num_graphs) + virtual
+                update = F.dropout(
+                    self.virtual_mlps[layer](pooled),
+                    self.dropout,
+                    training=self.training,
+                )
+                virtual = virtual + update if self.residual else update
+            h = out + h if self.residual else out
+        return self.head(_POOLS[self.pool](h, batch, size=num_graphs))
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.hidden_channels}, {self.out_channels}, "
+                f"num_layers={self.num_layers}, encoder={self.encoder!r}, pool={self.pool!r})")
+
+
+class GIN(_MolGNN):
+    r"""Graph isomorphism network with bond features (the OGB ``gin`` baseline).
+
+    Each layer is
+
+    .. math::
+        \mathbf{x}'_i = \mathrm{MLP}\Big((1 + \epsilon)\,\mathbf{x}_i
+        + \sum_{j \in \mathcal{N}(i)} \mathrm{ReLU}(\mathbf{x}_j + \mathbf{e}_{ji})\Big)
+
+    (:class:`~torch_geometric.nn.conv.GINEConv` with a trainable :math:`\epsilon`; without edge features
+    the plain :class:`~torch_geometric.nn.conv.GINConv` sum of :math:`\mathbf{x}_j`), followed by batch
+    norm, ReLU (not after the last layer) and dropout; see :class:`_MolGNN` for the stacking.
+
+    Args:
+        hidden_channels (int): node embedding width (OGB: 300).
+        out_channels (int): outputs per graph (tasks or classes).
+        num_layers (int): message-passing layers (OGB: 5).
+        dropout (float): dropout after every layer (OGB: 0.5).
+        encoder (str): ``"ogb"``: OGB atom / bond embeddings of integer features; ``"linear"``: linear maps
+            of float features (``in_channels`` required, ``edge_dim`` optional).
+        in_channels (int, optional): node feature width for ``encoder="linear"``.
+        edge_dim (int, optional): edge feature width for ``encoder="linear"``; ``None`` ignores edges'
+            features.
+        pool (str): graph readout, ``"mean"``, ``"sum"`` or ``"max"``.
+        residual (bool): add each layer's input to its output.
+        virtual_node (bool): add a virtual node connected to all nodes of its graph.
+
+    Shapes:
+        data.x ``[N, F]`` (long for ``"ogb"``), data.edge_index ``[2, E]``, data.edge_attr ``[E, D]``,
+        data.batch ``[N]`` -> ``[num_graphs, out_channels]``.
+    """
+
+    def _make_conv(self, channels: int) -> torch.nn.Module:
+        if self.encoder == "ogb" or self.edge_dim is not None:
+            return GINEConv(_mlp(channels), train_eps=True)
+        return GINConv(_mlp(channels), train_eps=True)
+
+    def _conv(self, layer, x, edge_index, edge_embedding):
+        if edge_embedding is None:
+            return self.convs[layer](x, edge_index)
+        return self.convs[layer](x, edge_index, edge_embedding)
+
+
+class GINVirtual(GIN):
+    r"""GIN with a virtual node (the OGB ``gin-virtual`` baseline): :class:`GIN` with
+    ``virtual_node=True``. The virtual node of each graph is updated between layers from the sum of its
+    graph's node embeddings by a two-layer perceptron and added to every node before the next layer.
+    Same arguments and shapes as :class:`GIN`."""
+
+    def __init__(self, hidden_channels: int = 300, out_channels: int = 1, num_layers: int = 5, **kwargs):
+        kwargs.setdefault("virtual_node", True)
+        super().__init__(hidden_channels, out_channels, num_layers, **kwargs)
+
+
+class GCN(_MolGNN):
+    r"""Graph convolutional network with bond features (the OGB ``gcn`` baseline): layers are
+    :class:`BondGCNConv`, stacked as in :class:`GIN` (batch norm, ReLU, dropout, optional virtual node).
+    Same arguments and shapes as :class:`GIN`."""
+
+    def _make_conv(self, channels: int) -> torch.nn.Module:
+        return BondGCNConv(channels)
