@@ -1,6 +1,7 @@
 r"""The DAG pLSTM op: validation at the public boundary and dispatch to a backend."""
 from typing import Optional
 
+import torch
 from torch import Tensor
 
 from ..graph.plan import PLSTMPlan, build_plan
@@ -83,11 +84,14 @@ def plstm_dag(
         raise ValueError(f"plan: expected device {query.device}, got {plan.device} (use plan.to(device))")
     if backend == "auto":
         backend = choose_backend(plan)
-    if backend == "parallel":
-        return plstm_dag_parallel(query, key, value, source, transition, mark, direct, plan)
-    if backend == "chains":
-        return plstm_dag_chains(query, key, value, source, transition, mark, direct, plan)
-    return plstm_dag_levels(query, key, value, source, transition, mark, direct, plan, recompute_states)
+    # The op sets its own precision (16-bit inputs, float32 states); autocast would push its matmuls
+    # back to 16 bits.
+    with torch.autocast(query.device.type, enabled=False):
+        if backend == "parallel":
+            return plstm_dag_parallel(query, key, value, source, transition, mark, direct, plan)
+        if backend == "chains":
+            return plstm_dag_chains(query, key, value, source, transition, mark, direct, plan)
+        return plstm_dag_levels(query, key, value, source, transition, mark, direct, plan, recompute_states)
 
 
 def check_tensor(name: str, tensor: Tensor, reference: Optional[Tensor] = None) -> None:

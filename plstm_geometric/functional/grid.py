@@ -102,7 +102,9 @@ def plstm_grid(
         backend = choose_backend(query.size(1), query.size(2))
     if backend == "dag":
         return plstm_grid_dag(query, key, value, gates, direct, recompute_states)
-    return plstm_grid_wavefront(query, key, value, gates, direct, recompute_states)
+    # Like plstm_dag, the op sets its own precision; autocast would push its contractions to 16 bits.
+    with torch.autocast(query.device.type, enabled=False):
+        return plstm_grid_wavefront(query, key, value, gates, direct, recompute_states)
 
 
 def plstm_grid_oriented(

@@ -83,6 +83,17 @@ def test_bfloat16_close_to_float64(backend):
     torch.testing.assert_close(out.double(), expected, atol=5e-2, rtol=5e-2)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_autocast_does_not_change_the_precision_of_the_op(backend):
+    inputs, edge_index, line_edge_index = random_case(num_nodes=30, num_edges=90, seed=4)
+    inputs = {name: t.float() for name, t in inputs.items()}
+    expected = plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, backend=backend)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, backend=backend)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected)
+
+
 def test_auto_picks_by_graph_statistics():
     num_nodes, edge_index, _ = batch_of_graphs(20, seed=2)
     small = build_plan(edge_index, line_graph(edge_index, num_nodes), num_nodes)
