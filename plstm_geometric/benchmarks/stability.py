@@ -166,8 +166,7 @@ def measure(edge_index: Tensor, num_nodes: int, mode: str, sign: str, heads: int
 
 
 def graphs(scale: float = 1.0) -> Dict[str, Tuple[Tensor, int]]:
-    """The benchmark graphs; the 30,000-node random DAG is the largest whose D line graph (one connected
-    component) fits the multitree pruning's memory cap, so that D mode has a random-DAG figure too."""
+    """The benchmark graphs: a chain, a grid and two random DAGs (30,000 and 100,000 nodes)."""
     chain_nodes = max(2, int(10_000 * scale))
     side = max(2, int(round(100 * math.sqrt(scale))))
     cases = {

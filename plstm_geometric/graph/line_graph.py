@@ -7,8 +7,9 @@ from torch import Tensor
 from .dag import expand_ranges, node_levels, out_csr, weak_components
 from .validation import check_edge_index
 
-# Ancestor sets for the D-mode pruning are bitsets over the line nodes of one connected component; this
-# caps their memory (rows x words x 8 bytes) so that a giant component fails with a clear message.
+# Ancestor sets for the D-mode pruning are bitsets over the root line nodes of one connected component;
+# this caps their memory (line nodes x words x 8 bytes) so that a pathological graph (hundreds of
+# thousands of roots in one component) fails with a clear message instead of exhausting memory.
 MAX_ANCESTOR_BYTES = 4 * 2**30
 
 
@@ -24,7 +25,9 @@ def line_graph(edge_index: Tensor, num_nodes: int, mode: str = "P") -> Tensor:
       exponentially many paths. Built greedily in topological order: for each edge :math:`e` its
       candidate predecessors :math:`e'` are visited in increasing edge id, and :math:`(e', e)` is kept
       when the ancestors of :math:`e'` (with :math:`e'`) are disjoint from those already reaching
-      :math:`e`. The result is maximal: every dropped pair would create a second path.
+      :math:`e`. The result is maximal: every dropped pair would create a second path. Ancestor sets
+      are tracked as bitsets over the root line nodes, one vectorised step per level and candidate
+      rank (a 300,000-edge random DAG takes about a second).
 
     Args:
         edge_index (LongTensor): ``[2, E]`` DAG edges.
@@ -59,23 +62,28 @@ def multitree_prune(full: Tensor, line_node_level: Tensor) -> Tensor:
     device = full.device
     if full.size(1) == 0:
         return full
-    # Ancestors never leave a weakly connected component: index bitsets locally within components.
+    # Two ancestor sets of a multitree meet exactly when they share a root (walk up from a common
+    # ancestor), and under this greedy every line node with a candidate keeps its first one, so the
+    # roots are the line nodes without candidates. Each node therefore carries the bitset of the roots
+    # above it, indexed locally within its weakly connected component (roots never leave it).
+    is_root = torch.bincount(full[1], minlength=num_line_nodes) == 0
     component = weak_components(full, num_line_nodes)
-    by_component = torch.argsort(component * num_line_nodes + torch.arange(num_line_nodes, device=device))
-    sizes = torch.bincount(component, minlength=num_line_nodes)
-    starts = torch.cumsum(sizes, 0) - sizes
-    local = torch.empty_like(by_component)
-    local[by_component] = torch.arange(num_line_nodes, device=device) - starts[component[by_component]]
-    words = max(1, math.ceil(int(sizes.max()) / 63))
+    roots = is_root.nonzero().view(-1)
+    root_component = component[roots]
+    by_component = torch.argsort(root_component, stable=True)
+    roots_per_component = torch.bincount(root_component, minlength=num_line_nodes)
+    starts = torch.cumsum(roots_per_component, 0) - roots_per_component
+    local = torch.empty_like(roots)
+    local[by_component] = torch.arange(roots.numel(), device=device) - starts[root_component[by_component]]
+    words = max(1, math.ceil(int(roots_per_component.max()) / 63))
     if num_line_nodes * words * 8 > MAX_ANCESTOR_BYTES:
         raise ValueError(
-            f"edge_index: D-mode pruning of a connected component with {int(sizes.max())} edges needs "
-            f"{num_line_nodes * words * 8 / 2**30:.1f} GiB of ancestor bitsets; use mode='P' for such graphs")
+            f"edge_index: D-mode pruning of a connected component with {int(roots_per_component.max())} root "
+            f"edges needs {num_line_nodes * words * 8 / 2**30:.1f} GiB of ancestor bitsets; use mode='P' for "
+            "such graphs")
     # 63 bits per word keeps every bit mask positive in int64 arithmetic.
-    own_bit = torch.zeros(num_line_nodes, words, dtype=torch.long, device=device)
-    own_bit[torch.arange(num_line_nodes, device=device), local // 63] = torch.bitwise_left_shift(
-        torch.ones_like(local), local % 63)
-    ancestors = torch.zeros_like(own_bit)
+    root_sets = torch.zeros(num_line_nodes, words, dtype=torch.long, device=device)
+    root_sets[roots, local // 63] = torch.bitwise_left_shift(torch.ones_like(local), local % 63)
 
     e_in, e_out = full
     # Candidates grouped by level of their target, then target, then increasing e_in.
@@ -101,10 +109,10 @@ def multitree_prune(full: Tensor, line_node_level: Tensor) -> Tensor:
             if candidates.numel() == 0:
                 break
             parent, child = e_in[candidates], e_out[candidates]
-            reach = ancestors[parent] | own_bit[parent]
-            disjoint = ~(reach & ancestors[child]).any(dim=1)
+            reach = root_sets[parent]
+            disjoint = ~(reach & root_sets[child]).any(dim=1)
             keep[candidates[disjoint]] = True
-            ancestors[child[disjoint]] |= reach[disjoint]
+            root_sets[child[disjoint]] |= reach[disjoint]
     pruned = torch.stack([e_in[keep], e_out[keep]])
     # Back to the P line graph's order (grouped by e_in) so both modes list line edges alike.
     return pruned[:, torch.argsort(pruned[0] * num_line_nodes + pruned[1])]

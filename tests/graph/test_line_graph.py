@@ -79,3 +79,20 @@ def test_line_graph_and_plan_of_a_million_edges_in_seconds():
     assert line_edge_index.size(1) > 1_000_000
     assert plan.num_levels == int(levels.max())
     assert elapsed < 30, f"took {elapsed:.1f} s"
+
+
+def test_d_line_graph_of_a_large_random_dag():
+    # Every node draws 3 parents among the 1,000 nodes before it: one component, 300,000 edges.
+    generator = torch.Generator().manual_seed(0)
+    child = torch.arange(1, 100_000).repeat_interleave(3)
+    parent = child - 1 - (torch.rand(child.numel(), generator=generator) * child.clamp(max=1000)).long()
+    edge_index = torch.unique(torch.stack([parent, child]), dim=1)
+    start = time.perf_counter()
+    pruned = line_graph(edge_index, 100_000, "D")
+    assert time.perf_counter() - start < 30
+    full = line_graph(edge_index, 100_000, "P")
+    assert 0 < pruned.size(1) < full.size(1)
+    # Every line node that has a candidate predecessor keeps at least one.
+    has_candidate = torch.bincount(full[1], minlength=edge_index.size(1)) > 0
+    kept = torch.bincount(pruned[1], minlength=edge_index.size(1)) > 0
+    assert torch.equal(has_candidate, kept)
