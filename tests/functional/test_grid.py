@@ -9,14 +9,6 @@ NAMES = ("query", "key", "value") + GATE_NAMES
 BACKENDS = ("wavefront", "dag")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # Tiny tensors: intra-op threads only add wake-up latency (large on a shared 2-core machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def naive_plstm_grid(query, key, value, source_r, source_d, transition_rr, transition_dd, transition_rd,
                      transition_dr, mark_r, mark_d, direct):

@@ -5,14 +5,6 @@ from plstm_geometric.models import PLSTMVis
 from plstm_geometric.nn import PLSTM2D
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # Tiny tensors: intra-op threads only add wake-up latency (large on a shared 2-core machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def small_model(**kwargs):
     options = dict(dim=12, heads=3, depth=2)

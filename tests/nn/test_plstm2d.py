@@ -7,14 +7,6 @@ from plstm_geometric.functional.grid import GRID_ORIENTATIONS, flip_grid
 from plstm_geometric.nn import PLSTM2D
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # Tiny tensors: intra-op threads only add wake-up latency (large on a shared 2-core machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def randomize_gates(layer, scale=0.5):
     """Input-dependent gates (the default init has zero gate weights, which would hide orientation bugs)."""
