@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
 from torch import Tensor
-from torch_geometric.nn import GINConv, GINEConv, MessagePassing, global_add_pool, global_max_pool, global_mean_pool
+from torch_geometric.nn import GINConv, GINEConv, MessagePassing, global_add_pool
 from torch_geometric.utils import degree
 
-_POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
-_ENCODERS = ("ogb", "linear")
+from .common import POOLS, check_graph_model_args, reset_module
+
 
 
 class BondGCNConv(MessagePassing):
@@ -70,19 +70,6 @@ class BondGCNConv(MessagePassing):
         return f"{self.__class__.__name__}({self.channels})"
 
 
-def _reset(module: torch.nn.Module):
-    """Reset a module whose class may lack ``reset_parameters`` (OGB's encoders initialise in __init__)."""
-    if hasattr(module, "reset_parameters"):
-        module.reset_parameters()
-        return
-    for child in module.children():
-        if isinstance(child, torch.nn.Embedding):
-            # the initialisation OGB's AtomEncoder / BondEncoder apply
-            torch.nn.init.xavier_uniform_(child.weight)
-        else:
-            _reset(child)
-
-
 def _mlp(channels: int) -> torch.nn.Sequential:
     """The two-layer perceptron of GIN: widen to 2x, batch norm, ReLU, project back."""
     return torch.nn.Sequential(
@@ -123,20 +110,7 @@ class _MolGNN(torch.nn.Module):
         virtual_node: bool = False,
     ):
         super().__init__()
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers: expected a positive int, got {num_layers!r}")
-        if not isinstance(hidden_channels, int) or hidden_channels < 1:
-            raise ValueError(f"hidden_channels: expected a positive int, got {hidden_channels!r}")
-        if not isinstance(out_channels, int) or out_channels < 1:
-            raise ValueError(f"out_channels: expected a positive int, got {out_channels!r}")
-        if encoder not in _ENCODERS:
-            raise ValueError(f"encoder: expected one of {_ENCODERS}, got {encoder!r}")
-        if encoder == "linear" and in_channels is None:
-            raise ValueError("in_channels: required when encoder='linear'")
-        if pool not in _POOLS:
-            raise ValueError(f"pool: expected one of {tuple(_POOLS)}, got {pool!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        check_graph_model_args(hidden_channels, out_channels, num_layers, encoder, in_channels, pool, dropout)
         self.hidden_channels = hidden_channels
         self.out_channels = out_channels
         self.num_layers = num_layers
@@ -187,14 +161,14 @@ class _MolGNN(torch.nn.Module):
         return self.convs[layer](x, edge_index, edge_embedding)
 
     def reset_parameters(self):
-        _reset(self.node_encoder)
+        reset_module(self.node_encoder)
         for module in [*self.edge_encoders, *self.convs, *self.norms, self.head]:
-            _reset(module)
+            reset_module(module)
         if self.virtual_node:
             # the virtual node starts from zero so that the first layer sees the plain node embeddings
             torch.nn.init.zeros_(self.virtual_embedding.weight)
             for mlp in self.virtual_mlps:
-                _reset(mlp)
+                reset_module(mlp)
 
     def _encode_nodes(self, x: Tensor) -> Tensor:
         if self.encoder == "ogb":
@@ -245,7 +219,7 @@ class _MolGNN(torch.nn.Module):
                 )
                 virtual = virtual + update if self.residual else update
             h = out + h if self.residual else out
-        return self.head(_POOLS[self.pool](h, batch, size=num_graphs))
+        return self.head(POOLS[self.pool](h, batch, size=num_graphs))
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.hidden_channels}, {self.out_channels}, "

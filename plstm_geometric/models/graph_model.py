@@ -3,22 +3,15 @@ from typing import Dict, Optional, Tuple
 import torch
 from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
 from torch import Tensor
-from torch_geometric.nn import global_add_pool, global_mean_pool
 from torch_geometric.utils import degree
 
 from ..nn.blocks import PLSTMBlock
 from ..transforms.data import PLSTMData
 from ..transforms.structure import PLSTMStructure, orient_edges, plstm_structure
+from .common import POOLS, check_graph_model_args, reset_module
 
-POOLS = {"mean": global_mean_pool, "sum": global_add_pool}
-ENCODERS = ("ogb", "linear")
-
-
-def reset_embeddings(module: torch.nn.Module) -> None:
-    """OGB's Atom/BondEncoder initialise their embeddings in ``__init__`` only; this repeats it."""
-    for embedding in module.modules():
-        if isinstance(embedding, torch.nn.Embedding):
-            torch.nn.init.xavier_uniform_(embedding.weight)
+# The readouts PLSTMGraphModel offers (a subset of POOLS).
+PLSTM_POOLS = ("mean", "sum")
 
 
 class PLSTMGraphModel(torch.nn.Module):
@@ -77,18 +70,10 @@ class PLSTMGraphModel(torch.nn.Module):
         **kwargs,
     ):
         super().__init__()
-        for name, value in (("hidden_channels", hidden_channels), ("out_channels", out_channels),
-                            ("num_layers", num_layers), ("max_degree", max_degree)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder: expected one of {ENCODERS}, got {encoder!r}")
-        if encoder == "linear" and in_channels is None:
-            raise ValueError("in_channels: required when encoder='linear'")
-        if pool not in POOLS:
-            raise ValueError(f"pool: expected one of {tuple(POOLS)}, got {pool!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        check_graph_model_args(hidden_channels, out_channels, num_layers, encoder, in_channels, pool, dropout,
+                               pools=PLSTM_POOLS)
+        if not isinstance(max_degree, int) or max_degree < 1:
+            raise ValueError(f"max_degree: expected a positive int, got {max_degree!r}")
         self.hidden_channels = hidden_channels
         self.out_channels = out_channels
         self.num_layers = num_layers
@@ -124,10 +109,8 @@ class PLSTMGraphModel(torch.nn.Module):
 
     def reset_parameters(self):
         for encoder in (self.node_encoder, self.edge_encoder):
-            if isinstance(encoder, torch.nn.Linear):
-                encoder.reset_parameters()
-            elif encoder is not None:
-                reset_embeddings(encoder)
+            if encoder is not None:
+                reset_module(encoder)
         if self.degree_embedding is not None:
             # Zero so that the degree encoding starts as a no-op on the atom embeddings.
             torch.nn.init.zeros_(self.degree_embedding.weight)

@@ -1,0 +1,40 @@
+"""What the graph-level models share: argument checks, readouts and the initialisation of OGB's encoders."""
+from typing import Iterable, Optional
+
+import torch
+from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
+
+POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
+ENCODERS = ("ogb", "linear")
+
+
+def check_graph_model_args(hidden_channels: int, out_channels: int, num_layers: int, encoder: str,
+                           in_channels: Optional[int], pool: str, dropout: float,
+                           pools: Iterable[str] = tuple(POOLS)) -> None:
+    """Raises ``ValueError`` naming the first constructor argument of a graph-level model that is off."""
+    for name, value in (("hidden_channels", hidden_channels), ("out_channels", out_channels),
+                        ("num_layers", num_layers)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder: expected one of {ENCODERS}, got {encoder!r}")
+    if encoder == "linear" and in_channels is None:
+        raise ValueError("in_channels: required when encoder='linear'")
+    pools = tuple(pools)
+    if pool not in pools:
+        raise ValueError(f"pool: expected one of {pools}, got {pool!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+
+
+def reset_module(module: torch.nn.Module) -> None:
+    """Resets a module whose class may lack ``reset_parameters``: OGB's Atom/BondEncoder initialise their
+    embeddings in ``__init__`` only, so their embeddings get that initialisation (Xavier uniform) again."""
+    if hasattr(module, "reset_parameters"):
+        module.reset_parameters()
+        return
+    for child in module.children():
+        if isinstance(child, torch.nn.Embedding):
+            torch.nn.init.xavier_uniform_(child.weight)
+        else:
+            reset_module(child)
