@@ -1,5 +1,6 @@
 """Line graphs of DAGs: pLSTM cell states live on edges, and the line graph says which feeds which."""
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -13,7 +14,7 @@ from .validation import check_edge_index
 MAX_ANCESTOR_BYTES = 4 * 2**30
 
 
-def line_graph(edge_index: Tensor, num_nodes: int, mode: str = "P") -> Tensor:
+def line_graph(edge_index: Tensor, num_nodes: int, mode: str = "P", node_level: Optional[Tensor] = None) -> Tensor:
     r"""Line graph of a DAG, the structure along which pLSTM cell states flow.
 
     Its nodes are the edges of ``edge_index``; there is a line edge :math:`(e', e)` whenever
@@ -33,6 +34,8 @@ def line_graph(edge_index: Tensor, num_nodes: int, mode: str = "P") -> Tensor:
         edge_index (LongTensor): ``[2, E]`` DAG edges.
         num_nodes (int): number of nodes.
         mode (str): ``"P"`` or ``"D"``.
+        node_level (LongTensor, optional): ``[N]`` levels from :func:`node_levels`, when already known
+            (``"D"`` needs them to visit edges in topological order).
 
     Returns:
         ``line_edge_index`` ``[2, L]``: rows ``(e_in, e_out)``.
@@ -43,7 +46,9 @@ def line_graph(edge_index: Tensor, num_nodes: int, mode: str = "P") -> Tensor:
     full = full_line_graph(edge_index, num_nodes)
     if mode == "P":
         return full
-    return multitree_prune(full, node_levels(edge_index, num_nodes)[edge_index[0]])
+    if node_level is None:
+        node_level = node_levels(edge_index, num_nodes)
+    return multitree_prune(full, node_level[edge_index[0]])
 
 
 def full_line_graph(edge_index: Tensor, num_nodes: int) -> Tensor:

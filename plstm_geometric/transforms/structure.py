@@ -115,6 +115,6 @@ def plstm_structure(
     edge_index = reverse_dag(dag_edge_index) if reverse else dag_edge_index
     levels = node_levels(edge_index, num_nodes)
     if line_edge_index is None:
-        line_edge_index = line_graph(edge_index, num_nodes, mode=line_graph_mode)
+        line_edge_index = line_graph(edge_index, num_nodes, mode=line_graph_mode, node_level=levels)
     plan = build_plan(edge_index, line_edge_index, num_nodes, node_level=levels)
     return PLSTMStructure(edge_index, edge_id, line_edge_index, plan, line_graph_mode, bool(reverse))
