@@ -1,11 +1,12 @@
 """Chains of the line graph, contracted so that a long path costs one scan instead of one step per edge."""
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import List
 
 import torch
 from torch import Tensor
 
 from .dag import level_pointers, node_levels
+from .device import dataclass_to
 
 
 @dataclass
@@ -42,8 +43,7 @@ class ChainSchedule:
         return len(self.level_ptr) - 1
 
     def to(self, device) -> "ChainSchedule":
-        return ChainSchedule(**{f.name: (v.to(device) if isinstance(v, Tensor) else v)
-                                for f in fields(self) for v in [getattr(self, f.name)]})
+        return dataclass_to(self, device)
 
 
 def build_chain_schedule(line_edge_index: Tensor, num_edges: int) -> ChainSchedule:

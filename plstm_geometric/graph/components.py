@@ -1,11 +1,12 @@
 """Per-graph dense layout of a batch: the integer structure behind the parallel pLSTM form."""
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import List
 
 import torch
 from torch import Tensor
 
 from .dag import weak_components
+from .device import dataclass_to
 
 
 @dataclass
@@ -38,8 +39,7 @@ class SizeBucket:
     line_out_slot: Tensor
 
     def to(self, device) -> "SizeBucket":
-        return SizeBucket(**{f.name: (v.to(device) if isinstance(v, Tensor) else v)
-                             for f in fields(self) for v in [getattr(self, f.name)]})
+        return dataclass_to(self, device)
 
 
 @dataclass
@@ -56,7 +56,7 @@ class ComponentLayout:
     buckets: List[SizeBucket]
 
     def to(self, device) -> "ComponentLayout":
-        return ComponentLayout(self.max_edges, self.padded_edges, [bucket.to(device) for bucket in self.buckets])
+        return dataclass_to(self, device)
 
 
 def slots(group: Tensor, sort_key: Tensor, num_groups: int) -> Tensor:

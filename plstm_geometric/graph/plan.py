@@ -1,5 +1,5 @@
 """The reusable schedule of a pLSTM sweep: which edges and line edges are processed at which step."""
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import List, Optional
 
 import torch
@@ -8,6 +8,7 @@ from torch import Tensor
 from .chains import ChainSchedule, build_chain_schedule
 from .components import ComponentLayout, build_component_layout
 from .dag import level_pointers, node_levels
+from .device import dataclass_to
 from .validation import check_edge_index, check_index, check_range
 
 
@@ -78,11 +79,7 @@ class PLSTMPlan:
         return self.edge_order.device
 
     def to(self, device) -> "PLSTMPlan":
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name, value in moved.items():
-            if isinstance(value, (Tensor, ComponentLayout, ChainSchedule)):
-                moved[name] = value.to(device)
-        return PLSTMPlan(**moved)
+        return dataclass_to(self, device)
 
     def matches(self, num_nodes: int, num_edges: int, num_line_edges: int) -> bool:
         return (self.num_nodes, self.num_edges, self.num_line_edges) == (num_nodes, num_edges, num_line_edges)
