@@ -5,7 +5,7 @@ from typing import List
 import torch
 from torch import Tensor
 
-from .dag import level_pointers, node_levels
+from .dag import inverse_order, level_pointers, node_levels
 from .device import dataclass_to
 
 
@@ -80,8 +80,7 @@ def build_chain_schedule(line_edge_index: Tensor, num_edges: int) -> ChainSchedu
     order = torch.argsort(distance, stable=True)
     order = order[torch.argsort(segment[order], stable=True)]
     order = order[torch.argsort(edge_level[order], stable=True)]
-    position = torch.empty_like(order)
-    position[order] = torch.arange(num_edges, device=device)
+    position = inverse_order(order)
     num_levels = int(edge_level.max()) + 1 if num_edges else 0
 
     jump_level, jump_sort = torch.sort(edge_level[e_out[jump]], stable=True)

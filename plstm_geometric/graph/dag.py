@@ -203,3 +203,10 @@ def level_pointers(sorted_levels: Tensor, num_levels: int) -> List[int]:
     """Start of every level in a sorted level vector, plus its end: slice ``l`` is ``ptr[l]:ptr[l + 1]``."""
     bounds = torch.arange(num_levels + 1, device=sorted_levels.device)
     return torch.searchsorted(sorted_levels, bounds).tolist()
+
+
+def inverse_order(order: Tensor) -> Tensor:
+    """The permutation that undoes ``order``: ``inverse[order[i]] = i``."""
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    return inverse

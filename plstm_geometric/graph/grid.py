@@ -27,6 +27,7 @@ from typing import List, NamedTuple
 import torch
 from torch import Tensor
 
+from .dag import inverse_order
 from .plan import PLSTMPlan, build_plan
 
 RIGHT, DOWN = 0, 1
@@ -219,8 +220,7 @@ def _grid_wavefronts_cpu(X: int, Y: int) -> GridWavefronts:
         x_start.append(first)
     order = torch.tensor(order, dtype=torch.long)
     num_nodes = X * Y
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(num_nodes)
+    inverse = inverse_order(order)
 
     # Neighbours as positions in diagonal order; the out-of-grid index num_nodes points at a zero row
     # that the sweeps append to the tables they gather from.

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .chains import ChainSchedule, build_chain_schedule
 from .components import ComponentLayout, build_component_layout
-from .dag import level_pointers, node_levels
+from .dag import inverse_order, level_pointers, node_levels
 from .device import dataclass_to
 from .validation import check_edge_index, check_index, check_range
 
@@ -31,6 +31,8 @@ class PLSTMPlan:
             that order; ``line_out_level_ptr`` slices it per level (forward sweep).
         line_order_by_in, line_in_by_in, line_out_by_in, line_in_level_ptr: the same sorted by the level
             of ``e_in`` (backward sweep).
+        line_by_out_for_in (LongTensor): ``[L]`` position in the forward (by-``e_out``) order of each line
+            edge of the backward (by-``e_in``) order, to reorder per-line tensors between the sweeps.
         edge_index, line_edge_index, node_level (LongTensor): the structure it was built from.
         layout (ComponentLayout): per-graph padded layout for the parallel form, built on first use.
         chains (ChainSchedule): chain segments for the chain-contracted form, built on first use.
@@ -51,6 +53,7 @@ class PLSTMPlan:
     line_in_by_in: Tensor
     line_out_by_in: Tensor
     line_in_level_ptr: List[int]
+    line_by_out_for_in: Tensor
     edge_index: Tensor
     line_edge_index: Tensor
     node_level: Tensor
@@ -119,8 +122,7 @@ def build_plan(
     edge_level = node_level[src]
     edge_level_sorted, edge_order = torch.sort(edge_level, stable=True)
     num_levels = int(edge_level_sorted[-1]) + 1 if num_edges else 0
-    scheduled_id = torch.empty_like(edge_order)
-    scheduled_id[edge_order] = torch.arange(num_edges, device=edge_index.device)
+    scheduled_id = inverse_order(edge_order)
     line_in, line_out = scheduled_id[e_in], scheduled_id[e_out]
 
     out_level_sorted, line_order_by_out = torch.sort(edge_level[e_out], stable=True)
@@ -141,6 +143,7 @@ def build_plan(
         line_in_by_in=line_in[line_order_by_in],
         line_out_by_in=line_out[line_order_by_in],
         line_in_level_ptr=level_pointers(in_level_sorted, num_levels),
+        line_by_out_for_in=inverse_order(line_order_by_out)[line_order_by_in],
         edge_index=edge_index,
         line_edge_index=line_edge_index,
         node_level=node_level,

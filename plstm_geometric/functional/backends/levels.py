@@ -113,7 +113,7 @@ class LevelSweep(torch.autograd.Function):
 
         seed = mark[:, :, None, None] * query_dst[..., :, None] * out_grad_dst[..., None, :]
         # transition is stored in forward order (by level of e_out); the backward sweep wants it by e_in.
-        transition_by_in = transition[inverse_order(plan.line_order_by_out)[plan.line_order_by_in]]
+        transition_by_in = transition[plan.line_by_out_for_in]
         state_grads = sweep_state_grads(plan, seed, transition_by_in)
 
         # Transition l carries C_{e_in} into C_{e_out}: its gradient is <G_{e_out}, C_{e_in}>.
@@ -126,12 +126,6 @@ class LevelSweep(torch.autograd.Function):
         grads_k = torch.einsum("ehkv,ehk->ehv", state_grads, key_src)
         value_grad = value_grad.index_add(0, src, grads_k * source[..., None])
         return query_grad, key_grad, value_grad, source_grad, transition_grad, mark_grad, direct_grad, None, None
-
-
-def inverse_order(order: Tensor) -> Tensor:
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(order.numel(), device=order.device)
-    return inverse
 
 
 def plstm_dag_levels(query, key, value, source, transition, mark, direct, plan: PLSTMPlan,
