@@ -26,29 +26,26 @@ Backends:
   them) and builds their gradients with a reverse wavefront sweep (the transposed recurrence); plain
   autograd through the loop would keep several intermediates of that size per step and pay for
   version-counter bookkeeping on the in-place updates.
+* ``"chunkwise"``: the chunkwise form (:mod:`~plstm_geometric.functional.backends.grid_chunkwise`):
+  closed form inside :math:`c \times c` chunks as masked attention plus boundary terms, the recurrence
+  only between chunks, over the :math:`X/c + Y/c - 1` anti-diagonals of the chunk grid. It keeps about
+  :math:`2KV/c` state numbers per cell for backward instead of :math:`2KV`.
 * ``"dag"``: the adapter that gathers the per-node gates onto the edges and line edges of the grid DAG
   (the batch as a disjoint union of ``B`` grids) and calls ``plstm_dag``; the structure and its plan are
   cached per shape.
-* ``"auto"``: ``"dag"`` while one grid has at most ``PARALLEL_MAX_EDGES`` edges (``plstm_dag`` then
-  solves each small grid in closed form with its ``"parallel"`` backend, up to about 8x8 pixels), else
-  ``"wavefront"``. Measured on CPU, forward plus backward, single thread (``python -m
-  plstm_geometric.benchmarks.grid``, batch 1 to 8, 3 heads, K = V = 4 to 64): on 4x4 and 8x8 grids
-  ``"dag"`` was 1.3x to 7x faster (a tie at K = V = 4, batch 1, 8x8); on 14x14 and 24x24 grids
-  ``"wavefront"`` was 1.2x to 4x faster except for K = V = 4 at batch 1 (overhead-bound, 0.6x to 0.7x);
-  at the ViT-tiny-like 24x24, batch 8, 3 heads, K = V = 16 it was 1.7x to 2.2x faster. The
-  level-by-level DAG sweep gathers and scatters edge states, the wavefront reads and writes contiguous
-  slices.
+* ``"auto"``: see :func:`choose_backend`.
 """
 from typing import List, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from ..graph.grid import GridWavefronts, grid_dag, grid_plan, grid_wavefronts
+from ..graph.grid import GridWavefronts, check_chunk_size, grid_dag, grid_plan, grid_wavefronts
+from .backends.grid_chunkwise import default_chunk_size, plstm_grid_chunkwise
 from .backends.levels import compute_dtype
 from .dag import PARALLEL_MAX_EDGES, plstm_dag
 
-BACKENDS = ("auto", "wavefront", "dag")
+BACKENDS = ("auto", "wavefront", "chunkwise", "dag")
 GATE_NAMES = ("source_r", "source_d", "transition_rr", "transition_dd", "transition_rd", "transition_dr",
               "mark_r", "mark_d", "direct")
 
@@ -72,6 +69,7 @@ def plstm_grid(
     direct: Tensor,
     backend: str = "auto",
     recompute_states: bool = False,
+    chunk_size=None,
 ) -> Tensor:
     r"""pLSTM over a batch of 2D grids, swept from the corner :math:`(0, 0)` (see the module docstring for
     the equations). No :math:`1/\sqrt{K}` scaling is applied inside the op.
@@ -84,9 +82,11 @@ def plstm_grid(
             at each node from its incoming (first letter) to its outgoing (second letter) edge.
         mark_r, mark_d (Tensor): ``[B, X, Y, H]`` gates of the edges entering each node.
         direct (Tensor): ``[B, X, Y, H]``.
-        backend (str): ``"auto"``, ``"wavefront"`` or ``"dag"``.
+        backend (str): ``"auto"``, ``"wavefront"``, ``"chunkwise"`` or ``"dag"``.
         recompute_states (bool): drop the ``[B, X, Y, H, K, V]`` cell states after the forward pass and
             recompute them in the backward pass (one more sweep, much less memory between the passes).
+        chunk_size (int or tuple, optional): chunk edge lengths :math:`(c_x, c_y)` of the ``"chunkwise"``
+            backend; default :func:`~plstm_geometric.functional.backends.grid_chunkwise.default_chunk_size`.
 
     Returns:
         ``[B, X, Y, H, V]`` in the dtype of ``query``; 16-bit inputs are computed with float32 states.
@@ -99,11 +99,16 @@ def plstm_grid(
         raise TypeError(f"recompute_states: expected a bool, got {type(recompute_states).__name__}")
     gates = (source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr, mark_r, mark_d)
     if backend == "auto":
-        backend = choose_backend(query.size(1), query.size(2))
+        backend = choose_backend(*query.shape[:3], query.size(-1), value.size(-1))
+    if chunk_size is None:
+        chunk_size = default_chunk_size(query.size(-1), value.size(-1))
+    check_chunk_size(chunk_size)
     if backend == "dag":
         return plstm_grid_dag(query, key, value, gates, direct, recompute_states)
     # Like plstm_dag, the op sets its own precision; autocast would push its contractions to 16 bits.
     with torch.autocast(query.device.type, enabled=False):
+        if backend == "chunkwise":
+            return plstm_grid_chunkwise(query, key, value, gates, direct, recompute_states, chunk_size)
         return plstm_grid_wavefront(query, key, value, gates, direct, recompute_states)
 
 
@@ -124,6 +129,7 @@ def plstm_grid_oriented(
     flip_y: bool = False,
     backend: str = "auto",
     recompute_states: bool = False,
+    chunk_size=None,
 ) -> Tensor:
     r""":func:`plstm_grid` swept from another corner: flips the inputs, runs, flips the output back.
 
@@ -137,7 +143,7 @@ def plstm_grid_oriented(
     tensors = [flip_grid(t, flip_x, flip_y) for t in (
         query, key, value, source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr,
         mark_r, mark_d, direct)]
-    out = plstm_grid(*tensors, backend=backend, recompute_states=recompute_states)
+    out = plstm_grid(*tensors, backend=backend, recompute_states=recompute_states, chunk_size=chunk_size)
     return flip_grid(out, flip_x, flip_y)
 
 
@@ -158,6 +164,7 @@ def plstm_grid_orientations(
     reduce: str = "mean",
     backend: str = "auto",
     recompute_states: bool = False,
+    chunk_size=None,
 ) -> Tensor:
     r"""Several corner sweeps (:func:`plstm_grid_oriented`) with shared query, key and value.
 
@@ -198,7 +205,7 @@ def plstm_grid_orientations(
 
     batch = query.size(0)
     out = plstm_grid(*(stack(t, False) for t in (query, key, value)), *(stack(g, True) for g in gates),
-                     backend=backend, recompute_states=recompute_states)
+                     backend=backend, recompute_states=recompute_states, chunk_size=chunk_size)
     out = torch.stack([flip_grid(chunk, *orientation)
                        for chunk, orientation in zip(out.split(batch, dim=0), orientations)])
     if reduce == "mean":
@@ -208,10 +215,30 @@ def plstm_grid_orientations(
     return out
 
 
-def choose_backend(X: int, Y: int) -> str:
-    """The backend ``backend="auto"`` uses for ``X x Y`` grids (see the module docstring)."""
+def choose_backend(batch_size: int, X: int, Y: int, key_dim: int, value_dim: int) -> str:
+    r"""The backend ``backend="auto"`` uses for a batch of ``X x Y`` grids with ``K = key_dim``,
+    ``V = value_dim``.
+
+    * Grids with at most ``PARALLEL_MAX_EDGES`` edges (about 8x8): ``"dag"``, which solves each grid in
+      closed form with ``plstm_dag``'s ``"parallel"`` backend, while the batch has at most 512 cells;
+      ``"chunkwise"`` for larger batches.
+    * Larger grids: ``"chunkwise"`` when :math:`KV \ge 1024`, or :math:`KV \ge 256` on grids of at
+      least 400 cells; else ``"wavefront"``.
+
+    Measured on CPU, one thread, forward plus backward, 3 heads, interleaved repeats (2026-11-23; see
+    docs/benchmarks.md). Small grids: the dag solve was 1.3x to 2.5x faster than the other two for batches
+    of 64 to 512 cells, the chunkwise form 1.8x to 2.9x faster than the dag solve for 1,024 and 4,096
+    cells. Larger grids: the chunkwise form (at its default chunk size) beat the wavefront 1.3x at 24x24,
+    K = V = 16, 2.0x to 2.3x at K = V = 32 and 3.0x at K = V = 64 (12x12 and 24x24), and lost at
+    K = V = 8 (0.75x) and at K = V = 16 on 14x14 (0.9x).
+    """
     edges_per_grid = (X - 1) * Y + X * (Y - 1)
-    return "dag" if edges_per_grid <= PARALLEL_MAX_EDGES else "wavefront"
+    state_size = key_dim * value_dim
+    if edges_per_grid <= PARALLEL_MAX_EDGES:
+        return "dag" if batch_size * X * Y <= 512 else "chunkwise"
+    if state_size >= 1024 or (state_size >= 256 and X * Y >= 400):
+        return "chunkwise"
+    return "wavefront"
 
 
 def flip_grid(tensor: Tensor, flip_x: bool, flip_y: bool) -> Tensor:

@@ -234,3 +234,98 @@ def _grid_wavefronts_cpu(X: int, Y: int) -> GridWavefronts:
     successor = torch.stack([position(x + 1, y), position(x, y + 1)], dim=1)
     predecessor = torch.stack([position(x - 1, y), position(x, y - 1)], dim=1)
     return GridWavefronts(order, inverse, successor, predecessor, ptr, x_start)
+
+
+class GridChunks(NamedTuple):
+    r"""Schedule of the chunkwise form: an :math:`X \times Y` grid cut into :math:`c_x \times c_y` chunks.
+
+    The grid is padded at its far ends to :math:`n_x c_x \times n_y c_y` (padded cells come after every
+    real cell in both directions, so with zero gates they cannot change the result). Chunks form an
+    :math:`n_x \times n_y` grid of their own, swept by its anti-diagonals (``chunks``); inside a chunk the
+    :math:`P = c_x c_y` cells are listed in the anti-diagonal order of ``cells``.
+
+    Every quantity inside a chunk is a linear function of :math:`U = P + c_y + c_x` *units*: unit
+    :math:`p < P` is the source term :math:`k_p v_p^\top` of cell position :math:`p`, unit :math:`P + j` the
+    state on the r-edge entering the chunk's cell :math:`(0, j)`, unit :math:`P + c_y + i` the d-edge
+    entering :math:`(i, 0)`. The chunk's outgoing boundary is listed the same way: the r-edges leaving
+    :math:`(c_x - 1, j)`, then the d-edges leaving :math:`(i, c_y - 1)`, so the outgoing boundary of one
+    chunk lines up with the incoming boundary of the chunks to its right and below.
+
+    Attributes:
+        chunk_size (tuple[int, int]): :math:`(c_x, c_y)`.
+        num_chunks (tuple[int, int]): :math:`(n_x, n_y)`.
+        chunks (GridWavefronts): anti-diagonal schedule of the chunk grid.
+        cells (GridWavefronts): anti-diagonal schedule of the cells of one chunk.
+        right_in (list[LongTensor]): per cell diagonal ``s``, for each of its cells the row of the
+            incoming r-edge's weights in ``cat([weights of diagonal s - 1, boundary units])``.
+        down_in (list[LongTensor]): the same for the incoming d-edge.
+        chunk_in (list[LongTensor]): per chunk diagonal ``s``, ``[2, n_s]``: the row of each chunk's left
+            (``[0]``) and upper (``[1]``) neighbour in ``cat([diagonal s - 1, one zero row])``.
+        outgoing (LongTensor): ``[c_y + c_x]`` positions of the cells whose r-edge (first :math:`c_y`) or
+            d-edge (last :math:`c_x`) leaves the chunk, in boundary order.
+    """
+
+    chunk_size: tuple
+    num_chunks: tuple
+    chunks: GridWavefronts
+    cells: GridWavefronts
+    right_in: List[Tensor]
+    down_in: List[Tensor]
+    chunk_in: List[Tensor]
+    outgoing: Tensor
+
+    def to(self, device) -> "GridChunks":
+        return GridChunks(self.chunk_size, self.num_chunks, self.chunks.to(device), self.cells.to(device),
+                          [index.to(device) for index in self.right_in],
+                          [index.to(device) for index in self.down_in],
+                          [index.to(device) for index in self.chunk_in], self.outgoing.to(device))
+
+
+def grid_chunks(X: int, Y: int, chunk_size, device=None) -> GridChunks:
+    r"""The chunkwise schedule of an ``X x Y`` grid with chunks of ``chunk_size`` (an int or a pair
+    :math:`(c_x, c_y)`, each capped at the grid size), see :class:`GridChunks`. Cached."""
+    check_grid_size(X, Y)
+    chunk_x, chunk_y = check_chunk_size(chunk_size)
+    return _grid_chunks_on(X, Y, min(chunk_x, X), min(chunk_y, Y), normalize_device(device))
+
+
+def check_chunk_size(chunk_size) -> tuple:
+    pair = (chunk_size, chunk_size) if not isinstance(chunk_size, (tuple, list)) else tuple(chunk_size)
+    if len(pair) != 2 or not all(isinstance(size, int) and not isinstance(size, bool) and size >= 1
+                                 for size in pair):
+        raise ValueError(f"chunk_size: expected a positive int or a pair of positive ints, got {chunk_size!r}")
+    return pair
+
+
+def _rows_in_previous_diagonal(wavefronts: GridWavefronts, diagonal: int, direction: int,
+                               missing_rows: Tensor) -> Tensor:
+    """For each cell of ``diagonal``, the row of its predecessor in ``direction`` counted from the start of
+    the previous diagonal, or ``len(previous diagonal) + missing_rows`` where it has none."""
+    lo, hi = wavefronts.ptr[diagonal], wavefronts.ptr[diagonal + 1]
+    previous_lo = wavefronts.ptr[diagonal - 1] if diagonal > 0 else lo
+    predecessor = wavefronts.predecessor[lo:hi, direction]
+    return torch.where(predecessor < wavefronts.order.numel(), predecessor - previous_lo,
+                       lo - previous_lo + missing_rows)
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_chunks_on(X: int, Y: int, chunk_x: int, chunk_y: int, device: torch.device) -> GridChunks:
+    num_x, num_y = -(-X // chunk_x), -(-Y // chunk_y)
+    cells, chunks = _grid_wavefronts_cpu(chunk_x, chunk_y), _grid_wavefronts_cpu(num_x, num_y)
+    x, y = cells.order // chunk_y, cells.order % chunk_y
+    # A missing predecessor inside a chunk is a boundary unit (its row follows the previous diagonal's
+    # rows in the table the sweep gathers from); a missing neighbour chunk reads one zero row.
+    right_in, down_in, chunk_in = [], [], []
+    for diagonal in range(len(cells.ptr) - 1):
+        cells_slice = slice(cells.ptr[diagonal], cells.ptr[diagonal + 1])
+        right_in.append(_rows_in_previous_diagonal(cells, diagonal, RIGHT, y[cells_slice]))
+        down_in.append(_rows_in_previous_diagonal(cells, diagonal, DOWN, chunk_y + x[cells_slice]))
+    for diagonal in range(len(chunks.ptr) - 1):
+        chunk_in.append(torch.stack([_rows_in_previous_diagonal(chunks, diagonal, direction, torch.tensor(0))
+                                     for direction in (RIGHT, DOWN)]))
+    inverse = cells.inverse
+    outgoing = torch.cat([inverse[(chunk_x - 1) * chunk_y + torch.arange(chunk_y)],
+                          inverse[torch.arange(chunk_x) * chunk_y + chunk_y - 1]])
+    schedule = GridChunks((chunk_x, chunk_y), (num_x, num_y), chunks, cells, right_in, down_in, chunk_in,
+                          outgoing)
+    return schedule.to(device)

@@ -6,8 +6,7 @@ from plstm_geometric.functional import plstm_grid, plstm_grid_oriented, plstm_gr
 from plstm_geometric.functional.grid import GATE_NAMES, GRID_ORIENTATIONS, choose_backend, flip_grid
 
 NAMES = ("query", "key", "value") + GATE_NAMES
-BACKENDS = ("wavefront", "dag")
-
+BACKENDS = ("wavefront", "chunkwise", "dag")
 
 
 def naive_plstm_grid(query, key, value, source_r, source_d, transition_rr, transition_dd, transition_rd,
@@ -113,10 +112,11 @@ def test_batched_equals_per_image(backend):
         torch.testing.assert_close(batched[b:b + 1], single, atol=1e-12, rtol=0)
 
 
-def test_gates_of_missing_edges_get_zero_gradients():
+@pytest.mark.parametrize("backend", ["wavefront", "chunkwise"])
+def test_gates_of_missing_edges_get_zero_gradients(backend):
     inputs = random_inputs(B=1, X=4, Y=5, seed=2)
     _, grads = forward_and_grads(plstm_grid, inputs, torch.ones(1, 4, 5, 2, 2, dtype=torch.float64),
-                                 backend="wavefront")
+                                 backend=backend, chunk_size=2)
     # Edges leaving the grid, and transitions / marks of incoming edges that do not exist.
     for name, index in (("source_r", (slice(None), -1)), ("source_d", (slice(None), slice(None), -1)),
                         ("transition_rr", (slice(None), 0)), ("transition_rd", (slice(None), 0)),
@@ -127,19 +127,76 @@ def test_gates_of_missing_edges_get_zero_gradients():
         assert grads[name].abs().max() > 0, name
 
 
+@pytest.mark.parametrize("backend", ["wavefront", "chunkwise"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_low_precision_keeps_the_dtype_and_stays_close(dtype):
+def test_low_precision_keeps_the_dtype_and_stays_close(dtype, backend):
     inputs = random_inputs(B=2, X=5, Y=6, seed=4)
     expected = plstm_grid(**inputs)
-    out = plstm_grid(**{name: t.to(dtype) for name, t in inputs.items()}, backend="wavefront")
+    out = plstm_grid(**{name: t.to(dtype) for name, t in inputs.items()}, backend=backend, chunk_size=2)
     assert out.dtype == dtype
     tolerance = 1e-5 if dtype == torch.float32 else 0.1
     torch.testing.assert_close(out.double(), expected, atol=tolerance, rtol=tolerance)
 
 
-def test_auto_takes_the_dag_solve_for_small_grids_and_the_wavefront_for_large():
-    assert choose_backend(8, 8) == "dag"
-    assert choose_backend(14, 14) == "wavefront"
+@pytest.mark.parametrize("recompute_states", [False, True])
+@pytest.mark.parametrize("shape,chunk_size", [
+    ((2, 8, 8), 4), ((1, 7, 5), (3, 2)), ((2, 9, 10), (4, 3)), ((1, 6, 7), 100), ((1, 4, 4), 1),
+    ((1, 1, 6), 4), ((1, 6, 1), (1, 4))])
+def test_chunkwise_equals_the_wavefront_for_any_chunk_size(shape, chunk_size, recompute_states):
+    # Chunks that tile the grid, that need padding, rectangular ones, one chunk, single-cell chunks.
+    B, X, Y = shape
+    inputs = random_inputs(B=B, X=X, Y=Y, H=2, K=3, V=2, seed=X + Y)
+    out_weight = torch.randn(B, X, Y, 2, 2, dtype=torch.float64)
+    expected = forward_and_grads(plstm_grid, inputs, out_weight, backend="wavefront")
+    result = forward_and_grads(plstm_grid, inputs, out_weight, backend="chunkwise", chunk_size=chunk_size,
+                               recompute_states=recompute_states)
+    assert_same(result, expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["wavefront", "chunkwise"])
+def test_cuda_float32_matches_cpu_float64(backend):
+    inputs = random_inputs(B=2, X=20, Y=17, H=2, K=16, V=16, seed=6)
+    out_weight = torch.randn(2, 20, 17, 2, 16, dtype=torch.float64)
+    expected = forward_and_grads(plstm_grid, inputs, out_weight, backend="dag")
+    on_gpu = {name: tensor.float().cuda() for name, tensor in inputs.items()}
+    out, grads = forward_and_grads(plstm_grid, on_gpu, out_weight.float().cuda(), backend=backend)
+    torch.testing.assert_close(out.cpu().double(), expected[0], atol=1e-4, rtol=1e-4)
+    for name in NAMES:
+        torch.testing.assert_close(grads[name].cpu().double(), expected[1][name], atol=1e-3, rtol=1e-3)
+
+
+def saved_bytes(backend, inputs, **kwargs):
+    """Bytes autograd keeps between forward and backward for one call."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    leaves = {name: tensor.clone().requires_grad_() for name, tensor in inputs.items()}
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        plstm_grid(**leaves, backend=backend, **kwargs)
+    return sum(storages.values())
+
+
+def test_chunkwise_keeps_less_for_backward_than_the_wavefront():
+    # The wavefront keeps all 2 X Y edge states (2 K V numbers per cell); 8 x 8 chunks keep the 16 states
+    # entering each chunk (K V / 4 per cell) plus unit weights that do not grow with K V.
+    inputs = random_inputs(B=1, X=16, Y=16, H=1, K=64, V=64, dtype=torch.float32, seed=0)
+    wavefront = saved_bytes("wavefront", inputs)
+    assert saved_bytes("chunkwise", inputs, chunk_size=8) < 0.25 * wavefront
+    # Recomputing keeps only the inputs.
+    assert saved_bytes("chunkwise", inputs, chunk_size=8, recompute_states=True) < 0.05 * wavefront
+
+
+def test_auto_picks_by_grid_batch_and_state_size():
+    assert choose_backend(1, 8, 8, 16, 16) == "dag"
+    assert choose_backend(16, 8, 8, 16, 16) == "chunkwise"
+    assert choose_backend(8, 14, 14, 16, 16) == "wavefront"
+    assert choose_backend(8, 24, 24, 16, 16) == "chunkwise"
+    assert choose_backend(1, 14, 14, 32, 32) == "chunkwise"
+    assert choose_backend(8, 24, 24, 8, 8) == "wavefront"
     inputs = random_inputs(B=1, X=9, Y=9, seed=1)
     torch.testing.assert_close(plstm_grid(**inputs), plstm_grid(**inputs, backend="wavefront"), atol=1e-12, rtol=0)
 
@@ -200,6 +257,9 @@ def test_bad_inputs_raise_with_the_argument_name():
         plstm_grid(**dict(inputs, source_r=inputs["source_r"].long()))
     with pytest.raises(ValueError, match="backend"):
         plstm_grid(**inputs, backend="levels")
+    for chunk_size in (0, (2,), (2, -1), 1.5, True, "8"):
+        with pytest.raises(ValueError, match="chunk_size"):
+            plstm_grid(**inputs, backend="chunkwise", chunk_size=chunk_size)
     gates = {name: inputs[name].unsqueeze(0) for name in GATE_NAMES}
     shared = {name: inputs[name] for name in ("query", "key", "value")}
     with pytest.raises(ValueError, match="source_d"):

@@ -1,0 +1,202 @@
+r"""The chunkwise form of the grid pLSTM: closed form inside chunks, recurrence between chunks.
+
+The grid is cut into :math:`c_x \times c_y` chunks (:class:`~plstm_geometric.graph.grid.GridChunks`). The
+recurrence is linear, so inside a chunk every cell state and every readout is a weighted sum of the chunk's
+*units*: the :math:`P = c_x c_y` source terms :math:`k_m v_m^\top` and the :math:`c_x + c_y` states
+:math:`Z_b` on the edges that enter the chunk. Per batch element and head:
+
+.. math::
+    o_n &= \sum_{m} R_{nm}\, (q_n^\top k_m)\, v_m + \sum_b R_{nb}\, q_n^\top Z_b \\
+    Z^{\mathrm{out}}_{b'} &= \sum_m W_{b'm}\, k_m v_m^\top + \sum_b W_{b'b}\, Z_b
+
+:math:`R` (readout) and :math:`W` (outgoing boundary) are products of transitions, sources and marks
+along the paths inside the chunk. They are scalars per unit, so they are computed by a wavefront over the
+chunk's anti-diagonals on ``[..., U]`` weight vectors instead of ``K x V`` states, for all chunks at once.
+Then only the boundary states travel between chunks, one chunk anti-diagonal at a time, and everything
+else is batched matrix products, the first sum being masked attention :math:`((Q K^\top) \odot R) V`.
+
+Memory: the dense wavefront keeps all :math:`2XY` edge states for backward, :math:`2KV` numbers per cell.
+This form keeps the :math:`c_x + c_y` states entering each chunk, about :math:`2KV/c` per cell for
+:math:`c \times c` chunks, plus unit weights of a few times :math:`U = c^2 + 2c` per cell that do not grow
+with :math:`KV`; the two contractions with boundary states rebuild their large elementwise operand in
+backward (:class:`RowOuterMatmul`) instead of storing it. Large chunks trade state memory for
+:math:`P \times U` weights and :math:`P \times P` scores; the whole grid as one chunk is the parallel
+(quadratic) form. Backward is autograd through these batched ops; ``recompute_states`` wraps the whole
+form in activation checkpointing, so only the inputs are kept.
+"""
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from ...graph.grid import GridChunks, grid_chunks
+from .levels import compute_dtype
+
+def default_chunk_size(key_dim: int, value_dim: int) -> int:
+    r"""Chunk edge length :math:`c \approx (K V)^{1/4}`, at least 2.
+
+    Per cell, the in-chunk weights and scores cost about :math:`c^2` and the boundary contractions about
+    :math:`c K V`; with the weights' many small ops counted as measured on CPU, the best of
+    :math:`c \in \{4, 6, 8, 12\}` was 4 at :math:`K = V = 16` and 8 at :math:`K = V = 64`
+    (``python -m plstm_geometric.benchmarks.grid --chunk-sizes 4 6 8 12``).
+    """
+    return max(2, round((key_dim * value_dim) ** 0.25))
+
+
+def plstm_grid_chunkwise(query: Tensor, key: Tensor, value: Tensor, gates, direct: Tensor,
+                         recompute_states: bool, chunk_size) -> Tensor:
+    """``[B, X, Y, H, V]`` output of :func:`~plstm_geometric.functional.plstm_grid` by the chunkwise form.
+
+    ``gates`` are ``(source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr,
+    mark_r, mark_d)``, each ``[B, X, Y, H]``; inputs are validated by the caller.
+    """
+    B, X, Y, H, _ = query.shape
+    dtype = query.dtype
+    work = compute_dtype(dtype)
+    schedule = grid_chunks(X, Y, chunk_size, query.device)
+    query, key, value, direct = (t.to(work) for t in (query, key, value, direct))
+    gates = tuple(gate.to(work) for gate in gates)
+    chunked = [to_chunks(t, schedule) for t in (query, key, value) + gates]
+    if recompute_states:
+        readout = checkpoint(chunkwise_readout, schedule, *chunked, use_reentrant=False)
+    else:
+        readout = chunkwise_readout(schedule, *chunked)
+    out = from_chunks(readout, schedule, B, X, Y, H)
+    out = out + (direct * (query * key).sum(-1)).unsqueeze(-1) * value
+    return out.to(dtype)
+
+
+def to_chunks(tensor: Tensor, schedule: GridChunks) -> Tensor:
+    """``[B, X, Y, H, ...]`` -> ``[C, B, H, P, ...]``, chunks and their cells in anti-diagonal order,
+    zero-padded to whole chunks."""
+    (chunk_x, chunk_y), (num_x, num_y) = schedule.chunk_size, schedule.num_chunks
+    B, X, Y, H = tensor.shape[:4]
+    trailing = tensor.shape[4:]
+    padding = [0, 0] * (len(trailing) + 1) + [0, num_y * chunk_y - Y, 0, num_x * chunk_x - X]
+    tensor = F.pad(tensor, padding).view(B, num_x, chunk_x, num_y, chunk_y, H, *trailing)
+    tensor = tensor.permute(1, 3, 0, 5, 2, 4, *range(6, 6 + len(trailing)))
+    tensor = tensor.reshape(num_x * num_y, B, H, chunk_x * chunk_y, *trailing)
+    return tensor.index_select(0, schedule.chunks.order).index_select(3, schedule.cells.order)
+
+
+def from_chunks(tensor: Tensor, schedule: GridChunks, B: int, X: int, Y: int, H: int) -> Tensor:
+    """Inverse of :func:`to_chunks` for ``[C, B, H, P, V]``: back to ``[B, X, Y, H, V]``, padding cropped."""
+    (chunk_x, chunk_y), (num_x, num_y) = schedule.chunk_size, schedule.num_chunks
+    tensor = tensor.index_select(3, schedule.cells.inverse).index_select(0, schedule.chunks.inverse)
+    tensor = tensor.view(num_x, num_y, B, H, chunk_x, chunk_y, -1).permute(2, 0, 4, 1, 5, 3, 6)
+    return tensor.reshape(B, num_x * chunk_x, num_y * chunk_y, H, -1)[:, :X, :Y]
+
+
+def unit_weights(schedule: GridChunks, source_r, source_d, transition_rr, transition_dd, transition_rd,
+                 transition_dr, mark_r, mark_d):
+    r"""Readout weights ``[C, B, H, P, U]`` (:math:`R`) and outgoing boundary weights ``[C, B, H, c_x + c_y,
+    U]`` (:math:`W`) of every chunk, from chunk-layout gates ``[C, B, H, P]``.
+
+    The wavefront runs the grid recurrence with a weight vector over the units in place of each ``K x V``
+    state: the r-edge leaving cell :math:`p` carries :math:`T^{rr}_p w^r_{\mathrm{in}} + T^{dr}_p
+    w^d_{\mathrm{in}} + S^r_p e_p`, the readout of :math:`p` is :math:`M^r_p w^r_{\mathrm{in}} + M^d_p
+    w^d_{\mathrm{in}}`, where an incoming edge from outside the chunk is its boundary unit vector.
+    """
+    cells = schedule.cells
+    num_cells = cells.order.numel()
+    identity = torch.eye(num_cells + sum(schedule.chunk_size), dtype=source_r.dtype, device=source_r.device)
+    batch_shape = source_r.shape[:3]
+    boundary_units = identity[num_cells:].expand(*batch_shape, -1, -1)
+    right_weights, down_weights, readout_weights = [], [], []
+    previous_right = previous_down = boundary_units[..., :0, :]
+    for diagonal, (right_in, down_in) in enumerate(zip(schedule.right_in, schedule.down_in)):
+        cells_slice = slice(cells.ptr[diagonal], cells.ptr[diagonal + 1])
+        incoming_right = torch.cat([previous_right, boundary_units], dim=3).index_select(3, right_in)
+        incoming_down = torch.cat([previous_down, boundary_units], dim=3).index_select(3, down_in)
+        source_units = identity[cells_slice]
+
+        def gate(tensor: Tensor) -> Tensor:
+            return tensor[..., cells_slice, None]
+
+        previous_right = (gate(transition_rr) * incoming_right + gate(transition_dr) * incoming_down
+                          + gate(source_r) * source_units)
+        previous_down = (gate(transition_dd) * incoming_down + gate(transition_rd) * incoming_right
+                         + gate(source_d) * source_units)
+        right_weights.append(previous_right)
+        down_weights.append(previous_down)
+        readout_weights.append(gate(mark_r) * incoming_right + gate(mark_d) * incoming_down)
+    chunk_y = schedule.chunk_size[1]
+    outgoing = torch.cat([torch.cat(right_weights, dim=3).index_select(3, schedule.outgoing[:chunk_y]),
+                          torch.cat(down_weights, dim=3).index_select(3, schedule.outgoing[chunk_y:])], dim=3)
+    return torch.cat(readout_weights, dim=3), outgoing
+
+
+class RowOuterMatmul(torch.autograd.Function):
+    r"""``(A @ other)`` or ``(A^T @ other)`` for :math:`A_{n, (b, k)} = r_{nb}\, s_{nk}`, without keeping
+    :math:`A` for backward.
+
+    :math:`A` is as large as the boundary states it multiplies, but it is an elementwise product of two
+    small factors, so backward rebuilds it instead of autograd storing it.
+    """
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, scales: Tensor, other: Tensor, transposed: bool) -> Tensor:
+        ctx.save_for_backward(rows, scales, other)
+        ctx.transposed = transposed
+        outer = RowOuterMatmul.outer(rows, scales)
+        return (outer.transpose(-1, -2) if transposed else outer) @ other
+
+    @staticmethod
+    def outer(rows: Tensor, scales: Tensor) -> Tensor:
+        return (rows.unsqueeze(-1) * scales.unsqueeze(-2)).flatten(-2)
+
+    @staticmethod
+    def backward(ctx, out_grad):
+        rows, scales, other = ctx.saved_tensors
+        outer = RowOuterMatmul.outer(rows, scales)
+        if ctx.transposed:
+            outer_grad, other_grad = other @ out_grad.transpose(-1, -2), outer @ out_grad
+        else:
+            outer_grad, other_grad = out_grad @ other.transpose(-1, -2), outer.transpose(-1, -2) @ out_grad
+        outer_grad = outer_grad.unflatten(-1, (rows.size(-1), scales.size(-1)))
+        rows_grad = (outer_grad * scales.unsqueeze(-2)).sum(-1)
+        scales_grad = (outer_grad * rows.unsqueeze(-1)).sum(-2)
+        return rows_grad, scales_grad, other_grad, None
+
+
+def boundary_sweep(schedule: GridChunks, local_outgoing: Tensor, boundary_weights: Tensor,
+                   boundary_readout_weights: Tensor, query: Tensor) -> Tensor:
+    r"""Readout ``[C, B, H, P, V]`` of the states entering each chunk, chunk anti-diagonal by
+    anti-diagonal.
+
+    A chunk's incoming states come from the r-edges of its left neighbour and the d-edges of the one
+    above it (zero at the grid's first row and column); its outgoing states are ``local_outgoing`` plus
+    ``boundary_weights @`` the incoming ones. Each cell reads :math:`\sum_b R_{nb}\, q_n^\top Z_b`
+    (``boundary_readout_weights`` :math:`R`), done per diagonal so that the incoming states are kept once
+    for backward.
+    """
+    chunks, chunk_y = schedule.chunks, schedule.chunk_size[1]
+    state_shape = local_outgoing.shape[1:]
+    first = chunks.ptr[1]
+    readouts = [query.new_zeros(query.shape[:-1] + (local_outgoing.size(-1),))[:first]]
+    outgoing = local_outgoing[:first]
+    for diagonal in range(1, len(chunks.ptr) - 1):
+        cells = slice(chunks.ptr[diagonal], chunks.ptr[diagonal + 1])
+        table = torch.cat([outgoing, outgoing.new_zeros((1,) + state_shape)])
+        left, upper = schedule.chunk_in[diagonal]
+        incoming = torch.cat([table.index_select(0, left)[:, :, :, :chunk_y],
+                              table.index_select(0, upper)[:, :, :, chunk_y:]], dim=3)
+        readouts.append(RowOuterMatmul.apply(boundary_readout_weights[cells], query[cells],
+                                             incoming.flatten(3, 4), False))
+        outgoing = local_outgoing[cells] + torch.einsum("cbhij,cbhjkv->cbhikv", boundary_weights[cells], incoming)
+    return torch.cat(readouts)
+
+
+def chunkwise_readout(schedule: GridChunks, query, key, value, source_r, source_d, transition_rr,
+                      transition_dd, transition_rd, transition_dr, mark_r, mark_d) -> Tensor:
+    """Readout ``[C, B, H, P, V]`` (without the direct term) from chunk-layout inputs."""
+    num_cells = query.size(3)
+    readout_weights, outgoing_weights = unit_weights(
+        schedule, source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr, mark_r, mark_d)
+    # Sources inside the chunk: masked attention, and their part of the outgoing boundary states,
+    # sum_m W_bm k_m v_m^T = ([m, (b, k)] rows W_mb k_m)^T @ v.
+    scores = (query @ key.transpose(-1, -2)) * readout_weights[..., :num_cells]
+    local_outgoing = RowOuterMatmul.apply(outgoing_weights[..., :num_cells].transpose(-1, -2), key, value, True)
+    local_outgoing = local_outgoing.unflatten(3, (-1, key.size(-1)))  # [C, B, H, b, K, V]
+    return scores @ value + boundary_sweep(schedule, local_outgoing, outgoing_weights[..., num_cells:],
+                                           readout_weights[..., num_cells:], query)
