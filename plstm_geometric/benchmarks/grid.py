@@ -1,17 +1,20 @@
-"""Forward+backward of plstm_grid: the dense wavefront backend against the grid-DAG adapter.
+"""Forward+backward of plstm_grid: the chunkwise form, the dense wavefront and the grid-DAG adapter.
 
     python -m plstm_geometric.benchmarks.grid                       # CPU: 24x24, batch 8, 3 heads, K=V=16
+    python -m plstm_geometric.benchmarks.grid --chunk-sizes 4 6 8 12   # chunkwise at several chunk sizes
     python -m plstm_geometric.benchmarks.grid --device cuda --batch 64 --channels 64   # the full GPU workload
 
 Random unit-normal query/key/value and sigmoid gates in float32 (``--dtype``); the loss is ``out.sum()``.
-Each backend is timed separately (median of ``--repeats`` after a warm-up); on CUDA the peak memory of one
-forward+backward is reported (``torch.cuda.max_memory_allocated``), on CPU it is not tracked.
+Each backend is timed separately (median of ``--repeats`` after a warm-up), and the peak memory that one
+forward+backward adds is reported (:func:`~plstm_geometric.benchmarks.timing.peak_memory`: allocator peak
+on CUDA, resident-set peak on CPU). ``auto`` is listed with the backend it picked.
 """
 import argparse
 
 import torch
 
-from ..functional.grid import GATE_NAMES, plstm_grid
+from ..functional.backends.grid_chunkwise import default_chunk_size
+from ..functional.grid import GATE_NAMES, choose_backend, plstm_grid
 from .timing import measure, peak_memory
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -42,6 +45,9 @@ def main(argv=None):
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--recompute-states", action="store_true")
+    parser.add_argument("--backends", nargs="+", default=["auto", "chunkwise", "wavefront", "dag"])
+    parser.add_argument("--chunk-sizes", type=int, nargs="+", default=None,
+                        help="chunk edge lengths to time the chunkwise backend at (default: its own rule)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's); on an oversubscribed machine 1 avoids "
                              "OpenMP wake-up stalls that dominate many small ops")
@@ -54,18 +60,28 @@ def main(argv=None):
     print(f"plstm_grid forward+backward: batch {args.batch}, {X}x{Y} grid, {args.heads} heads, "
           f"K = V = {args.channels}, {args.dtype}, device {device}, {torch.get_num_threads()} CPU threads")
 
+    runs = []
+    for backend in args.backends:
+        sizes = args.chunk_sizes if backend == "chunkwise" and args.chunk_sizes else [None]
+        runs.extend((backend, size) for size in sizes)
     rows = []
-    for backend in ("wavefront", "dag"):
-        def step(backend=backend):
-            out = plstm_grid(**inputs, backend=backend, recompute_states=args.recompute_states)
+    for backend, chunk_size in runs:
+        def step(backend=backend, chunk_size=chunk_size):
+            out = plstm_grid(**inputs, backend=backend, recompute_states=args.recompute_states,
+                             chunk_size=chunk_size)
             out.float().sum().backward()
 
-        rows.append((backend, measure(step, device, args.repeats), peak_memory(step, device)))
+        name = backend
+        if backend == "auto":
+            name = f"auto ({choose_backend(args.batch, X, Y, args.channels, args.channels)})"
+        if backend == "chunkwise":
+            name = f"chunkwise {chunk_size or default_chunk_size(args.channels, args.channels)}"
+        rows.append((name, measure(step, device, args.repeats), peak_memory(step, device)))
 
     fastest = min(seconds for _, seconds, _ in rows)
-    print(f"{'backend':<12}{'ms':>10}{'x fastest':>11}{'peak MiB':>10}")
+    print(f"{'backend':<22}{'ms':>10}{'x fastest':>11}{'peak MiB':>10}")
     for name, seconds, memory in rows:
-        print(f"{name:<12}{seconds * 1e3:>10.1f}{seconds / fastest:>11.2f}{memory:>10.1f}")
+        print(f"{name:<22}{seconds * 1e3:>10.1f}{seconds / fastest:>11.2f}{memory:>10.1f}")
 
 
 if __name__ == "__main__":
