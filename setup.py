@@ -23,6 +23,9 @@ setup(
     ],
     extras_require={
         "scatter": ["torch_scatter"],
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+        # Triton kernels are optional at run time; the tests run them on CPU in Triton's interpreter.
+        "triton": ["triton; platform_system == 'Linux' and platform_machine == 'x86_64'"],
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel",
+                 "triton; platform_system == 'Linux' and platform_machine == 'x86_64'"],
     },
 )

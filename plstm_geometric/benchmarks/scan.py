@@ -10,9 +10,14 @@ Three tables, all measured in one run so that the ratios are side by side:
    12 bytes per float32 element) against ``tensor.clone`` (8 bytes per element) at B*T*D = 2**28 on CUDA,
    ``--bandwidth-elements`` (default 2**24) on CPU.
 
+On CUDA every scan column is timed for both backends of ``linear_recurrence``, ``"torch"`` and ``"triton"``
+(when triton is installed); on CPU only ``"torch"``, since Triton would run in its interpreter there.
+
 Run ``python -m plstm_geometric.benchmarks.scan [--device cpu|cuda] [--quick]``.
 """
 import argparse
+import functools
+import importlib.util
 import statistics
 import time
 
@@ -68,24 +73,30 @@ def table(header, rows):
     return "\n".join(lines)
 
 
-def bench_vs_loop(device, length, channels, repeats):
+def scans(backends):
+    """``linear_recurrence`` bound to each backend name."""
+    return [functools.partial(linear_recurrence, backend=backend) for backend in backends]
+
+
+def bench_vs_loop(device, length, channels, repeats, backends=("torch",)):
     decay = torch.rand(1, length, channels, device=device, requires_grad=True)
     impulse = torch.randn(1, length, channels, device=device, requires_grad=True)
     with torch.no_grad():
-        scan_forward, loop_forward = measure([lambda: linear_recurrence(decay, impulse),
-                                              lambda: sequential_recurrence(decay, impulse)], device, repeats)
-    scan_training, loop_training = measure([forward_backward(linear_recurrence, decay, impulse),
-                                            forward_backward(sequential_recurrence, decay, impulse)],
-                                           device, repeats)
-    rows = [["forward", f"{scan_forward * 1e3:.2f}", f"{loop_forward * 1e3:.1f}",
-             f"{loop_forward / scan_forward:.0f}x"],
-            ["forward + backward", f"{scan_training * 1e3:.2f}", f"{loop_training * 1e3:.1f}",
-             f"{loop_training / scan_training:.0f}x"]]
-    return table(["B=1, D=%d, T=%d" % (channels, length), "linear_recurrence (ms)", "Python loop (ms)",
-                  "speed-up"], rows)
+        *scan_forward, loop_forward = measure(
+            [functools.partial(scan, decay, impulse) for scan in scans(backends)]
+            + [functools.partial(sequential_recurrence, decay, impulse)], device, repeats)
+    *scan_training, loop_training = measure(
+        [forward_backward(scan, decay, impulse) for scan in scans(backends)]
+        + [forward_backward(sequential_recurrence, decay, impulse)], device, repeats)
+    rows = [[name] + [f"{t * 1e3:.2f}" for t in scan_times] + [f"{loop_time * 1e3:.1f}"]
+            + [f"{loop_time / t:.0f}x" for t in scan_times]
+            for name, scan_times, loop_time in [("forward", scan_forward, loop_forward),
+                                                ("forward + backward", scan_training, loop_training)]]
+    return table([f"B=1, D={channels}, T={length}"] + [f"{backend} scan (ms)" for backend in backends]
+                 + ["Python loop (ms)"] + [f"speed-up ({backend})" for backend in backends], rows)
 
 
-def bench_vs_lstm(device, lengths, channels, repeats):
+def bench_vs_lstm(device, lengths, channels, repeats, backends=("torch",)):
     gilr_lstm = GILRLSTM(channels, channels).to(device)
     lstm = torch.nn.LSTM(channels, channels, batch_first=True).to(device)
     rows = []
@@ -94,32 +105,48 @@ def bench_vs_lstm(device, lengths, channels, repeats):
         decay = torch.rand(1, length, channels, device=device, requires_grad=True)
         impulse = torch.randn(1, length, channels, device=device, requires_grad=True)
         with torch.no_grad():
-            forward = measure([lambda: linear_recurrence(decay, impulse), lambda: gilr_lstm(x), lambda: lstm(x)],
-                              device, repeats)
-        training = measure([forward_backward(linear_recurrence, decay, impulse), forward_backward(gilr_lstm, x),
-                            forward_backward(lstm, x)], device, repeats)
-        rate = [length / t for t in forward + training]
-        rows.append([length] + [f"{r:,.0f}" for r in rate]
-                    + [f"{rate[1] / rate[2]:.1f}x", f"{rate[4] / rate[5]:.1f}x"])
-    header = ["T", "scan fwd", "GILR-LSTM fwd", "nn.LSTM fwd", "scan fwd+bwd", "GILR-LSTM fwd+bwd",
-              "nn.LSTM fwd+bwd", "GILR-LSTM/LSTM fwd", "GILR-LSTM/LSTM fwd+bwd"]
+            forward = measure([functools.partial(scan, decay, impulse) for scan in scans(backends)]
+                              + [functools.partial(gilr_lstm, x), functools.partial(lstm, x)], device, repeats)
+        training = measure([forward_backward(scan, decay, impulse) for scan in scans(backends)]
+                           + [forward_backward(gilr_lstm, x), forward_backward(lstm, x)], device, repeats)
+        forward_rate = [length / t for t in forward]
+        training_rate = [length / t for t in training]
+        # The last two columns of each group are GILR-LSTM and nn.LSTM.
+        rows.append([length] + [f"{r:,.0f}" for r in forward_rate + training_rate]
+                    + [f"{forward_rate[-2] / forward_rate[-1]:.1f}x",
+                       f"{training_rate[-2] / training_rate[-1]:.1f}x"])
+    header = (["T"] + [f"scan fwd ({backend})" for backend in backends] + ["GILR-LSTM fwd", "nn.LSTM fwd"]
+              + [f"scan fwd+bwd ({backend})" for backend in backends] + ["GILR-LSTM fwd+bwd", "nn.LSTM fwd+bwd"]
+              + ["GILR-LSTM/LSTM fwd", "GILR-LSTM/LSTM fwd+bwd"])
     return table(header, rows)
 
 
-def bench_bandwidth(device, elements, repeats):
+def bench_bandwidth(device, elements, repeats, backends=("torch",)):
     batch_size, channels = 4, 64
     length = elements // (batch_size * channels)
     decay = torch.rand(batch_size, length, channels, device=device)
     impulse = torch.randn(batch_size, length, channels, device=device)
     numel = decay.numel()
-    scan, copy = measure([lambda: linear_recurrence(decay, impulse), lambda: impulse.clone()], device, repeats)
-    scan_bandwidth = 12 * numel / scan / 1e9
+    *scan_times, copy = measure([functools.partial(scan, decay, impulse) for scan in scans(backends)]
+                                + [impulse.clone], device, repeats)
     copy_bandwidth = 8 * numel / copy / 1e9
-    rows = [[f"[{batch_size}, {length}, {channels}] float32 ({numel:,} elements)", f"{scan * 1e3:.2f}",
-             f"{scan_bandwidth:.1f}", f"{copy * 1e3:.2f}", f"{copy_bandwidth:.1f}",
-             f"{scan_bandwidth / copy_bandwidth:.2f}"]]
-    return table(["shape", "scan (ms)", "scan GB/s (12 B/elem)", "clone (ms)", "clone GB/s (8 B/elem)",
+    rows = []
+    for backend, scan in zip(backends, scan_times):
+        scan_bandwidth = 12 * numel / scan / 1e9
+        rows.append([f"[{batch_size}, {length}, {channels}] float32 ({numel:,} elements)", backend,
+                     f"{scan * 1e3:.2f}", f"{scan_bandwidth:.1f}", f"{copy * 1e3:.2f}", f"{copy_bandwidth:.1f}",
+                     f"{scan_bandwidth / copy_bandwidth:.2f}"])
+    return table(["shape", "backend", "scan (ms)", "scan GB/s (12 B/elem)", "clone (ms)", "clone GB/s (8 B/elem)",
                   "scan/clone bandwidth"], rows)
+
+
+def timed_backends(device):
+    """The ``linear_recurrence`` backends this run times, and why ``"triton"`` is left out (or None)."""
+    if device.type != "cuda":
+        return ("torch",), "on CPU it would run in Triton's (slow) interpreter"
+    if importlib.util.find_spec("triton") is None:
+        return ("torch",), "triton is not installed"
+    return ("torch", "triton"), None
 
 
 def main(argv=None):
@@ -146,11 +173,14 @@ def main(argv=None):
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# linear_recurrence benchmark on {name} (torch {torch.__version__})\n")
-    print(bench_vs_loop(device, loop_length, channels, args.repeats) + "\n")
+    backends, skipped_because = timed_backends(device)
+    if skipped_because:
+        print(f"(backend='triton' not timed: {skipped_because})\n")
+    print(bench_vs_loop(device, loop_length, channels, args.repeats, backends) + "\n")
     print("Steps per second, batch 1, 32 channels:\n")
-    print(bench_vs_lstm(device, lstm_lengths, channels, args.repeats) + "\n")
+    print(bench_vs_lstm(device, lstm_lengths, channels, args.repeats, backends) + "\n")
     print("Memory bandwidth of the forward scan:\n")
-    print(bench_bandwidth(device, elements, args.repeats))
+    print(bench_bandwidth(device, elements, args.repeats, backends))
 
 
 if __name__ == "__main__":

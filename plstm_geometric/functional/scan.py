@@ -16,6 +16,8 @@ from torch import Tensor
 
 __all__ = ["linear_recurrence"]
 
+BACKENDS = ("auto", "torch", "triton")
+
 # Chunk length C of the chunked scan. Each level costs about 2 C sequential (but vectorised) elementwise
 # ops and shortens the sequence C-fold, so the depth is ~2 C log_C T ops: C = 8 keeps that small
 # (85 ops at T = 2**16) while the per-level bookkeeping stays negligible; on CPU, 8 and 16 measured alike.
@@ -89,16 +91,39 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+def _triton_scan():
+    """The Triton backend's scan, imported on first use: triton is an optional dependency."""
+    try:
+        from .backends.triton_scan import triton_scan
+    except ModuleNotFoundError as error:
+        if error.name != "triton":
+            raise
+        raise ImportError("linear_recurrence(backend='triton') runs Triton kernels: pip install triton "
+                          "(backend='torch' does not need it)") from error
+    return triton_scan
+
+
+def _scan_function(backend: str):
+    """The scan ``(decay, impulse, state, reverse, out) -> None`` of a backend name."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    # "auto" stays on the torch scan until the Triton kernels have been timed on a GPU.
+    return _triton_scan() if backend == "triton" else _scan
+
+
 class _LinearRecurrence(torch.autograd.Function):
+    """Forward and backward pass around a backend's ``scan``; both passes are one call of it each."""
+
     @staticmethod
-    def forward(ctx, decay, impulse, initial_state, reverse):
+    def forward(ctx, decay, impulse, initial_state, reverse, scan):
         dtype = _compute_dtype(decay.dtype)
         decay_c = decay.to(dtype).contiguous()
         impulse_c = impulse.to(dtype).contiguous()
         state = initial_state.to(dtype) if initial_state is not None else decay_c.new_zeros(
             decay.shape[0], decay.shape[2])
         out = torch.empty_like(impulse_c)
-        _scan(decay_c, impulse_c, state, reverse, out)
+        scan(decay_c, impulse_c, state, reverse, out)
+        ctx.scan = scan
         ctx.reverse = reverse
         ctx.input_dtype = decay.dtype
         ctx.has_initial_state = initial_state is not None
@@ -120,11 +145,11 @@ class _LinearRecurrence(torch.autograd.Function):
         grad_h = torch.empty_like(grad_out)
         if reverse:
             grad_h[:, 0] = grad_out[:, 0]
-            _scan(decay[:, :-1], grad_out[:, 1:], grad_out[:, 0], False, grad_h[:, 1:])
+            ctx.scan(decay[:, :-1], grad_out[:, 1:], grad_out[:, 0], False, grad_h[:, 1:])
             first, previous_h = length - 1, out[:, 1:]
         else:
             grad_h[:, -1] = grad_out[:, -1]
-            _scan(decay[:, 1:], grad_out[:, :-1], grad_out[:, -1], True, grad_h[:, :-1])
+            ctx.scan(decay[:, 1:], grad_out[:, :-1], grad_out[:, -1], True, grad_h[:, :-1])
             first, previous_h = 0, out[:, :-1]
 
         grad_decay = grad_impulse = grad_state = None
@@ -141,7 +166,7 @@ class _LinearRecurrence(torch.autograd.Function):
             grad_impulse = grad_h.to(ctx.input_dtype)
         if ctx.has_initial_state and ctx.needs_input_grad[2]:
             grad_state = (decay[:, first] * grad_h[:, first]).to(ctx.input_dtype)
-        return grad_decay, grad_impulse, grad_state, None
+        return grad_decay, grad_impulse, grad_state, None, None
 
 
 def _check_tensor(name: str, value, ndim: int) -> None:
@@ -154,7 +179,7 @@ def _check_tensor(name: str, value, ndim: int) -> None:
 
 
 def linear_recurrence(decay: Tensor, impulse: Tensor, initial_state: Optional[Tensor] = None,
-                      reverse: bool = False) -> Tensor:
+                      reverse: bool = False, backend: str = "auto") -> Tensor:
     r"""Elementwise first-order linear recurrence along the time dimension, parallel over time.
 
     .. math::
@@ -180,6 +205,14 @@ def linear_recurrence(decay: Tensor, impulse: Tensor, initial_state: Optional[Te
     :math:`\partial L/\partial a_t = g_t h_{t-1}` and :math:`\partial L/\partial h_0 = a_0 g_0`.
     Double backward is not supported.
 
+    **Backends.** ``"torch"`` is the chunked scan above, on any device. ``"triton"`` runs Triton kernels
+    on CUDA (:mod:`plstm_geometric.functional.backends.triton_scan`): each program streams one batch row
+    and a block of channels through time in tiles scanned in registers, and when ``B x D`` alone is too
+    little parallelism for the GPU the time axis is also split into chunks (reduce, scan of the chunk
+    carries, rescan). The backward pass is the same reverse-time scan on either backend. triton is
+    optional (``pip install triton``). ``"auto"`` is ``"torch"`` everywhere for now: it will switch to
+    ``"triton"`` on CUDA only once the kernels have been timed against the torch scan on a GPU.
+
     **Complexity.** Work :math:`O(B D T)` (each level touches its input a constant number of times
     and the levels shrink geometrically); depth :math:`O(C \log_C T)` elementwise ops, i.e.
     :math:`O(\log T)` for the fixed :math:`C`; memory :math:`O(B D T)` for the output plus
@@ -190,6 +223,8 @@ def linear_recurrence(decay: Tensor, impulse: Tensor, initial_state: Optional[Te
         impulse (torch.Tensor): :math:`b`, shape ``[B, T, D]``, same dtype and device as ``decay``.
         initial_state (torch.Tensor, optional): :math:`h_0`, shape ``[B, D]``. (default: zeros)
         reverse (bool): run the recurrence from the last step to the first. (default: ``False``)
+        backend (str): ``"auto"``, ``"torch"`` or ``"triton"`` (CUDA tensors; on CPU only under
+            ``TRITON_INTERPRET=1``, Triton's interpreter). (default: ``"auto"``, currently the torch scan)
 
     Returns:
         torch.Tensor: all states :math:`h_t`, shape ``[B, T, D]``, in the input dtype. float16 and
@@ -217,6 +252,7 @@ def linear_recurrence(decay: Tensor, impulse: Tensor, initial_state: Optional[Te
                              f"got {initial_state.device}")
     if not isinstance(reverse, bool):
         raise TypeError(f"reverse: expected a bool, got {type(reverse).__name__}")
+    scan = _scan_function(backend)
     if decay.shape[1] == 0:
         return impulse.clone()
-    return _LinearRecurrence.apply(decay, impulse, initial_state, reverse)
+    return _LinearRecurrence.apply(decay, impulse, initial_state, reverse, scan)

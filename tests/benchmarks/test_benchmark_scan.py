@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from plstm_geometric.benchmarks.scan import (bench_bandwidth, bench_vs_loop, bench_vs_lstm, measure,
-                                             sequential_recurrence)
+                                             sequential_recurrence, timed_backends)
 from plstm_geometric.functional import linear_recurrence
 
 
@@ -31,3 +32,11 @@ def test_tables_at_tiny_sizes():
     assert lstm.count("\n") == 3 and "| 128 |" in lstm
     bandwidth = bench_bandwidth(device, 2 ** 12, 1)
     assert "[4, 16, 64]" in bandwidth
+
+
+def test_triton_column_next_to_torch():
+    pytest.importorskip("triton")  # on CPU the kernels run in Triton's interpreter (tests/conftest.py)
+    loop = bench_vs_loop(torch.device("cpu"), 64, 4, 1, backends=("torch", "triton"))
+    assert loop.count("\n") == 3 and "triton scan (ms)" in loop and "speed-up (triton)" in loop
+    backends, reason = timed_backends(torch.device("cpu"))
+    assert backends == ("torch",) and "interpreter" in reason
