@@ -6,11 +6,12 @@ from torch import Tensor
 
 from ..graph.plan import PLSTMPlan, build_plan
 from ..graph.validation import check_index
+from .backends import triton_backend
 from .backends.chains import plstm_dag_chains
 from .backends.levels import plstm_dag_levels
 from .backends.parallel import plstm_dag_parallel
 
-BACKENDS = ("auto", "levels", "parallel", "chains")
+BACKENDS = ("auto", "levels", "parallel", "chains", "fused")
 
 
 def plstm_dag(
@@ -51,9 +52,12 @@ def plstm_dag(
         plan (PLSTMPlan, optional): the schedule from :func:`~plstm_geometric.graph.build_plan`; built
             (and the structure validated) when omitted. Reuse it across calls on the same graph.
         backend (str): ``"levels"`` (scatter ops, one step per level, any graph size), ``"parallel"``
-            (per-graph dense solve, for batches of small graphs such as molecules) or ``"auto"``, which
-            picks by graph statistics (see :func:`choose_backend`), or ``"chains"`` (long paths of the
-            line graph contracted and solved with a parallel scan: few steps for chain-like DAGs).
+            (per-graph dense solve, for batches of small graphs such as molecules), ``"chains"`` (long
+            paths of the line graph contracted and solved with a parallel scan: few steps for chain-like
+            DAGs), ``"fused"`` (the level sweep as Triton kernels, one launch per level, no gathered
+            ``K x V`` temporaries; needs ``pip install triton`` and CUDA tensors) or ``"auto"``, which picks by
+            graph statistics (see :func:`choose_backend`). ``"auto"`` only picks backends that have been
+            timed, and ``"fused"`` has not been timed on a GPU yet, so it is never picked.
         recompute_states (bool): drop the ``[E, H, K, V]`` cell states after the forward pass and
             recompute them in the backward pass: less memory between forward and backward, one more sweep.
 
@@ -91,6 +95,9 @@ def plstm_dag(
             return plstm_dag_parallel(query, key, value, source, transition, mark, direct, plan)
         if backend == "chains":
             return plstm_dag_chains(query, key, value, source, transition, mark, direct, plan)
+        if backend == "fused":
+            plstm_dag_fused = triton_backend("triton_levels", "plstm_dag_fused", "backend='fused'")
+            return plstm_dag_fused(query, key, value, source, transition, mark, direct, plan, recompute_states)
         return plstm_dag_levels(query, key, value, source, transition, mark, direct, plan, recompute_states)
 
 
@@ -148,7 +155,8 @@ def choose_backend(plan: PLSTMPlan) -> str:
     (at least ``CHAINS_MIN_LEVELS`` levels) that chain contraction shortens at least
     ``CHAINS_MIN_REDUCTION``-fold; else ``"levels"``. The rule was
     set from ``python -m plstm_geometric.benchmarks.core`` (docs/benchmarks.md). Heads and channel sizes
-    scale both backends alike, so only the graph statistics decide.
+    scale both backends alike, so only the graph statistics decide. ``"fused"`` is never picked: it has
+    not been timed on a GPU yet.
     """
     if plan.num_edges == 0 or plan.num_levels <= 1:
         return "levels"

@@ -14,6 +14,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .backends import triton_backend
+
 __all__ = ["linear_recurrence"]
 
 BACKENDS = ("auto", "torch", "triton")
@@ -91,24 +93,14 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _triton_scan():
-    """The Triton backend's scan, imported on first use: triton is an optional dependency."""
-    try:
-        from .backends.triton_scan import triton_scan
-    except ModuleNotFoundError as error:
-        if error.name != "triton":
-            raise
-        raise ImportError("linear_recurrence(backend='triton') runs Triton kernels: pip install triton "
-                          "(backend='torch' does not need it)") from error
-    return triton_scan
-
-
 def _scan_function(backend: str):
     """The scan ``(decay, impulse, state, reverse, out) -> None`` of a backend name."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     # "auto" stays on the torch scan until the Triton kernels have been timed on a GPU.
-    return _triton_scan() if backend == "triton" else _scan
+    if backend == "triton":
+        return triton_backend("triton_scan", "triton_scan", "linear_recurrence(backend='triton')")
+    return _scan
 
 
 class _LinearRecurrence(torch.autograd.Function):

@@ -26,11 +26,14 @@ class PLSTMPlan:
         edge_order (LongTensor): ``[E]`` original edge ids in schedule order.
         edge_src, edge_dst (LongTensor): ``[E]`` endpoints of the scheduled edges.
         edge_level_ptr (list[int]): scheduled edges of level ``l`` are ``edge_level_ptr[l]:[l+1]``.
-        line_order_by_out (LongTensor): ``[L]`` line edge ids sorted by the level of ``e_out``.
+        line_order_by_out (LongTensor): ``[L]`` line edge ids sorted by the scheduled id of ``e_out``,
+            hence by its level.
         line_in_by_out, line_out_by_out (LongTensor): ``[L]`` scheduled ids of ``e_in``/``e_out`` in
             that order; ``line_out_level_ptr`` slices it per level (forward sweep).
-        line_order_by_in, line_in_by_in, line_out_by_in, line_in_level_ptr: the same sorted by the level
-            of ``e_in`` (backward sweep).
+        line_ptr_by_out (LongTensor): ``[E + 1]`` CSR pointers of that order: the line edges into
+            scheduled edge ``e`` are ``line_ptr_by_out[e]:line_ptr_by_out[e + 1]``.
+        line_order_by_in, line_in_by_in, line_out_by_in, line_in_level_ptr, line_ptr_by_in: the same
+            sorted by ``e_in`` (backward sweep).
         line_by_out_for_in (LongTensor): ``[L]`` position in the forward (by-``e_out``) order of each line
             edge of the backward (by-``e_in``) order, to reorder per-line tensors between the sweeps.
         edge_index, line_edge_index, node_level (LongTensor): the structure it was built from.
@@ -49,10 +52,12 @@ class PLSTMPlan:
     line_in_by_out: Tensor
     line_out_by_out: Tensor
     line_out_level_ptr: List[int]
+    line_ptr_by_out: Tensor
     line_order_by_in: Tensor
     line_in_by_in: Tensor
     line_out_by_in: Tensor
     line_in_level_ptr: List[int]
+    line_ptr_by_in: Tensor
     line_by_out_for_in: Tensor
     edge_index: Tensor
     line_edge_index: Tensor
@@ -125,8 +130,11 @@ def build_plan(
     scheduled_id = inverse_order(edge_order)
     line_in, line_out = scheduled_id[e_in], scheduled_id[e_out]
 
-    out_level_sorted, line_order_by_out = torch.sort(edge_level[e_out], stable=True)
-    in_level_sorted, line_order_by_in = torch.sort(edge_level[e_in], stable=True)
+    # Sorting by scheduled id groups the line edges per edge (CSR) and, since scheduled ids grow with the
+    # level, per level as well.
+    line_out_sorted, line_order_by_out = torch.sort(line_out, stable=True)
+    line_in_sorted, line_order_by_in = torch.sort(line_in, stable=True)
+    edge_bounds = torch.arange(num_edges + 1, device=edge_index.device)
     return PLSTMPlan(
         num_nodes=num_nodes,
         num_edges=num_edges,
@@ -137,12 +145,14 @@ def build_plan(
         edge_level_ptr=level_pointers(edge_level_sorted, num_levels),
         line_order_by_out=line_order_by_out,
         line_in_by_out=line_in[line_order_by_out],
-        line_out_by_out=line_out[line_order_by_out],
-        line_out_level_ptr=level_pointers(out_level_sorted, num_levels),
+        line_out_by_out=line_out_sorted,
+        line_out_level_ptr=level_pointers(edge_level_sorted[line_out_sorted], num_levels),
+        line_ptr_by_out=torch.searchsorted(line_out_sorted, edge_bounds),
         line_order_by_in=line_order_by_in,
-        line_in_by_in=line_in[line_order_by_in],
+        line_in_by_in=line_in_sorted,
         line_out_by_in=line_out[line_order_by_in],
-        line_in_level_ptr=level_pointers(in_level_sorted, num_levels),
+        line_in_level_ptr=level_pointers(edge_level_sorted[line_in_sorted], num_levels),
+        line_ptr_by_in=torch.searchsorted(line_in_sorted, edge_bounds),
         line_by_out_for_in=inverse_order(line_order_by_out)[line_order_by_in],
         edge_index=edge_index,
         line_edge_index=line_edge_index,

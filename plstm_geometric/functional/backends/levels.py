@@ -14,6 +14,8 @@ of :math:`C` and :math:`G`. Both are ``[E, H, K, V]``; ``recompute_states=True``
 forward pass and rebuilds it in the backward pass (one more sweep), so a stack of layers only holds
 :math:`O(N H (K + V))` activations between forward and backward instead of :math:`O(E H K V)`.
 """
+from typing import Callable, NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -67,17 +69,52 @@ def source_terms(source: Tensor, key_src: Tensor, value_src: Tensor) -> Tensor:
     return source[:, :, None, None] * key_src[..., :, None] * value_src[..., None, :]
 
 
+class Sweeps(NamedTuple):
+    """The two recurrences of a level sweep, the only part that differs between implementations.
+
+    ``states_and_readout(plan, query, key, value, source, transition)`` returns the cell states
+    ``[E, H, K, V]`` and the readouts ``q_dst^T C_e`` ``[E, H, V]``;
+    ``state_and_transition_grads(plan, query, mark, out_grad, transition, states)`` returns the state
+    gradients ``[E, H, K, V]`` and the gradient of ``transition`` ``[L, H]``. Gates are in schedule order,
+    ``transition`` in the forward (by ``e_out``) order.
+    """
+
+    states_and_readout: Callable
+    state_and_transition_grads: Callable
+
+
+def scatter_states_and_readout(plan: PLSTMPlan, query: Tensor, key: Tensor, value: Tensor, source: Tensor,
+                               transition: Tensor):
+    src = plan.edge_src
+    states = sweep_states(plan, source_terms(source, key[src], value[src]), transition)
+    return states, torch.einsum("ehk,ehkv->ehv", query[plan.edge_dst], states)
+
+
+def scatter_state_and_transition_grads(plan: PLSTMPlan, query: Tensor, mark: Tensor, out_grad: Tensor,
+                                       transition: Tensor, states: Tensor):
+    dst = plan.edge_dst
+    seed = mark[:, :, None, None] * query[dst][..., :, None] * out_grad[dst][..., None, :]
+    # transition is stored in forward order (by e_out); the backward sweep wants it by e_in.
+    state_grads = sweep_state_grads(plan, seed, transition[plan.line_by_out_for_in])
+    # Transition l carries C_{e_in} into C_{e_out}: its gradient is <G_{e_out}, C_{e_in}>.
+    transition_grad = (state_grads[plan.line_out_by_out] * states[plan.line_in_by_out]).sum((-1, -2))
+    return state_grads, transition_grad
+
+
+SCATTER_SWEEPS = Sweeps(scatter_states_and_readout, scatter_state_and_transition_grads)
+
+
 class LevelSweep(torch.autograd.Function):
-    """Inputs in schedule order (edges sorted by level, transitions sorted by the level of ``e_out``)."""
+    """Inputs in schedule order (edges sorted by level, transitions sorted by ``e_out``); ``sweeps`` runs
+    the recurrences, everything else (the readout sum, the gradient contractions) is shared."""
 
     @staticmethod
-    def forward(ctx, query, key, value, source, transition, mark, direct, plan, recompute_states):
-        src, dst = plan.edge_src, plan.edge_dst
-        states = sweep_states(plan, source_terms(source, key[src], value[src]), transition)
-        readout = torch.einsum("ehk,ehkv->ehv", query[dst], states)
-        out = direct_term(query, key, value, direct).index_add(0, dst, readout * mark[..., None])
+    def forward(ctx, query, key, value, source, transition, mark, direct, plan, recompute_states, sweeps):
+        states, readout = sweeps.states_and_readout(plan, query, key, value, source, transition)
+        out = direct_term(query, key, value, direct).index_add(0, plan.edge_dst, readout * mark[..., None])
         ctx.plan = plan
         ctx.recompute_states = recompute_states
+        ctx.sweeps = sweeps
         if recompute_states:
             ctx.save_for_backward(query, key, value, source, transition, mark, direct)
         else:
@@ -86,17 +123,16 @@ class LevelSweep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, out_grad):
-        plan = ctx.plan
+        plan, sweeps = ctx.plan, ctx.sweeps
         src, dst = plan.edge_src, plan.edge_dst
         if ctx.recompute_states:
             query, key, value, source, transition, mark, direct = ctx.saved_tensors
-            states = sweep_states(plan, source_terms(source, key[src], value[src]), transition)
-            readout = torch.einsum("ehk,ehkv->ehv", query[dst], states)
+            states, readout = sweeps.states_and_readout(plan, query, key, value, source, transition)
         else:
             query, key, value, source, transition, mark, direct, states, readout = ctx.saved_tensors
         key_src, value_src = key[src], value[src]
         out_grad = out_grad.contiguous()
-        query_dst, out_grad_dst = query[dst], out_grad[dst]
+        out_grad_dst = out_grad[dst]
 
         # Gradients through the direct term direct * (q . k) * v.
         qk = (query * key).sum(-1)
@@ -111,25 +147,20 @@ class LevelSweep(torch.autograd.Function):
         states_out_grad = torch.einsum("ehkv,ehv->ehk", states, out_grad_dst)
         query_grad = query_grad.index_add(0, dst, states_out_grad * mark[..., None])
 
-        seed = mark[:, :, None, None] * query_dst[..., :, None] * out_grad_dst[..., None, :]
-        # transition is stored in forward order (by level of e_out); the backward sweep wants it by e_in.
-        transition_by_in = transition[plan.line_by_out_for_in]
-        state_grads = sweep_state_grads(plan, seed, transition_by_in)
-
-        # Transition l carries C_{e_in} into C_{e_out}: its gradient is <G_{e_out}, C_{e_in}>.
-        lo_in, lo_out = plan.line_in_by_out, plan.line_out_by_out
-        transition_grad = (state_grads[lo_out] * states[lo_in]).sum((-1, -2))
+        state_grads, transition_grad = sweeps.state_and_transition_grads(plan, query, mark, out_grad, transition,
+                                                                         states)
         # Source term source_e * k_src v_src^T.
         grads_v = torch.einsum("ehkv,ehv->ehk", state_grads, value_src)
         source_grad = (grads_v * key_src).sum(-1)
         key_grad = key_grad.index_add(0, src, grads_v * source[..., None])
         grads_k = torch.einsum("ehkv,ehk->ehv", state_grads, key_src)
         value_grad = value_grad.index_add(0, src, grads_k * source[..., None])
-        return query_grad, key_grad, value_grad, source_grad, transition_grad, mark_grad, direct_grad, None, None
+        return (query_grad, key_grad, value_grad, source_grad, transition_grad, mark_grad, direct_grad,
+                None, None, None)
 
 
 def plstm_dag_levels(query, key, value, source, transition, mark, direct, plan: PLSTMPlan,
-                     recompute_states: bool = False) -> Tensor:
+                     recompute_states: bool = False, sweeps: Sweeps = SCATTER_SWEEPS) -> Tensor:
     """Runs :class:`LevelSweep` on inputs in the caller's edge order and returns ``[N, H, V]``."""
     dtype = query.dtype
     query, key, value, source, transition, mark, direct = in_compute_dtype(
@@ -137,5 +168,5 @@ def plstm_dag_levels(query, key, value, source, transition, mark, direct, plan: 
     out = LevelSweep.apply(
         query, key, value,
         source[plan.edge_order], transition[plan.line_order_by_out], mark[plan.edge_order], direct,
-        plan, recompute_states)
+        plan, recompute_states, sweeps)
     return out.to(dtype)
