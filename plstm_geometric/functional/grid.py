@@ -225,12 +225,12 @@ def choose_backend(batch_size: int, X: int, Y: int, key_dim: int, value_dim: int
     * Larger grids: ``"chunkwise"`` when :math:`KV \ge 1024`, or :math:`KV \ge 256` on grids of at
       least 400 cells; else ``"wavefront"``.
 
-    Measured on CPU, one thread, forward plus backward, 3 heads, interleaved repeats (2026-11-23; see
-    docs/benchmarks.md). Small grids: the dag solve was 1.3x to 2.5x faster than the other two for batches
-    of 64 to 512 cells, the chunkwise form 1.8x to 2.9x faster than the dag solve for 1,024 and 4,096
-    cells. Larger grids: the chunkwise form (at its default chunk size) beat the wavefront 1.3x at 24x24,
-    K = V = 16, 2.0x to 2.3x at K = V = 32 and 3.0x at K = V = 64 (12x12 and 24x24), and lost at
-    K = V = 8 (0.75x) and at K = V = 16 on 14x14 (0.9x).
+    Measured on CPU, one thread, forward plus backward, 3 heads (``python -m
+    plstm_geometric.benchmarks.grid``, 2026-11-23, tables in docs/benchmarks.md). 8x8 grids at K = V = 16:
+    at batch 1 the dag solve took 2 to 3 ms against 5 to 7 for the others; at batch 16 and 64 the chunkwise
+    form was 2.2x to 2.3x faster than both. 24x24: the chunkwise form was 2.6x faster than the wavefront
+    at K = V = 64 and on par at K = V = 16 with a third less memory; the wavefront was 1.9x to 2x faster at
+    K = V = 8 (24x24) and at K = V = 16 on 14x14.
     """
     edges_per_grid = (X - 1) * Y + X * (Y - 1)
     state_size = key_dim * value_dim
