@@ -14,6 +14,7 @@ import argparse
 import torch
 
 from ..functional.backends.grid_chunkwise import default_chunk_size
+from ..graph.grid import check_chunk_size
 from ..functional.grid import GATE_NAMES, choose_backend, plstm_grid
 from .timing import measure, peak_memory
 
@@ -75,7 +76,8 @@ def main(argv=None):
         if backend == "auto":
             name = f"auto ({choose_backend(args.batch, X, Y, args.channels, args.channels)})"
         if backend == "chunkwise":
-            name = f"chunkwise {chunk_size or default_chunk_size(args.channels, args.channels)}"
+            chunk_x, chunk_y = check_chunk_size(chunk_size or default_chunk_size(args.channels, args.channels, X, Y))
+            name = f"chunkwise {chunk_x}x{chunk_y}"
         rows.append((name, measure(step, device, args.repeats), peak_memory(step, device)))
 
     fastest = min(seconds for _, seconds, _ in rows)

@@ -101,7 +101,7 @@ def plstm_grid(
     if backend == "auto":
         backend = choose_backend(*query.shape[:3], query.size(-1), value.size(-1))
     if chunk_size is None:
-        chunk_size = default_chunk_size(query.size(-1), value.size(-1))
+        chunk_size = default_chunk_size(query.size(-1), value.size(-1), query.size(1), query.size(2))
     check_chunk_size(chunk_size)
     if backend == "dag":
         return plstm_grid_dag(query, key, value, gates, direct, recompute_states)

@@ -26,7 +26,7 @@ def test_table_lists_every_backend_with_time_and_memory(capsys):
     lines = capsys.readouterr().out.splitlines()
     rows = {line.split()[0] + (" " + line.split()[1] if line.startswith("chunkwise") else ""): line.split()[-3:]
             for line in lines[2:]}
-    assert set(rows) == {"auto", "chunkwise 2", "chunkwise 3", "wavefront", "dag"}
+    assert set(rows) == {"auto", "chunkwise 2x2", "chunkwise 3x3", "wavefront", "dag"}
     for milliseconds, ratio, mebibytes in rows.values():
         assert float(milliseconds) > 0 and float(ratio) >= 1
         assert sys.platform != "linux" or not math.isnan(float(mebibytes))

@@ -3,6 +3,7 @@ import torch
 
 from conftest import shared_path
 from plstm_geometric.functional import plstm_grid, plstm_grid_oriented, plstm_grid_orientations
+from plstm_geometric.functional.backends.grid_chunkwise import default_chunk_size
 from plstm_geometric.functional.grid import GATE_NAMES, GRID_ORIENTATIONS, choose_backend, flip_grid
 
 NAMES = ("query", "key", "value") + GATE_NAMES
@@ -188,6 +189,14 @@ def test_chunkwise_keeps_less_for_backward_than_the_wavefront():
     assert saved_bytes("chunkwise", inputs, chunk_size=8) < 0.25 * wavefront
     # Recomputing keeps only the inputs.
     assert saved_bytes("chunkwise", inputs, chunk_size=8, recompute_states=True) < 0.05 * wavefront
+
+
+def test_default_chunks_are_near_the_fourth_root_of_the_state_size_and_avoid_padding():
+    assert default_chunk_size(64, 64, 24, 24) == (8, 8)
+    assert default_chunk_size(16, 16, 24, 24) == (4, 4)
+    assert default_chunk_size(64, 64, 12, 12) == (6, 6)  # 8 would pad 12 to 16
+    assert default_chunk_size(64, 64, 14, 3) == (7, 3)
+    assert default_chunk_size(2, 2, 5, 5) == (2, 2)  # 1 -> at least 2; then 2 pads to 6 like 3, nearer wins
 
 
 def test_auto_picks_by_grid_batch_and_state_size():
