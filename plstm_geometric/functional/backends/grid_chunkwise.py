@@ -117,22 +117,23 @@ def unit_weights(schedule: GridChunks, source_r, source_d, transition_rr, transi
     boundary_units = identity[num_cells:].expand(*batch_shape, -1, -1)
     right_weights, down_weights, readout_weights = [], [], []
     previous_right = previous_down = boundary_units[..., :0, :]
-    for diagonal, (right_in, down_in) in enumerate(zip(schedule.right_in, schedule.down_in)):
-        cells_slice = slice(cells.ptr[diagonal], cells.ptr[diagonal + 1])
+    # One split per diagonal instead of slicing each gate: the backward of a split is one concatenation,
+    # that of a slice a zero-filled gradient as large as the whole gate.
+    diagonal_sizes = [hi - lo for lo, hi in zip(cells.ptr[:-1], cells.ptr[1:])]
+    gates = torch.stack([source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr, mark_r,
+                         mark_d], dim=-1).unsqueeze(-1)
+    source_units_by_diagonal = identity[:num_cells].split(diagonal_sizes)
+    for right_in, down_in, source_units, diagonal_gates in zip(
+            schedule.right_in, schedule.down_in, source_units_by_diagonal, gates.split(diagonal_sizes, dim=3)):
         incoming_right = torch.cat([previous_right, boundary_units], dim=3).index_select(3, right_in)
         incoming_down = torch.cat([previous_down, boundary_units], dim=3).index_select(3, down_in)
-        source_units = identity[cells_slice]
-
-        def gate(tensor: Tensor) -> Tensor:
-            return tensor[..., cells_slice, None]
-
-        previous_right = (gate(transition_rr) * incoming_right + gate(transition_dr) * incoming_down
-                          + gate(source_r) * source_units)
-        previous_down = (gate(transition_dd) * incoming_down + gate(transition_rd) * incoming_right
-                         + gate(source_d) * source_units)
+        (source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr, mark_r,
+         mark_d) = diagonal_gates.unbind(-2)
+        previous_right = transition_rr * incoming_right + transition_dr * incoming_down + source_r * source_units
+        previous_down = transition_dd * incoming_down + transition_rd * incoming_right + source_d * source_units
         right_weights.append(previous_right)
         down_weights.append(previous_down)
-        readout_weights.append(gate(mark_r) * incoming_right + gate(mark_d) * incoming_down)
+        readout_weights.append(mark_r * incoming_right + mark_d * incoming_down)
     chunk_y = schedule.chunk_size[1]
     outgoing = torch.cat([torch.cat(right_weights, dim=3).index_select(3, schedule.outgoing[:chunk_y]),
                           torch.cat(down_weights, dim=3).index_select(3, schedule.outgoing[chunk_y:])], dim=3)
@@ -183,20 +184,26 @@ def boundary_sweep(schedule: GridChunks, local_outgoing: Tensor, boundary_weight
     (``boundary_readout_weights`` :math:`R`), done per diagonal so that the incoming states are kept once
     for backward.
     """
-    chunks, chunk_y = schedule.chunks, schedule.chunk_size[1]
+    chunks, (chunk_x, chunk_y) = schedule.chunks, schedule.chunk_size
     state_shape = local_outgoing.shape[1:]
-    first = chunks.ptr[1]
-    readouts = [query.new_zeros(query.shape[:-1] + (local_outgoing.size(-1),))[:first]]
-    outgoing = local_outgoing[:first]
-    for diagonal in range(1, len(chunks.ptr) - 1):
-        cells = slice(chunks.ptr[diagonal], chunks.ptr[diagonal + 1])
-        table = torch.cat([outgoing, outgoing.new_zeros((1,) + state_shape)])
-        left, upper = schedule.chunk_in[diagonal]
-        incoming = torch.cat([table.index_select(0, left)[:, :, :, :chunk_y],
-                              table.index_select(0, upper)[:, :, :, chunk_y:]], dim=3)
-        readouts.append(RowOuterMatmul.apply(boundary_readout_weights[cells], query[cells],
+    # Per-diagonal pieces by one split each (see unit_weights).
+    diagonal_sizes = [hi - lo for lo, hi in zip(chunks.ptr[:-1], chunks.ptr[1:])]
+    local_outgoing, boundary_weights, boundary_readout_weights, query = (
+        tensor.split(diagonal_sizes) for tensor in (local_outgoing, boundary_weights, boundary_readout_weights, query))
+    readouts = [query[0].new_zeros(query[0].shape[:-1] + state_shape[-1:])]
+    outgoing = local_outgoing[0]
+    for diagonal in range(1, len(diagonal_sizes)):
+        # r-edges leave towards the right neighbour, d-edges towards the one below; a missing neighbour
+        # reads the appended zero row.
+        incoming = []
+        for states, neighbour in zip(outgoing.split([chunk_y, chunk_x], dim=3), schedule.chunk_in[diagonal]):
+            table = torch.cat([states, states.new_zeros((1,) + states.shape[1:])])
+            incoming.append(table.index_select(0, neighbour))
+        incoming = torch.cat(incoming, dim=3)
+        readouts.append(RowOuterMatmul.apply(boundary_readout_weights[diagonal], query[diagonal],
                                              incoming.flatten(3, 4), False))
-        outgoing = local_outgoing[cells] + torch.einsum("cbhij,cbhjkv->cbhikv", boundary_weights[cells], incoming)
+        outgoing = local_outgoing[diagonal] + torch.einsum("cbhij,cbhjkv->cbhikv", boundary_weights[diagonal],
+                                                           incoming)
     return torch.cat(readouts)
 
 
@@ -206,10 +213,13 @@ def chunkwise_readout(schedule: GridChunks, query, key, value, source_r, source_
     num_cells = query.size(3)
     readout_weights, outgoing_weights = unit_weights(
         schedule, source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr, mark_r, mark_d)
+    units = [num_cells, outgoing_weights.size(-1) - num_cells]
+    node_readout_weights, boundary_readout_weights = readout_weights.split(units, dim=-1)
+    node_outgoing_weights, boundary_weights = outgoing_weights.split(units, dim=-1)
     # Sources inside the chunk: masked attention, and their part of the outgoing boundary states,
     # sum_m W_bm k_m v_m^T = ([m, (b, k)] rows W_mb k_m)^T @ v.
-    scores = (query @ key.transpose(-1, -2)) * readout_weights[..., :num_cells]
-    local_outgoing = RowOuterMatmul.apply(outgoing_weights[..., :num_cells].transpose(-1, -2), key, value, True)
+    scores = (query @ key.transpose(-1, -2)) * node_readout_weights
+    local_outgoing = RowOuterMatmul.apply(node_outgoing_weights.transpose(-1, -2), key, value, True)
     local_outgoing = local_outgoing.unflatten(3, (-1, key.size(-1)))  # [C, B, H, b, K, V]
-    return scores @ value + boundary_sweep(schedule, local_outgoing, outgoing_weights[..., num_cells:],
-                                           readout_weights[..., num_cells:], query)
+    return scores @ value + boundary_sweep(schedule, local_outgoing, boundary_weights, boundary_readout_weights,
+                                           query)
