@@ -191,12 +191,14 @@ def test_chunkwise_keeps_less_for_backward_than_the_wavefront():
     assert saved_bytes("chunkwise", inputs, chunk_size=8, recompute_states=True) < 0.05 * wavefront
 
 
-def test_default_chunks_are_near_the_fourth_root_of_the_state_size_and_avoid_padding():
+def test_default_chunks_are_the_whole_small_grid_else_near_the_fourth_root_of_the_state_size():
+    assert default_chunk_size(64, 64, 12, 12) == (12, 12)
+    assert default_chunk_size(16, 16, 8, 8) == (8, 8)
     assert default_chunk_size(64, 64, 24, 24) == (8, 8)
     assert default_chunk_size(16, 16, 24, 24) == (4, 4)
-    assert default_chunk_size(64, 64, 12, 12) == (6, 6)  # 8 would pad 12 to 16
-    assert default_chunk_size(64, 64, 14, 3) == (7, 3)
-    assert default_chunk_size(2, 2, 5, 5) == (2, 2)  # 1 -> at least 2; then 2 pads to 6 like 3, nearer wins
+    assert default_chunk_size(64, 64, 18, 18) == (9, 9)  # 6 and 9 tile 18 (8 would pad it to 24); 9 is nearer
+    assert default_chunk_size(64, 64, 14, 30) == (7, 10)
+    assert default_chunk_size(2, 2, 13, 13) == (2, 2)  # sides of at least 2; 2 pads 13 to 14, 3 to 15
 
 
 def test_auto_picks_by_grid_batch_and_state_size():

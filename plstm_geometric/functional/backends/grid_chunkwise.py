@@ -34,18 +34,27 @@ from torch.utils.checkpoint import checkpoint
 from ...graph.grid import GridChunks, grid_chunks
 from .levels import compute_dtype
 
+#: Grids with at most this many cells are one chunk (the parallel form): on CPU that was 1.6x faster than
+#: 6x6 chunks on 12x12 grids at K = V = 64 and 1.1x to 1.5x faster than 4x4 chunks on 8x8 grids at
+#: K = V = 16 (2026-11-23, ``python -m plstm_geometric.benchmarks.grid``).
+WHOLE_GRID_MAX_CELLS = 144
+
+
 def default_chunk_size(key_dim: int, value_dim: int, X: int, Y: int) -> tuple:
-    r"""Chunk sides :math:`(c_x, c_y)` for an ``X x Y`` grid: near :math:`t = (K V)^{1/4}` (at least 2),
-    with as little padding as possible.
+    r"""Chunk sides :math:`(c_x, c_y)` for an ``X x Y`` grid: the whole grid when it has at most
+    ``WHOLE_GRID_MAX_CELLS`` cells, else sides near :math:`t = (K V)^{1/4}` (at least 2) with as little
+    padding as possible.
 
     Per cell, the in-chunk weights and scores cost about :math:`c^2` and the boundary contractions about
     :math:`c K V`; measured on CPU, the best of :math:`c \in \{4, 6, 8, 12\}` was 4 at
     :math:`K = V = 16` and 8 at :math:`K = V = 64` (``python -m plstm_geometric.benchmarks.grid
     --chunk-sizes 4 6 8 12``). Padded cells cost as much as real ones, so each side takes, among the
     sizes from :math:`0.75\, t` to :math:`1.5\, t`, the one that pads its axis least, then the one nearest
-    :math:`t`, then the larger. A 12 x 12 grid at :math:`K = V = 64` gets 6 x 6 chunks, 1.5x to 3.6x faster
-    in two CPU runs than 8 x 8 ones, which pad it to 16 x 16.
+    :math:`t`, then the larger (6 x 6 chunks on a 12 x 12 grid at :math:`K = V = 64` were 1.5x to 3.6x faster
+    in two CPU runs than 8 x 8 ones, which pad it to 16 x 16).
     """
+    if X * Y <= WHOLE_GRID_MAX_CELLS:
+        return X, Y
     target = max(2.0, (key_dim * value_dim) ** 0.25)
 
     def side(length: int) -> int:
