@@ -227,10 +227,10 @@ def choose_backend(batch_size: int, X: int, Y: int, key_dim: int, value_dim: int
 
     Measured on CPU, one thread, forward plus backward, 3 heads (``python -m
     plstm_geometric.benchmarks.grid``, 2026-11-23, tables in docs/benchmarks.md). 8x8 grids at K = V = 16:
-    at batch 1 the dag solve took 2 to 3 ms against 5 to 7 for the others; at batch 16 and 64 the chunkwise
-    form was 2.2x to 2.3x faster than both. 24x24: the chunkwise form was 2.6x faster than the wavefront
-    at K = V = 64 and on par at K = V = 16 with a third less memory; the wavefront was 1.9x to 2x faster at
-    K = V = 8 (24x24) and at K = V = 16 on 14x14.
+    at batch 1 the dag solve took 2 to 3 ms against 4 to 7 for the others; at batch 16 and 64 the chunkwise
+    form (one chunk per grid) was 1.9x to 2.6x faster than both. The chunkwise form against the wavefront:
+    2.1x faster at 24x24, K = V = 64, 6.2x at 12x12, K = V = 64, 1.2x at 24x24, K = V = 16 with a quarter
+    less memory; 1.2x to 1.4x slower at 14x14, K = V = 16 and at 24x24, K = V = 8.
     """
     edges_per_grid = (X - 1) * Y + X * (Y - 1)
     state_size = key_dim * value_dim

@@ -34,9 +34,9 @@ from torch.utils.checkpoint import checkpoint
 from ...graph.grid import GridChunks, grid_chunks
 from .levels import compute_dtype
 
-#: Grids with at most this many cells are one chunk (the parallel form): on CPU that was 1.6x faster than
-#: 6x6 chunks on 12x12 grids at K = V = 64 and 1.1x to 1.5x faster than 4x4 chunks on 8x8 grids at
-#: K = V = 16 (2026-11-23, ``python -m plstm_geometric.benchmarks.grid``).
+#: Grids with at most this many cells are one chunk (the parallel form): on CPU, in two runs, that was 1.6x
+#: to 3.1x faster than 6x6 chunks on 12x12 grids at K = V = 64 and 1.1x to 1.9x faster than 4x4 chunks on
+#: 8x8 grids at K = V = 16 (2026-11-23, ``python -m plstm_geometric.benchmarks.grid``).
 WHOLE_GRID_MAX_CELLS = 144
 
 
