@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..graph.grid import GridWavefronts, check_chunk_size, grid_dag, grid_plan, grid_wavefronts
 from .backends.grid_chunkwise import default_chunk_size, plstm_grid_chunkwise
-from .backends.levels import compute_dtype
+from .backends.levels import compute_dtype, direct_term, in_compute_dtype
 from .dag import PARALLEL_MAX_EDGES, plstm_dag
 
 BACKENDS = ("auto", "wavefront", "chunkwise", "dag")
@@ -323,9 +323,7 @@ def plstm_grid_wavefront(query, key, value, gates, direct, recompute_states) -> 
         to_diagonal_order(query), to_diagonal_order(key), to_diagonal_order(value),
         source, transition_from_r, transition_from_d, mark, wavefronts, recompute_states)
     readout = readout.transpose(0, 1).index_select(1, wavefronts.inverse).reshape(B, X, Y, H, -1)
-    query, key, value, direct = (t.to(work) for t in (query, key, value, direct))
-    out = readout + (direct * (query * key).sum(-1)).unsqueeze(-1) * value
-    return out.to(dtype)
+    return (readout + direct_term(*in_compute_dtype(query, key, value, direct))).to(dtype)
 
 
 class Step:

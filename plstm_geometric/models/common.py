@@ -1,5 +1,6 @@
-"""What the graph-level models share: argument checks, readouts and the initialisation of OGB's encoders."""
-from typing import Iterable, Optional
+"""What the models share: argument checks (graph-level and patch-grid vision models), readouts and the
+initialisation of OGB's encoders."""
+from typing import Iterable, Optional, Tuple
 
 import torch
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
@@ -25,6 +26,20 @@ def check_graph_model_args(hidden_channels: int, out_channels: int, num_layers: 
         raise ValueError(f"pool: expected one of {pools}, got {pool!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+
+
+def check_vision_model_args(image_size, patch_size: int, in_channels: int, num_classes: int, dim: int,
+                            heads: int, depth: int) -> Tuple[int, int]:
+    """Raises ``ValueError`` naming the first off argument shared by the patch-grid vision models; returns
+    ``image_size`` as an ``(H, W)`` pair."""
+    image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    for name, value in (("patch_size", patch_size), ("in_channels", in_channels), ("num_classes", num_classes),
+                        ("dim", dim), ("heads", heads), ("depth", depth)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    if len(image_size) != 2 or any(not isinstance(s, int) or s % patch_size or s < 1 for s in image_size):
+        raise ValueError(f"image_size: expected positive multiples of patch_size={patch_size}, got {image_size}")
+    return image_size
 
 
 def reset_module(module: torch.nn.Module) -> None:

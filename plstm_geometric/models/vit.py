@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .common import check_vision_model_args
+
 
 class ViT(torch.nn.Module):
     r"""Vision Transformer baseline (Dosovitskiy et al., 2021) built from PyTorch's own transformer layers.
@@ -57,13 +59,7 @@ class ViT(torch.nn.Module):
         pool: str = "cls",
     ):
         super().__init__()
-        image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        for name, value in (("patch_size", patch_size), ("in_channels", in_channels), ("num_classes", num_classes),
-                            ("dim", dim), ("heads", heads), ("depth", depth)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if len(image_size) != 2 or any(not isinstance(s, int) or s % patch_size or s < 1 for s in image_size):
-            raise ValueError(f"image_size: expected positive multiples of patch_size={patch_size}, got {image_size}")
+        image_size = check_vision_model_args(image_size, patch_size, in_channels, num_classes, dim, heads, depth)
         if dim % heads:
             raise ValueError(f"dim: expected a multiple of heads={heads}, got {dim}")
         if pos_embedding not in ("learned", "sincos"):
