@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .backends import triton_backend
+from .backends.levels import compute_dtype
 
 __all__ = ["linear_recurrence"]
 
@@ -88,11 +89,6 @@ def _scan(decay: Tensor, impulse: Tensor, state: Tensor, reverse: bool, out: Ten
                     out[:, length_main:])
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    # Half precision accumulates in float32: a long product/sum in bf16 loses almost all digits.
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
 def _scan_function(backend: str):
     """The scan ``(decay, impulse, state, reverse, out) -> None`` of a backend name."""
     if backend not in BACKENDS:
@@ -108,7 +104,7 @@ class _LinearRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, decay, impulse, initial_state, reverse, scan):
-        dtype = _compute_dtype(decay.dtype)
+        dtype = compute_dtype(decay.dtype)
         decay_c = decay.to(dtype).contiguous()
         impulse_c = impulse.to(dtype).contiguous()
         state = initial_state.to(dtype) if initial_state is not None else decay_c.new_zeros(
