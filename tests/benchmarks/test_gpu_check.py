@@ -1,0 +1,167 @@
+"""The GPU check's CPU quick mode, its caps and its flushing (benchmarks/gpu_check.py)."""
+import json
+import time
+
+import pytest
+import torch
+
+from benchmarks import gpu_check
+
+ROW_KEYS = {"workload", "method", "metric", "value", "unit", "status"}
+
+
+def read_report(out):
+    return json.loads((out / "gpu_check.json").read_text())
+
+
+def item(report, name):
+    return next(entry for entry in report["items"] if entry["name"] == name)
+
+
+def check_rows(rows):
+    for row in rows:
+        assert ROW_KEYS <= set(row)
+        if row["status"] == "ok":
+            assert isinstance(row["value"], float) and row["value"] == row["value"], row
+        else:
+            assert row["value"] is None and row["status"].startswith(("error: ", "skipped: ")), row
+
+
+@pytest.mark.slow
+def test_quick_cpu_run_records_every_item(tmp_path):
+    returned = gpu_check.main(["--device", "cpu", "--quick", "--no-isolate", "--out", str(tmp_path)])
+    report = read_report(tmp_path)
+    assert report == json.loads(json.dumps(returned))
+    assert [entry["name"] for entry in report["items"]] == list(gpu_check.CAPS)
+    head = report["header"]
+    for key in ("device", "torch", "torch_geometric", "triton", "cuda", "commit", "date", "caps_s"):
+        assert key in head
+    assert head["mode"] == "quick" and head["torch"] == torch.__version__
+    for entry in report["items"]:
+        assert entry["status"] != "pending" and entry["status"] != "running"
+        check_rows(entry["rows"])
+        # Every item has measured something, or says why not.
+        assert entry["rows"] or entry["error"] or entry["status"].startswith("skipped"), entry
+    assert item(report, "gpu_tests")["status"] == "skipped: no CUDA"
+    for name in ("dag", "grid", "chain", "scan", "lstm", "training"):
+        entry = item(report, name)
+        assert entry["status"] == "ok", (entry["error"], entry["traceback"])
+        assert any(row["status"] == "ok" for row in entry["rows"])
+    dag = item(report, "dag")
+    methods = {(row["workload"], row["method"]) for row in dag["rows"] if row["metric"] == "fwd_bwd_ms"}
+    for workload in ("nci16", "peptides2"):
+        assert {(workload, backend) for backend in gpu_check.DAG_BACKENDS} <= methods
+        assert dag["info"][workload]["levels"] >= 1
+    fused = [row for row in dag["rows"] if row["method"] == "fused"]
+    assert fused and all(row["status"] == "skipped: needs CUDA" for row in fused)
+    markdown = (tmp_path / "gpu_check.md").read_text()
+    for name in gpu_check.CAPS:
+        assert f"| {name} |" in markdown
+    assert head["commit"] in markdown
+
+
+def fake_item(rows_before, then):
+    def run_item(run, out):
+        for index in range(rows_before):
+            run.add("fake", f"method {index}", "ms", 1.0, "ms")
+        then()
+        return "ok"
+    return run_item
+
+
+def test_cap_cut_keeps_what_was_measured(tmp_path, monkeypatch):
+    # The first item is cut by its cap while sleeping (the hard cap, SIGALRM); the second finds the run's
+    # budget spent. Both leave a valid JSON with what they measured.
+    monkeypatch.setitem(gpu_check.ITEMS, "grid", fake_item(2, lambda: time.sleep(30)))
+    monkeypatch.setitem(gpu_check.ITEMS, "chain", fake_item(1, lambda: None))
+    start = time.time()
+    gpu_check.main(["--device", "cpu", "--quick", "--no-isolate", "--out", str(tmp_path), "--items", "grid", "chain",
+                    "--cap", "grid=1.5", "--budget", "2"])
+    assert time.time() - start < 15
+    report = read_report(tmp_path)
+    grid = item(report, "grid")
+    assert grid["status"] == "partial: cap" and len(grid["rows"]) == 2 and grid["cap_s"] == 1.5
+    check_rows(grid["rows"])
+    assert item(report, "chain")["status"] == "skipped: cap"
+    assert "partial: cap" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_interrupted_run_leaves_valid_json(tmp_path, monkeypatch):
+    def interrupt():
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(gpu_check.ITEMS, "lstm", fake_item(1, interrupt))
+    with pytest.raises(KeyboardInterrupt):
+        gpu_check.main(["--device", "cpu", "--quick", "--no-isolate", "--out", str(tmp_path), "--items", "lstm",
+                        "scan"])
+    report = read_report(tmp_path)
+    lstm = item(report, "lstm")
+    assert lstm["status"] == "interrupted" and lstm["rows"][0]["method"] == "method 0"
+    assert item(report, "scan")["status"] == "pending"
+
+
+def test_item_error_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    def fail():
+        raise RuntimeError("no kernel image is available")
+
+    monkeypatch.setitem(gpu_check.ITEMS, "scan", fake_item(0, fail))
+    monkeypatch.setitem(gpu_check.ITEMS, "lstm", fake_item(1, lambda: None))
+    gpu_check.main(["--device", "cpu", "--quick", "--no-isolate", "--out", str(tmp_path), "--items", "scan", "lstm"])
+    report = read_report(tmp_path)
+    scan = item(report, "scan")
+    assert scan["status"] == "error" and "no kernel image" in scan["error"] and scan["traceback"]
+    assert item(report, "lstm")["status"] == "ok"
+
+
+def test_isolated_item_is_killed_at_its_cap(tmp_path, monkeypatch):
+    # The item's process cannot even import torch within the cap: the parent kills it (no grace here)
+    # or the child's own alarm stops it; either way the item is recorded as cut and the JSON is valid.
+    monkeypatch.setattr(gpu_check, "KILL_GRACE_S", 0)
+    start = time.time()
+    gpu_check.main(["--device", "cpu", "--quick", "--isolate", "--out", str(tmp_path), "--items", "lstm",
+                    "--cap", "lstm=0.2"])
+    assert time.time() - start < 30
+    assert item(read_report(tmp_path), "lstm")["status"] in ("skipped: cap", "partial: cap")
+
+
+@pytest.mark.slow
+def test_isolated_item_runs_in_its_own_process(tmp_path):
+    gpu_check.main(["--device", "cpu", "--quick", "--isolate", "--out", str(tmp_path), "--items", "lstm"])
+    lstm = item(read_report(tmp_path), "lstm")
+    assert lstm["status"] == "ok", lstm
+    assert {row["method"] for row in lstm["rows"]} == {"GILRLSTM", "nn.LSTM"}
+    check_rows(lstm["rows"])
+
+
+def test_cap_option_is_checked():
+    with pytest.raises(ValueError, match="--cap"):
+        gpu_check.parse_caps(["gird=3"], quick=False)
+    with pytest.raises(ValueError, match="--cap"):
+        gpu_check.parse_caps(["grid=soon"], quick=False)
+    assert gpu_check.parse_caps(["grid=3"], quick=True)["grid"] == 3.0
+
+
+def test_shipped_batches_are_consistent():
+    data = gpu_check.load_graphs("nci1024", 128)
+    assert data.num_graphs == 128 and int(data.batch.max()) == 127
+    assert data.x.dtype == data.edge_index.dtype == data.edge_attr.dtype == torch.long
+    assert data.x.size(1) == 9 and data.edge_attr.size(1) == 3 and data.edge_attr.size(0) == data.edge_index.size(1)
+    assert int(data.edge_index.max()) < data.num_nodes
+    # Edges stay within their graph.
+    assert torch.equal(data.batch[data.edge_index[0]], data.batch[data.edge_index[1]])
+    peptides = gpu_check.load_graphs("peptides64")
+    assert peptides.num_graphs == 64 and peptides.num_nodes > 64 * 100
+    with pytest.raises(ValueError, match="num_graphs"):
+        gpu_check.load_graphs("peptides64", 65)
+
+
+def test_shipped_molecules_match_the_script():
+    pytest.importorskip("rdkit")
+    pytest.importorskip("ogb")
+    from benchmarks import make_gpu_data
+
+    built = make_gpu_data.featurise(make_gpu_data.nci_smiles()[:40], 8)
+    shipped = gpu_check.load_graphs("nci1024", 8)
+    assert torch.equal(built["x"].long(), shipped.x)
+    assert torch.equal(built["edge_index"].long(), shipped.edge_index)
+    assert torch.equal(built["edge_attr"].long(), shipped.edge_attr)
