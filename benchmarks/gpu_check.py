@@ -4,7 +4,8 @@
     python -m benchmarks.gpu_check --out DIR --device cpu --quick     # small sizes, the CI smoke run
     python -m benchmarks.gpu_check --out DIR --items dag grid         # rerun some items only
 
-It needs torch, torch_geometric and (for the Triton items) triton; no ogb, no rdkit, no network. The
+It needs torch, torch_geometric, triton (for the Triton paths) and pytest (for ``gpu_tests``); no ogb, no
+rdkit, no network, and it installs nothing. The
 molecule and peptide batches are read from ``benchmarks/gpu_data/`` (built by ``benchmarks.make_gpu_data``).
 
 Items, in order, with their time caps on the full run (seconds):
@@ -29,7 +30,7 @@ training       40   forward+backward+AdamW steps of ``PLSTMGraphModel`` (128 NCI
 ============  ====  =====================================================================================
 
 The caps add up to 400 s; with the start of each item's process the whole run stays under 8 minutes on an
-H100 (``--budget``, default 470 s, also bounds the total: an item that would start past it is recorded as
+H100 (``--budget``, default 460 s, also bounds the total: an item that would start past it is recorded as
 ``skipped: cap``). ``--cap NAME=SECONDS`` changes one cap.
 
 Caps are enforced twice: cooperatively (repeats stop and remaining measurements are skipped once an item's
@@ -45,11 +46,13 @@ Every measurement is one row ``{workload, method, metric, value, unit, status, .
 ``dag`` item's ``info`` holds each workload's graph statistics (nodes, edges, levels, component sizes,
 contracted levels, the backend ``auto`` picks), so that a rule for ``backend="auto"`` can be read off the
 rows. Item status is ``ok``, ``error`` (with the exception and a traceback tail), ``partial: cap``,
-``skipped: cap`` or ``skipped: no CUDA``; a row's status is ``ok``, ``error: ...`` or ``skipped: ...``.
+``skipped: cap``, ``skipped: no CUDA``, or for ``gpu_tests`` ``tests failed``; a row's status is ``ok``,
+``error: ...`` or ``skipped: ...``.
 
 Timing: CUDA events on CUDA (warm-up first, then the median of repeats, each repeat synchronised),
-``time.perf_counter`` on CPU. Peak memory is ``torch.cuda.max_memory_allocated`` over one call after a
-reset (it includes the inputs; ``allocated_before_mib`` says how much of it they are).
+``time.perf_counter`` on CPU; repeats stop early once one measurement's runs add up to ``ROW_BUDGET_S``.
+Peak memory is ``torch.cuda.max_memory_allocated`` over one call after a reset (it includes the inputs;
+``allocated_before_mib`` says how much of it they are).
 
 ``--quick`` runs the same code with small sizes and one repeat (the ``gpu_tests`` item is skipped without
 CUDA). Off CUDA the Triton paths (``plstm_dag`` backend ``fused``, ``linear_recurrence`` backend
@@ -82,11 +85,15 @@ SCHEMA = 1
 #: Item names and their caps (seconds) on a full run; quick runs cap every item at QUICK_CAP_S.
 CAPS = {"gpu_tests": 140, "dag": 70, "grid": 40, "chain": 50, "scan": 35, "lstm": 25, "training": 40}
 QUICK_CAP_S = 30
-BUDGET_S = 470
+BUDGET_S = 460
 QUICK_BUDGET_S = 150
 #: Seconds an isolated item's process may run past its cap before it is killed.
 KILL_GRACE_S = 10
 POLL_S = 1.0
+#: An item is not started with less time than this left in the run's budget.
+MIN_ITEM_S = 1.0
+#: Repeats of one measurement stop once its timed runs add up to this many seconds (at least one run).
+ROW_BUDGET_S = 3.0
 
 DAG_BACKENDS = ("levels", "parallel", "chains", "fused")
 GRID_BACKENDS = ("chunkwise", "wavefront", "dag")
@@ -152,7 +159,7 @@ class ItemRun:
 
     def seconds(self, fn, repeats: int, warmup: int):
         """Median seconds of ``fn`` over at most ``repeats`` runs after ``warmup`` runs, and the number of
-        runs timed (fewer once the deadline has passed; at least one)."""
+        runs timed (fewer once they add up to ``ROW_BUDGET_S`` or the deadline has passed; at least one)."""
         for _ in range(warmup):
             fn()
         self.synchronize()
@@ -169,7 +176,7 @@ class ItemRun:
                 start = time.perf_counter()
                 fn()
                 times.append(time.perf_counter() - start)
-            if self.time_left() <= 0:
+            if self.time_left() <= 0 or sum(times) > ROW_BUDGET_S:
                 break
         return statistics.median(times), len(times)
 
@@ -287,7 +294,7 @@ def item_gpu_tests(run: ItemRun, out: Path):
     status = "ok"
     with open(log, "w") as handle:
         try:
-            returncode = subprocess.run(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
+            returncode = subprocess.run(command, check=False, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
                                         timeout=timeout).returncode
         except subprocess.TimeoutExpired:
             returncode, status = None, "partial: cap"
@@ -295,12 +302,24 @@ def item_gpu_tests(run: ItemRun, out: Path):
     run.info("returncode", returncode)
     run.info("output_tail", text[-4000:])
     summary = text.strip().splitlines()[-1] if text.strip() else ""
-    counts = {word.rstrip("s"): int(number)
-              for number, word in re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected|xfailed|xpassed)",
-                                             summary)}
+    counts = pytest_counts(summary)
     for key in ("passed", "failed", "error", "skipped", "deselected"):
         run.add("pytest -m gpu", "pytest", key, counts.get(key, 0), "tests")
-    return status
+    if status != "ok":
+        return status
+    if returncode == 0:
+        return "ok"
+    if counts.get("failed") or counts.get("error"):
+        return "tests failed"
+    # pytest missing, a usage error, no test collected: not a test result.
+    run.record["error"] = f"pytest exited with status {returncode}: {summary[-300:]}"
+    return "error"
+
+
+def pytest_counts(summary: str) -> dict:
+    """``{"passed": 18, "failed": 1, "error": 2, ...}`` from pytest's last line."""
+    found = re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected|xfailed|xpassed)", summary)
+    return {word if word != "errors" else "error": int(number) for number, word in found}
 
 
 def dag_workloads(quick: bool):
@@ -310,62 +329,65 @@ def dag_workloads(quick: bool):
 
 
 def item_dag(run: ItemRun, out: Path):
+    heads, channels = (4, 4) if run.quick else (4, 16)
+    run.info("heads", heads)
+    run.info("channels", channels)
+    for source, count in dag_workloads(run.quick):
+        run.check_time()
+        data = load_graphs({"nci": "nci1024", "peptides": "peptides64"}[source], count, run.device)
+        dag_workload(run, f"{source}{count}", data, heads, channels)
+        free_memory()
+    return "ok"
+
+
+def dag_workload(run: ItemRun, workload: str, data, heads: int, channels: int) -> None:
+    """Every ``plstm_dag`` backend and GINConv (hidden ``heads * channels``) on one batch."""
     from torch_geometric.nn import GINConv
 
     from plstm_geometric.functional import plstm_dag
     from plstm_geometric.graph import build_plan, dagify, line_graph
 
-    heads, channels = (4, 4) if run.quick else (4, 16)
-    hidden = heads * channels
     repeats, warmup = (1, 1) if run.quick else (10, 2)
-    run.info("heads", heads)
-    run.info("channels", channels)
-    for source, count in dag_workloads(run.quick):
-        workload = f"{source}{count}"
-        run.check_time()
-        data = load_graphs({"nci": "nci1024", "peptides": "peptides64"}[source], count, run.device)
-        start = time.perf_counter()
-        edge_index = dagify(data.edge_index, data.num_nodes)
-        line_edge_index = line_graph(edge_index, data.num_nodes, "P")
-        plan = build_plan(edge_index, line_edge_index, data.num_nodes)
-        run.synchronize()
-        run.info(workload, graph_statistics(plan, data, edge_index, line_edge_index, time.perf_counter() - start))
-        generator = torch.Generator().manual_seed(0)
-        num_nodes, num_edges, num_line = data.num_nodes, edge_index.size(1), line_edge_index.size(1)
-        inputs = leaves(generator, run.device, {
-            "query": (num_nodes, heads, channels), "key": (num_nodes, heads, channels),
-            "value": (num_nodes, heads, channels), "source": (num_edges, heads), "transition": (num_line, heads),
-            "mark": (num_edges, heads), "direct": (num_nodes, heads)}, gates=("source", "transition", "mark", "direct"))
-        reference = None
-        for backend in DAG_BACKENDS:
-            if backend == "fused" and not run.cuda:
-                run.skip(workload, backend, "fwd_bwd_ms", "ms", "needs CUDA")
-                continue
+    start = time.perf_counter()
+    edge_index = dagify(data.edge_index, data.num_nodes)
+    line_edge_index = line_graph(edge_index, data.num_nodes, "P")
+    plan = build_plan(edge_index, line_edge_index, data.num_nodes)
+    run.synchronize()
+    run.info(workload, graph_statistics(plan, data, edge_index, line_edge_index, time.perf_counter() - start))
+    generator = torch.Generator().manual_seed(0)
+    num_nodes, num_edges, num_line = data.num_nodes, edge_index.size(1), line_edge_index.size(1)
+    inputs = leaves(generator, run.device, {
+        "query": (num_nodes, heads, channels), "key": (num_nodes, heads, channels),
+        "value": (num_nodes, heads, channels), "source": (num_edges, heads), "transition": (num_line, heads),
+        "mark": (num_edges, heads), "direct": (num_nodes, heads)}, gates=("source", "transition", "mark", "direct"))
+    reference = None
+    for backend in DAG_BACKENDS:
+        if backend == "fused" and not run.cuda:
+            run.skip(workload, backend, "fwd_bwd_ms", "ms", "needs CUDA")
+            continue
 
-            def forward(backend=backend):
-                return plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan,
-                                 backend=backend)
+        def forward(backend=backend):
+            return plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan,
+                             backend=backend)
 
-            extra = {}
-            try:
-                with torch.no_grad():
-                    out_backend = forward()
-                if reference is None:
-                    reference = out_backend
+        extra = {}
+        try:
+            with torch.no_grad():
+                out_backend = forward()
+            reference = out_backend if backend == "levels" else reference
+            if reference is not None:
                 extra["max_abs_diff_vs_levels"] = max_deviation(out_backend, reference)
-                extra["finite"] = bool(torch.isfinite(out_backend).all())
-            except Exception as error:
-                extra["forward_error"] = error_summary(error)
-            run.timed(workload, backend, lambda forward=forward: forward().sum().backward(), repeats, warmup,
-                      memory=True, **extra)
-        gin = GINConv(torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-                                          torch.nn.Linear(hidden, hidden))).to(run.device)
-        x = torch.randn(num_nodes, hidden, generator=generator).to(run.device).requires_grad_()
-        run.timed(workload, f"GINConv({hidden})", lambda: gin(x, data.edge_index).sum().backward(), repeats, warmup,
-                  memory=True)
-        del inputs, reference, plan
-        free_memory()
-    return "ok"
+            extra["finite"] = bool(torch.isfinite(out_backend).all())
+        except Exception as error:
+            extra["forward_error"] = error_summary(error)
+        run.timed(workload, backend, lambda forward=forward: forward().sum().backward(), repeats, warmup,
+                  memory=True, **extra)
+    hidden = heads * channels
+    gin = GINConv(torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                                      torch.nn.Linear(hidden, hidden))).to(run.device)
+    x = torch.randn(num_nodes, hidden, generator=generator).to(run.device).requires_grad_()
+    run.timed(workload, f"GINConv({hidden})", lambda: gin(x, data.edge_index).sum().backward(), repeats, warmup,
+              memory=True)
 
 
 def graph_statistics(plan, data, edge_index, line_edge_index, plan_seconds):
@@ -648,17 +670,22 @@ def run_item_isolated(name: str, device: torch.device, quick: bool, deadline: fl
     with open(log, "w") as handle:
         process = subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-        while True:
-            try:
-                process.wait(timeout=POLL_S)
-                break
-            except subprocess.TimeoutExpired:
-                record = _read_partial(partial, record)
-                on_change(record)
-                if time.time() > deadline + KILL_GRACE_S:
-                    _kill_group(process)
-                    killed = True
+        try:
+            while True:
+                try:
+                    process.wait(timeout=POLL_S)
                     break
+                except subprocess.TimeoutExpired:
+                    record = _read_partial(partial, record)
+                    on_change(record)
+                    if time.time() > deadline + KILL_GRACE_S:
+                        _kill_group(process)
+                        killed = True
+                        break
+        except BaseException:
+            # The child runs in its own session, out of reach of a Ctrl-C sent to this one.
+            _kill_group(process)
+            raise
     record = _read_partial(partial, record)
     if killed:
         record["status"] = "partial: cap" if record["rows"] else "skipped: cap"
@@ -699,7 +726,8 @@ def header(device: torch.device, quick: bool, commit, caps: dict, budget: float,
         triton_version = None
     if device.type == "cuda":
         properties = torch.cuda.get_device_properties(device)
-        name = f"{properties.name}, {properties.total_memory / 2**30:.0f} GiB, capability {properties.major}.{properties.minor}"
+        name = (f"{properties.name}, {properties.total_memory / 2**30:.0f} GiB, "
+                f"capability {properties.major}.{properties.minor}")
     else:
         name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
     return {"device": name, "device_type": device.type, "torch": torch.__version__, "torch_geometric": pyg,
@@ -712,14 +740,15 @@ def header(device: torch.device, quick: bool, commit, caps: dict, budget: float,
 
 def git_commit() -> str:
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        result = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=ROOT, capture_output=True, text=True,
+                                timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     commit = result.stdout.strip()
     if result.returncode != 0 or not commit:
         return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=ROOT,
+                           capture_output=True, text=True, timeout=10).stdout.strip()
     return commit + (" (uncommitted changes)" if dirty else "")
 
 
@@ -744,9 +773,9 @@ class Report:
     def markdown(self) -> str:
         head = self.data["header"]
         lines = ["# plstm_geometric GPU check", "",
-                 f"{head['date']} · {head['device']} · torch {head['torch']} · torch_geometric "
-                 f"{head['torch_geometric']} · triton {head['triton']} · CUDA {head['cuda']} · cuDNN {head['cudnn']}"
-                 f" · commit {head['commit']} · mode {head['mode']}", "",
+                 (f"{head['date']} · {head['device']} · torch {head['torch']} · torch_geometric "
+                  f"{head['torch_geometric']} · triton {head['triton']} · CUDA {head['cuda']} · "
+                  f"cuDNN {head['cudnn']} · commit {head['commit']} · mode {head['mode']}"), "",
                  "Caps (s): " + ", ".join(f"{name} {cap:g}" for name, cap in head["caps_s"].items())
                  + f"; budget {head['budget_s']:g} s.", "",
                  "| item | status | s | workload | method | metric | value | unit | note |",
@@ -840,7 +869,7 @@ def main(argv=None) -> dict:
     runner = run_item_isolated if isolate else run_item_here
     for name in args.items:
         deadline = min(time.time() + caps[name], end)
-        if deadline - time.time() < 1:
+        if deadline - time.time() < MIN_ITEM_S:
             report.update({"name": name, "status": "skipped: cap", "rows": [], "info": {}, "seconds": 0,
                            "error": "the run's budget was spent before this item", "traceback": None})
             continue

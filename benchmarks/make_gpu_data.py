@@ -33,8 +33,8 @@ DEFAULT_LRGB = HERE.parent / ".." / "shared" / "data" / "lrgb"
 class SplitUnpickler(pickle.Unpickler):
     """Reads the LRGB split file: numpy int64 arrays in a dict, nothing else may be constructed."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+    ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                         ("numpy", "ndarray"), ("numpy", "dtype")})
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:

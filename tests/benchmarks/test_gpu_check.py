@@ -114,14 +114,17 @@ def test_item_error_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
 
 
 def test_isolated_item_is_killed_at_its_cap(tmp_path, monkeypatch):
-    # The item's process cannot even import torch within the cap: the parent kills it (no grace here)
-    # or the child's own alarm stops it; either way the item is recorded as cut and the JSON is valid.
+    # The item's process cannot even import torch within a tenth of a second: the parent kills it (no
+    # grace here) and records the item as cut.
     monkeypatch.setattr(gpu_check, "KILL_GRACE_S", 0)
+    monkeypatch.setattr(gpu_check, "POLL_S", 0.05)
+    (tmp_path / "logs").mkdir()
+    updates = []
     start = time.time()
-    gpu_check.main(["--device", "cpu", "--quick", "--isolate", "--out", str(tmp_path), "--items", "lstm",
-                    "--cap", "lstm=0.2"])
-    assert time.time() - start < 30
-    assert item(read_report(tmp_path), "lstm")["status"] in ("skipped: cap", "partial: cap")
+    record = gpu_check.run_item_isolated("lstm", torch.device("cpu"), True, time.time() + 0.1, tmp_path,
+                                         updates.append)
+    assert time.time() - start < 10
+    assert record["status"] == "skipped: cap" and record["rows"] == [] and updates[-1] is record
 
 
 @pytest.mark.slow
@@ -165,3 +168,10 @@ def test_shipped_molecules_match_the_script():
     assert torch.equal(built["x"].long(), shipped.x)
     assert torch.equal(built["edge_index"].long(), shipped.edge_index)
     assert torch.equal(built["edge_attr"].long(), shipped.edge_attr)
+
+
+def test_pytest_summary_is_counted():
+    counts = gpu_check.pytest_counts("= 17 passed, 2 failed, 1 skipped, 506 deselected, 3 errors in 41.20s =")
+    assert counts == {"passed": 17, "failed": 2, "skipped": 1, "deselected": 506, "error": 3}
+    assert gpu_check.pytest_counts("1 error in 0.5s") == {"error": 1}
+    assert gpu_check.pytest_counts("/usr/bin/python: No module named pytest") == {}
