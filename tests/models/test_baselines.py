@@ -4,7 +4,8 @@ from ogb.utils import smiles2graph
 from ogb.utils.features import get_atom_feature_dims
 from torch_geometric.data import Batch, Data
 
-from plstm_geometric.models import GCN, GIN, BondGCNConv, GINVirtual
+from plstm_geometric.models import GCN, GIN, GINVirtual
+from plstm_geometric.nn import BondGCNConv
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "C1CC1N"]
 
