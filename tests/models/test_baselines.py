@@ -33,8 +33,11 @@ def test_output_shape_and_gradient(model_class):
     model = model_class(32, 3, num_layers=3)
     out = model(mol_batch())
     assert out.shape == (len(SMILES), 3)
-    out.sum().backward()
-    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    (out * torch.randn_like(out)).sum().backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().max() > 0, name
 
 
 @pytest.mark.parametrize(
