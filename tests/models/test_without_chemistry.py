@@ -52,7 +52,8 @@ def test_models_build_and_run_with_ogb_and_rdkit_blocked():
 
 def test_encoders_match_ogb_when_it_is_installed():
     mol_encoder = pytest.importorskip("ogb.graphproppred.mol_encoder")
-    for ours, theirs, features in ((AtomEncoder, mol_encoder.AtomEncoder, 9), (BondEncoder, mol_encoder.BondEncoder, 3)):
+    pairs = ((AtomEncoder, mol_encoder.AtomEncoder, 9), (BondEncoder, mol_encoder.BondEncoder, 3))
+    for ours, theirs, features in pairs:
         torch.manual_seed(3)
         reference = theirs(16)
         torch.manual_seed(3)

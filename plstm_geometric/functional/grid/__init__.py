@@ -156,7 +156,8 @@ def plstm_grid_orientations(
     Args:
         query, key (Tensor): ``[B, X, Y, H, K]``, shared by all orientations.
         value (Tensor): ``[B, X, Y, H, V]``, shared.
-        gates (GridGates): ``[O, B, X, Y, H]`` per-orientation gates in original pixel coordinates (see :func:`plstm_grid_oriented` for how they map onto edges).
+        gates (GridGates): ``[O, B, X, Y, H]`` per-orientation gates in original pixel coordinates
+            (see :func:`plstm_grid_oriented` for how they map onto edges).
         orientations (sequence): ``O`` pairs ``(flip_x, flip_y)``, default :data:`GRID_ORIENTATIONS`.
         reduce (str): ``"mean"`` or ``"sum"`` over orientations, or ``"none"``. With ``"mean"`` a direct
             gate shared by all orientations contributes once.

@@ -1,7 +1,7 @@
 r"""The ``"wavefront"`` backend of the grid op: a dense sweep over the :math:`X + Y - 1` anti-diagonals.
 
-The anti-diagonals are :math:`x + y = s`. All cells of a diagonal depend only on the previous one, and in diagonal order each diagonal is a contiguous slice, so
-a step is two in-place batched ops over the whole diagonal, batch and heads. Source terms, readout and
+The anti-diagonals are :math:`x + y = s`. All cells of a diagonal depend only on the previous one, and in
+diagonal order each diagonal is a contiguous slice, so a step is two in-place batched ops over the whole diagonal, batch and heads. Source terms, readout and
 all gradient contractions are done for all cells at once outside the loop. A custom
 ``autograd.Function`` keeps only the states ``[X*Y, B, H, 2, K, V]`` for backward (or recomputes
 them) and builds their gradients with a reverse wavefront sweep (the transposed recurrence); plain
