@@ -13,9 +13,9 @@ import argparse
 
 import torch
 
-from ..functional.backends.grid_chunkwise import default_chunk_size
+from ..functional.grid import GATE_NAMES, GridGates, choose_backend, plstm_grid
+from ..functional.grid.chunkwise import default_chunk_size
 from ..graph.grid import check_chunk_size
-from ..functional.grid import GATE_NAMES, choose_backend, plstm_grid
 from .timing import measure, peak_memory
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -68,7 +68,8 @@ def main(argv=None):
     rows = []
     for backend, chunk_size in runs:
         def step(backend=backend, chunk_size=chunk_size):
-            out = plstm_grid(**inputs, backend=backend, recompute_states=args.recompute_states,
+            gates = GridGates(**{name: inputs[name] for name in GATE_NAMES})
+            out = plstm_grid(inputs["query"], inputs["key"], inputs["value"], gates, backend=backend, recompute_states=args.recompute_states,
                              chunk_size=chunk_size)
             out.float().sum().backward()
 

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..functional import plstm_dag
 from ..nn.plstm_conv import constrain_transition
-from ..transforms.structure import PLSTMStructure, line_graph_mode_of, orient_edges, plstm_structure
+from ..graph.structure import PLSTMStructure, line_graph_mode_of, orient_edges, plstm_structure
 
 MODES = ("P", "D", "unconstrained")
 PREACTIVATION = 10.0

@@ -4,7 +4,7 @@ from typing import List, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from .validation import check_edge_index
+from ..checks import check_edge_index
 
 
 def dagify(

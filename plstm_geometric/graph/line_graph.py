@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .dag import expand_ranges, node_levels, out_csr, weak_components
-from .validation import check_edge_index
+from ..checks import check_edge_index
 
 # Ancestor sets for the D-mode pruning are bitsets over the root line nodes of one connected component;
 # this caps their memory (line nodes x words x 8 bytes) so that a pathological graph (hundreds of

@@ -9,7 +9,7 @@ from .chains import ChainSchedule, build_chain_schedule
 from .components import ComponentLayout, build_component_layout
 from .dag import inverse_order, level_pointers, node_levels
 from .device import dataclass_to
-from .validation import check_edge_index, check_index, check_range
+from ..checks import check_edge_index, check_index, check_range
 
 
 @dataclass

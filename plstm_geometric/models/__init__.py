@@ -1,5 +1,10 @@
-
-from .baselines import GCN, GIN, BondGCNConv, GINVirtual
-from .vit import ViT
+"""Complete models: :class:`PLSTMGraphModel` (graph property prediction), :class:`PLSTMVis` (images), and the
+baselines they are compared with (GIN, GIN with a virtual node, GCN, ViT). Molecule features are embedded
+by the library's own encoders (:mod:`plstm_geometric.nn.encoders`): importing this package loads neither
+OGB nor RDKit."""
+from .baselines import GCN, GIN, GINVirtual
 from .graph_model import PLSTMGraphModel
 from .plstm_vis import PLSTMVis
+from .vit import ViT
+
+__all__ = ["PLSTMGraphModel", "PLSTMVis", "GIN", "GINVirtual", "GCN", "ViT"]

@@ -1,13 +1,13 @@
 from typing import Dict, Optional, Tuple
 
 import torch
-from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
 from torch import Tensor
 from torch_geometric.utils import degree
 
 from ..nn.blocks import PLSTMBlock
+from ..nn.encoders import AtomEncoder, BondEncoder
 from ..transforms.data import PLSTMData
-from ..transforms.structure import PLSTMStructure, orient_edges, plstm_structure
+from ..graph.structure import PLSTMStructure, orient_edges, plstm_structure
 from .common import POOLS, check_graph_model_args, reset_module
 
 # The readouts PLSTMGraphModel offers (a subset of POOLS).

@@ -159,7 +159,7 @@ class PLSTMVis(torch.nn.Module):
         if images.dim() != 4 or images.size(1) != self.in_channels:
             raise ValueError(f"images: expected [B, {self.in_channels}, H, W], got {tuple(images.shape)}")
         if images.size(2) % self.patch_size or images.size(3) % self.patch_size:
-            raise ValueError(f"images: height and width must be multiples of patch_size={self.patch_size}, "
+            raise ValueError(f"images: expected height and width multiples of patch_size={self.patch_size}, "
                              f"got {tuple(images.shape[2:])}")
         patches = self.patch_embedding(images)  # [B, dim, gh, gw]
         if self.pos_embedding is not None:

@@ -137,7 +137,7 @@ class ViT(torch.nn.Module):
             raise ValueError(f"images: expected [B, {self.in_channels}, H, W], got {tuple(images.shape)}")
         if images.size(2) % self.patch_size or images.size(3) % self.patch_size:
             raise ValueError(
-                f"images: height and width must be multiples of patch_size={self.patch_size}, "
+                f"images: expected height and width multiples of patch_size={self.patch_size}, "
                 f"got {tuple(images.shape[2:])}"
             )
         patches = self.patch_embedding(images)  # [B, dim, gh, gw]

@@ -1,9 +1,11 @@
+"""PLSTMBlock: a residual pre-norm block of a P-mode and a D-mode :class:`~plstm_geometric.nn.PLSTMConv`, each
+followed by a feed-forward MLP; the unit :class:`~plstm_geometric.models.PLSTMGraphModel` stacks."""
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from ..transforms.structure import PLSTMStructure
+from ..graph.structure import PLSTMStructure
 from .plstm_conv import PLSTMConv
 
 

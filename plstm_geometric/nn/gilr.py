@@ -1,3 +1,5 @@
+"""GILR and GILR-LSTM (Martin & Cundy, ICLR 2018): sequence layers whose recurrence is linear in the state,
+evaluated in logarithmic depth by :func:`~plstm_geometric.functional.linear_recurrence`."""
 from typing import Optional, Tuple
 
 import torch

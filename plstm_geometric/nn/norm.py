@@ -1,3 +1,5 @@
+"""MultiHeadRMSNorm: RMS normalisation of every head's output separately, with one learned scale per
+channel (the norm pLSTM layers apply before their output projection)."""
 import torch
 from torch import Tensor
 

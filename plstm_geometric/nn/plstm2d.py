@@ -1,9 +1,11 @@
-from typing import Dict
+"""PLSTM2D: the pLSTM layer of images, four corner-to-corner sweeps of a patch grid with gates from one linear
+map of the input (P-mode: stable propagation; D-mode: diffusive multitree)."""
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-from ..functional.grid import GRID_ORIENTATIONS, plstm_grid_orientations
+from ..functional.grid import GRID_ORIENTATIONS, GridGates, plstm_grid_orientations
 from .norm import MultiHeadRMSNorm
 
 ORIENTATION_SETS = {1: GRID_ORIENTATIONS[:1], 2: (GRID_ORIENTATIONS[0], GRID_ORIENTATIONS[3]), 4: GRID_ORIENTATIONS}
@@ -17,7 +19,7 @@ class PLSTM2D(torch.nn.Module):
     Per pixel and head, shared by all orientations:
     :math:`q = K^{-1/2} W_q x`, :math:`k = W_k x`, :math:`v = W_v x`, :math:`D = \sigma(w_D^\top x)`.
     Per orientation :math:`o` (one corner-to-corner sweep of
-    :func:`~plstm_geometric.functional.grid.plstm_grid`) the gates come from one linear map of :math:`x`.
+    :func:`~plstm_geometric.functional.plstm_grid`) the gates come from one linear map of :math:`x`.
 
     **P-mode** (propagation) with angle :math:`\alpha = \sigma(a)`, decay :math:`\gamma = \sigma(g)`,
     source :math:`s = \sigma(\cdot)`, mark :math:`m = \sigma(\cdot)`:
@@ -56,7 +58,7 @@ class PLSTM2D(torch.nn.Module):
         orientations (int): 1 (from the corner ``(0, 0)``), 2 (from ``(0, 0)`` and the opposite corner)
             or 4 (all corners).
         qk_channels (int, optional): query/key channels per head :math:`K`; default ``dim // heads``.
-        backend (str): passed to :func:`~plstm_geometric.functional.grid.plstm_grid`.
+        backend (str): passed to :func:`~plstm_geometric.functional.plstm_grid`.
         recompute_states (bool): recompute the cell states in the backward pass (less memory).
 
     Shapes:
@@ -70,8 +72,8 @@ class PLSTM2D(torch.nn.Module):
     TRANSITION_BIAS = 3.0
     ANGLE_BIAS_RANGE = (-2.0, 2.0)
 
-    def __init__(self, dim: int, heads: int, mode: str = "P", orientations: int = 4, qk_channels: int = None,
-                 backend: str = "auto", recompute_states: bool = False):
+    def __init__(self, dim: int, heads: int, mode: str = "P", orientations: int = 4,
+                 qk_channels: Optional[int] = None, backend: str = "auto", recompute_states: bool = False):
         super().__init__()
         for name, value in (("dim", dim), ("heads", heads)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -126,9 +128,11 @@ class PLSTM2D(torch.nn.Module):
                     bias[..., index] = self.TRANSITION_BIAS
         self.norm.reset_parameters()
 
-    def gates(self, x: Tensor) -> Dict[str, Tensor]:
+    def gates(self, x: Tensor) -> GridGates:
         """The constrained per-orientation gates of :func:`plstm_grid_orientations`, each
-        ``[O, B, X, Y, H]`` (everything except ``direct``)."""
+        ``[O, B, X, Y, H]``. The direct gate does not depend on the sweep direction: one gate, shared by
+        all orientations (the mean over orientations keeps it counted once)."""
+        direct = torch.sigmoid(self.direct(x)).expand(self.orientations, *x.shape[:3], self.heads)
         pre = self.gates_projection(x).unflatten(-1, (self.orientations, self.heads, -1))
         pre = pre.movedim(-3, 0).unbind(-1)  # per gate kind [O, B, X, Y, H]
         if self.mode == "P":
@@ -137,14 +141,14 @@ class PLSTM2D(torch.nn.Module):
             # sigmoid(-a) = 1 - sigmoid(a), without the cancellation of 1 - alpha for alpha near 1.
             alpha, alpha_complement = torch.sigmoid(angle), torch.sigmoid(-angle)
             into_r, into_d = decay * alpha, decay * alpha_complement
-            return dict(source_r=source * alpha, source_d=source * alpha_complement,
-                        transition_rr=into_r, transition_dd=into_d, transition_rd=into_d, transition_dr=into_r,
-                        mark_r=mark, mark_d=mark)
+            return GridGates(source_r=source * alpha, source_d=source * alpha_complement,
+                             transition_rr=into_r, transition_dd=into_d, transition_rd=into_d, transition_dr=into_r,
+                             mark_r=mark, mark_d=mark, direct=direct)
         source_r, source_d, transition_rr, transition_dd, transition_rd, mark_r, mark_d = pre
-        return dict(source_r=torch.sigmoid(source_r), source_d=torch.sigmoid(source_d),
-                    transition_rr=torch.tanh(transition_rr), transition_dd=torch.tanh(transition_dd),
-                    transition_rd=torch.tanh(transition_rd), transition_dr=torch.zeros_like(transition_rd),
-                    mark_r=torch.sigmoid(mark_r), mark_d=torch.sigmoid(mark_d))
+        return GridGates(source_r=torch.sigmoid(source_r), source_d=torch.sigmoid(source_d),
+                         transition_rr=torch.tanh(transition_rr), transition_dd=torch.tanh(transition_dd),
+                         transition_rd=torch.tanh(transition_rd), transition_dr=torch.zeros_like(transition_rd),
+                         mark_r=torch.sigmoid(mark_r), mark_d=torch.sigmoid(mark_d), direct=direct)
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
@@ -155,11 +159,8 @@ class PLSTM2D(torch.nn.Module):
         query = self.query(x).view(*grid, self.heads, self.qk_channels) * self.qk_channels ** -0.5
         key = self.key(x).view(*grid, self.heads, self.qk_channels)
         value = self.value(x).view(*grid, self.heads, self.head_channels)
-        # The direct term does not depend on the sweep direction: shared, and the mean over
-        # orientations keeps it counted once.
-        direct = torch.sigmoid(self.direct(x)).expand(self.orientations, *grid, self.heads)
         out = plstm_grid_orientations(
-            query, key, value, **self.gates(x), direct=direct, orientations=ORIENTATION_SETS[self.orientations],
+            query, key, value, self.gates(x), orientations=ORIENTATION_SETS[self.orientations],
             reduce="mean", backend=self.backend, recompute_states=self.recompute_states)
         return self.out_projection(self.norm(out).flatten(-2))
 

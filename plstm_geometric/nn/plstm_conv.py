@@ -1,3 +1,6 @@
+"""PLSTMConv: the pLSTM layer of graphs. It computes queries, keys, values and the Source, Transition, Mark
+and Direct gates from node and edge features, applies the P- or D-mode constraints, and runs
+:func:`~plstm_geometric.functional.plstm_dag` over the oriented graph."""
 from typing import Optional
 
 import torch
@@ -6,7 +9,7 @@ from torch import Tensor
 from torch_geometric.nn import Linear
 
 from ..functional import plstm_dag
-from ..transforms.structure import (LAYER_MODES, ORIENTATIONS, PLSTMStructure, line_graph_mode_of, orient_edges,
+from ..graph.structure import (LAYER_MODES, ORIENTATIONS, PLSTMStructure, line_graph_mode_of, orient_edges,
                                    plstm_structure)
 from .norm import MultiHeadRMSNorm
 

@@ -3,7 +3,7 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
-from .structure import PLSTMStructure, line_graph_mode_of, plstm_structure
+from ..graph.structure import PLSTMStructure, line_graph_mode_of, plstm_structure
 
 DIRECTIONS = ("forward", "reverse")
 
@@ -48,7 +48,7 @@ class PLSTMData(Data):
         return "dag_edge_index" in self and line_graph_key(line_graph_mode, reverse) in self
 
     def plstm_structure(self, mode: str = "P", reverse: bool = False) -> PLSTMStructure:
-        r"""The :class:`~plstm_geometric.transforms.structure.PLSTMStructure` of a sweep from the stored
+        r"""The :class:`~plstm_geometric.graph.PLSTMStructure` of a sweep from the stored
         fields, for a layer of ``mode`` (``"P"``, ``"D"`` or ``"unconstrained"``, which uses the P line
         graph). Works on a single graph and on a mini-batch; only the plan is built here."""
         line_graph_mode = line_graph_mode_of(mode)

@@ -6,14 +6,14 @@ from torch_geometric.transforms import BaseTransform
 
 from ..graph import line_graph, reverse_dag
 from .data import DIRECTIONS, PLSTMData, line_graph_key
-from .structure import LINE_GRAPH_MODES, ORIENTATIONS, orient_edges
+from ..graph.structure import LINE_GRAPH_MODES, ORIENTATIONS, orient_edges
 
 
 class PreparePLSTM(BaseTransform):
     r"""Precomputes the pLSTM graph structure of a graph once, e.g. as a dataset's ``pre_transform``.
 
     Orients the graph into a DAG exactly as :class:`~plstm_geometric.nn.PLSTMConv` does (see
-    :func:`~plstm_geometric.transforms.structure.orient_edges`) and stores it with the requested line
+    :func:`~plstm_geometric.graph.orient_edges`) and stores it with the requested line
     graphs on a :class:`~plstm_geometric.transforms.PLSTMData`, whose batching offsets every index
     correctly. Layers then take ``data.plstm_structure(mode, reverse)``; only the level schedule (plan)
     is rebuilt per mini-batch. Results equal those computed from ``edge_index`` on the fly.

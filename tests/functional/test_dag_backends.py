@@ -146,3 +146,29 @@ def test_cuda_float32_agrees_with_float64(backend):
     cuda = {name: t.float().cuda() for name, t in inputs.items()}
     out = plstm_dag(**cuda, edge_index=edge_index.cuda(), line_edge_index=line_edge_index.cuda(), backend=backend)
     torch.testing.assert_close(out.double().cpu(), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["parallel", "chains"])
+def test_recompute_states_is_honoured_by_the_autograd_backends(backend, monkeypatch):
+    import plstm_geometric.functional.dag as dag_op
+
+    inputs, edge_index, line_edge_index = random_case(seed=4)
+    expected = forward_and_grads(inputs, edge_index, line_edge_index, backend)
+    calls = []
+
+    def spy(function, *args, **kwargs):
+        calls.append(function.__name__)
+        return torch.utils.checkpoint.checkpoint(function, *args, **kwargs)
+
+    monkeypatch.setattr(dag_op, "checkpoint", spy)
+    out, grads = forward_and_grads(inputs, edge_index, line_edge_index, backend, recompute_states=True)
+    assert calls == [f"plstm_dag_{backend}"]
+    torch.testing.assert_close(out, expected[0], atol=1e-12, rtol=0)
+    for name in NAMES:
+        torch.testing.assert_close(grads[name], expected[1][name], atol=1e-12, rtol=0, msg=name)
+
+
+def test_recompute_states_must_be_a_bool():
+    inputs, edge_index, line_edge_index = random_case()
+    with pytest.raises(TypeError, match="recompute_states: expected a bool"):
+        plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, recompute_states="yes")

@@ -3,7 +3,7 @@ import torch
 
 from conftest import shared_path
 from dag_inputs import random_case, random_graph, random_inputs
-from plstm_geometric.functional import plstm_dag, plstm_dag_reference
+from plstm_geometric.functional import plstm_dag, plstm_dag_naive
 from plstm_geometric.graph import build_plan, line_graph
 
 NAMES = ("query", "key", "value", "source", "transition", "mark", "direct")
@@ -28,7 +28,7 @@ def test_golden_forward_and_gradients(recompute_states):
 
 def test_golden_matches_the_naive_reference():
     for case in golden_cases():
-        out = plstm_dag_reference(**{name: case[name] for name in NAMES}, edge_index=case["edge_index"],
+        out = plstm_dag_naive(**{name: case[name] for name in NAMES}, edge_index=case["edge_index"],
                                   line_edge_index=case["line_edge_index"])
         torch.testing.assert_close(out, case["out"], atol=1e-10, rtol=0)
 
@@ -40,7 +40,7 @@ def test_matches_naive_reference_forward_and_backward(mode, seed):
     leaves = {name: t.clone().requires_grad_() for name, t in inputs.items()}
     reference = {name: t.clone().requires_grad_() for name, t in inputs.items()}
     out = plstm_dag(**leaves, edge_index=edge_index, line_edge_index=line_edge_index)
-    expected = plstm_dag_reference(**reference, edge_index=edge_index, line_edge_index=line_edge_index)
+    expected = plstm_dag_naive(**reference, edge_index=edge_index, line_edge_index=line_edge_index)
     torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
     weight = torch.randn_like(out)
     (out * weight).sum().backward()
@@ -155,8 +155,8 @@ def bad_input_cases():
         (with_(edge_index=edge_index.int()), TypeError, "edge_index: expected dtype torch.long"),
         (with_(line_edge_index=line_edge_index[0]), ValueError, r"line_edge_index: expected shape \[2, \*\]"),
         (with_(edge_index=edge_index.clone().index_fill_(1, torch.tensor([0]), 40)), ValueError,
-         r"edge_index: node indices must lie in \[0, 12\)"),
-        (with_(line_edge_index=line_edge_index + num_edges), ValueError, "line_edge_index: edge indices"),
+         r"edge_index: expected node indices in \[0, 12\)"),
+        (with_(line_edge_index=line_edge_index + num_edges), ValueError, "line_edge_index: expected edge indices"),
         (with_(line_edge_index=line_edge_index.flip(0)), ValueError, "line_edge_index: column 0 joins"),
         (with_(edge_index=edge_index.flip(0), line_edge_index=torch.empty(2, 0, dtype=torch.long),
                transition=inputs["transition"][:0]), None, None),

@@ -130,7 +130,7 @@ def test_infinity_stays_infinite_like_levels():
 def test_without_triton_fused_asks_for_it(monkeypatch):
     # None in sys.modules makes `import triton` fail, as if it were not installed.
     monkeypatch.setitem(sys.modules, "triton", None)
-    monkeypatch.delitem(sys.modules, "plstm_geometric.functional.backends.triton_levels", raising=False)
+    monkeypatch.delitem(sys.modules, "plstm_geometric.functional.dag.fused", raising=False)
     inputs, edge_index, line_edge_index = random_case(num_nodes=5, num_edges=8)
     with pytest.raises(ImportError, match="pip install triton"):
         plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, backend="fused")
@@ -166,7 +166,7 @@ def test_cuda_float32_agrees_with_levels():
 
 @pytest.mark.gpu
 def test_cpu_tensors_without_the_interpreter_are_refused():
-    from plstm_geometric.functional.backends.triton_levels import INTERPRETED
+    from plstm_geometric.functional.dag.fused import INTERPRETED
     if INTERPRETED:
         pytest.skip("TRITON_INTERPRET=1: the kernels run on CPU tensors")
     inputs, edge_index, line_edge_index = random_case(num_nodes=5, num_edges=8)

@@ -2,37 +2,29 @@ import pytest
 import torch
 
 from conftest import shared_path
-from plstm_geometric.functional import plstm_grid, plstm_grid_oriented, plstm_grid_orientations
-from plstm_geometric.functional.backends.grid_chunkwise import default_chunk_size
-from plstm_geometric.functional.grid import GATE_NAMES, GRID_ORIENTATIONS, choose_backend, flip_grid
+from plstm_geometric import functional
+from plstm_geometric.functional.grid import GATE_NAMES, GRID_ORIENTATIONS, GridGates, choose_backend, flip_grid
+from plstm_geometric.functional.grid.chunkwise import default_chunk_size
+from plstm_geometric.functional.grid.naive import plstm_grid_naive
 
 NAMES = ("query", "key", "value") + GATE_NAMES
 BACKENDS = ("wavefront", "chunkwise", "dag")
 
 
-def naive_plstm_grid(query, key, value, source_r, source_d, transition_rr, transition_dd, transition_rd,
-                     transition_dr, mark_r, mark_d, direct):
-    """Straight from the equations: one node at a time, states in a dict keyed by (x, y)."""
-    B, X, Y, H, K = query.shape
-    zero = query.new_zeros(B, H, K, value.size(-1))
-    state_r, state_d, rows = {}, {}, []
-    for x in range(X):
-        row = []
-        for y in range(Y):
-            def at(gate):
-                return gate[:, x, y, :, None, None]
+def with_flat_gates(op):
+    """``op`` called with the tensors of the tests' flat dicts (or positionally, in ``NAMES`` order): the
+    nine gates are bundled into one :class:`GridGates` by name."""
+    def call(*tensors, **kwargs):
+        kwargs.update(zip(NAMES, tensors))
+        gates = GridGates(**{name: kwargs.pop(name) for name in GATE_NAMES})
+        return op(kwargs.pop("query"), kwargs.pop("key"), kwargs.pop("value"), gates, **kwargs)
+    return call
 
-            incoming_r, incoming_d = state_r.get((x - 1, y), zero), state_d.get((x, y - 1), zero)
-            key_value = key[:, x, y, :, :, None] * value[:, x, y, :, None, :]
-            state_r[x, y] = at(transition_rr) * incoming_r + at(transition_dr) * incoming_d + at(source_r) * key_value
-            state_d[x, y] = at(transition_dd) * incoming_d + at(transition_rd) * incoming_r + at(source_d) * key_value
-            q = query[:, x, y]
-            out = (mark_r[:, x, y, :, None] * torch.einsum("bhk,bhkv->bhv", q, incoming_r)
-                   + mark_d[:, x, y, :, None] * torch.einsum("bhk,bhkv->bhv", q, incoming_d)
-                   + (direct[:, x, y] * (q * key[:, x, y]).sum(-1))[..., None] * value[:, x, y])
-            row.append(out)
-        rows.append(torch.stack(row, dim=1))
-    return torch.stack(rows, dim=1)
+
+plstm_grid = with_flat_gates(functional.plstm_grid)
+plstm_grid_oriented = with_flat_gates(functional.plstm_grid_oriented)
+plstm_grid_orientations = with_flat_gates(functional.plstm_grid_orientations)
+naive_plstm_grid = with_flat_gates(plstm_grid_naive)
 
 
 def random_inputs(B=2, X=3, Y=4, H=2, K=3, V=2, dtype=torch.float64, seed=0):
@@ -116,8 +108,9 @@ def test_batched_equals_per_image(backend):
 @pytest.mark.parametrize("backend", ["wavefront", "chunkwise"])
 def test_gates_of_missing_edges_get_zero_gradients(backend):
     inputs = random_inputs(B=1, X=4, Y=5, seed=2)
+    chunking = {"chunk_size": 2} if backend == "chunkwise" else {}
     _, grads = forward_and_grads(plstm_grid, inputs, torch.ones(1, 4, 5, 2, 2, dtype=torch.float64),
-                                 backend=backend, chunk_size=2)
+                                 backend=backend, **chunking)
     # Edges leaving the grid, and transitions / marks of incoming edges that do not exist.
     for name, index in (("source_r", (slice(None), -1)), ("source_d", (slice(None), slice(None), -1)),
                         ("transition_rr", (slice(None), 0)), ("transition_rd", (slice(None), 0)),
@@ -133,7 +126,8 @@ def test_gates_of_missing_edges_get_zero_gradients(backend):
 def test_low_precision_keeps_the_dtype_and_stays_close(dtype, backend):
     inputs = random_inputs(B=2, X=5, Y=6, seed=4)
     expected = plstm_grid(**inputs)
-    out = plstm_grid(**{name: t.to(dtype) for name, t in inputs.items()}, backend=backend, chunk_size=2)
+    chunking = {"chunk_size": 2} if backend == "chunkwise" else {}
+    out = plstm_grid(**{name: t.to(dtype) for name, t in inputs.items()}, backend=backend, **chunking)
     assert out.dtype == dtype
     tolerance = 1e-5 if dtype == torch.float32 else 0.1
     torch.testing.assert_close(out.double(), expected, atol=tolerance, rtol=tolerance)
@@ -268,6 +262,9 @@ def test_bad_inputs_raise_with_the_argument_name():
         plstm_grid(**dict(inputs, source_r=inputs["source_r"].long()))
     with pytest.raises(ValueError, match="backend"):
         plstm_grid(**inputs, backend="levels")
+    with pytest.raises(TypeError, match="gates: expected a GridGates, got tuple"):
+        functional.plstm_grid(inputs["query"], inputs["key"], inputs["value"],
+                              tuple(inputs[name] for name in GATE_NAMES))
     for chunk_size in (0, (2,), (2, -1), 1.5, True, "8"):
         with pytest.raises(ValueError, match="chunk_size"):
             plstm_grid(**inputs, backend="chunkwise", chunk_size=chunk_size)
@@ -280,3 +277,22 @@ def test_bad_inputs_raise_with_the_argument_name():
         plstm_grid_orientations(**shared, **gates, orientations=[(0, 1, 2)])
     with pytest.raises(ValueError, match="reduce"):
         plstm_grid_orientations(**shared, **gates, orientations=GRID_ORIENTATIONS[:1], reduce="max")
+
+
+@pytest.mark.parametrize("backend", ["wavefront", "dag"])
+def test_chunk_size_is_refused_by_backends_that_ignore_it(backend):
+    inputs = random_inputs()
+    with pytest.raises(ValueError, match=f"chunk_size: expected None with backend='{backend}'"):
+        plstm_grid(**inputs, backend=backend, chunk_size=2)
+
+
+def test_chunk_size_with_auto_selects_the_chunkwise_form():
+    inputs = random_inputs(B=1, X=4, Y=4)
+    out = plstm_grid(**inputs, chunk_size=2)
+    torch.testing.assert_close(out, plstm_grid(**inputs, backend="chunkwise", chunk_size=2), atol=0, rtol=0)
+    torch.testing.assert_close(out, naive_plstm_grid(**inputs), atol=1e-10, rtol=0)
+
+
+def test_recompute_states_must_be_a_bool():
+    with pytest.raises(TypeError, match="recompute_states: expected a bool"):
+        plstm_grid(**random_inputs(), recompute_states=1)

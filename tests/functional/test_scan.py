@@ -4,19 +4,9 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-import plstm_geometric.functional.scan as scan_module
+import plstm_geometric.functional.scan.chunked as chunked_module
 from plstm_geometric.functional import linear_recurrence
-
-
-def naive_recurrence(decay, impulse, initial_state=None, reverse=False):
-    """h_t = a_t h_{t-1} + b_t, one step at a time (the definition)."""
-    batch_size, length, channels = decay.shape
-    state = decay.new_zeros(batch_size, channels) if initial_state is None else initial_state
-    out = [None] * length
-    for t in (range(length - 1, -1, -1) if reverse else range(length)):
-        state = decay[:, t] * state + impulse[:, t]
-        out[t] = state
-    return torch.stack(out, dim=1)
+from plstm_geometric.functional.scan.naive import linear_recurrence_naive as naive_recurrence
 
 
 def random_inputs(batch_size, length, channels, dtype=torch.float64, decay_range=(-1.0, 1.0)):
@@ -44,7 +34,7 @@ def test_matches_naive_loop_float64(length, reverse):
 
 @pytest.mark.parametrize("chunk_size", [2, 3, 16])
 def test_other_chunk_sizes(monkeypatch, chunk_size):
-    monkeypatch.setattr(scan_module, "CHUNK_SIZE", chunk_size)
+    monkeypatch.setattr(chunked_module, "CHUNK_SIZE", chunk_size)
     decay, impulse, initial_state = random_inputs(2, 101, 3)
     for reverse in (False, True):
         torch.testing.assert_close(linear_recurrence(decay, impulse, initial_state, reverse),

@@ -8,9 +8,9 @@ import torch
 
 pytest.importorskip("triton")
 
-import plstm_geometric.functional.backends.triton_scan as triton_scan_module  # noqa: E402
+import plstm_geometric.functional.scan.fused as triton_scan_module  # noqa: E402
 from plstm_geometric.functional import linear_recurrence  # noqa: E402
-from plstm_geometric.functional.backends.triton_scan import scan_schedule, triton_scan  # noqa: E402
+from plstm_geometric.functional.scan.fused import scan_schedule, triton_scan  # noqa: E402
 
 from test_scan import naive_recurrence, random_inputs  # noqa: E402
 

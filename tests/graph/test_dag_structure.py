@@ -73,8 +73,8 @@ def test_cycle_raises_naming_a_node_on_it():
 
 
 @pytest.mark.parametrize("bad, error, match", [
-    (torch.tensor([[0, 1], [1, 5]]), ValueError, r"edge_index: node indices must lie in \[0, 3\)"),
-    (torch.tensor([[0, 1], [1, -1]]), ValueError, "edge_index: node indices"),
+    (torch.tensor([[0, 1], [1, 5]]), ValueError, r"edge_index: expected node indices in \[0, 3\)"),
+    (torch.tensor([[0, 1], [1, -1]]), ValueError, "edge_index: expected node indices"),
     (torch.tensor([[0.0, 1.0], [1.0, 2.0]]), TypeError, "edge_index: expected dtype torch.long"),
     (torch.tensor([0, 1, 2]), ValueError, r"edge_index: expected shape \[2, \*\]"),
 ])

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from plstm_geometric.graph import dagify, grid_dag, grid_plan, grid_wavefronts, line_graph, node_levels
+from plstm_geometric.graph import dagify, grid_dag, grid_plan, line_graph, node_levels
+from plstm_geometric.graph.grid import grid_wavefronts
 
 
 def undirected_grid(X, Y):

@@ -4,7 +4,8 @@ from ogb.utils import smiles2graph
 from ogb.utils.features import get_atom_feature_dims
 from torch_geometric.data import Batch, Data
 
-from plstm_geometric.models import GCN, GIN, BondGCNConv, GINVirtual
+from plstm_geometric.models import GCN, GIN, GINVirtual
+from plstm_geometric.nn import BondGCNConv
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "C1CC1N"]
 
@@ -32,8 +33,11 @@ def test_output_shape_and_gradient(model_class):
     model = model_class(32, 3, num_layers=3)
     out = model(mol_batch())
     assert out.shape == (len(SMILES), 3)
-    out.sum().backward()
-    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    (out * torch.randn_like(out)).sum().backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().max() > 0, name
 
 
 @pytest.mark.parametrize(

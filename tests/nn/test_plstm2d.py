@@ -78,7 +78,7 @@ def test_transition_constraints_hold_for_extreme_pre_activations(mode):
         layer.gates_projection.weight.normal_(0, 1e3)
         layer.gates_projection.bias.normal_(0, 1e3)
     x = torch.randn(2, 3, 5, 6) * 10
-    gates = layer.gates(x)
+    gates = layer.gates(x)._asdict()
     assert all(gate.shape == (4, 2, 3, 5, 3) and torch.isfinite(gate).all() for gate in gates.values())
     saturated = (gates["transition_rr"] > 1 - 1e-6).float().mean()
     assert 0 < saturated < 1  # the pre-activations really reach both flat ends
@@ -98,7 +98,7 @@ def test_transition_constraints_hold_for_extreme_pre_activations(mode):
 
 def test_init_follows_the_paper_biases():
     layer = PLSTM2D(6, heads=3, mode="P")
-    gates = layer.gates(torch.randn(1, 2, 2, 6))
+    gates = layer.gates(torch.randn(1, 2, 2, 6))._asdict()
     torch.testing.assert_close(gates["mark_r"], torch.full_like(gates["mark_r"], torch.sigmoid(torch.tensor(-4.0))))
     alpha = gates["source_r"] / (gates["source_r"] + gates["source_d"])
     torch.testing.assert_close(alpha[0, 0, 0, 0], torch.sigmoid(torch.linspace(-2, 2, 3)))

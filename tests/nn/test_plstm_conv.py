@@ -6,7 +6,7 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import to_undirected
 
 from plstm_geometric.benchmarks.molecules import nci_batch
-from plstm_geometric.functional import plstm_dag_reference
+from plstm_geometric.functional import plstm_dag_naive
 from plstm_geometric.graph import dagify, line_graph
 from plstm_geometric.nn import PLSTMConv
 from plstm_geometric.nn.plstm_conv import constrain_transition
@@ -64,7 +64,7 @@ def naive_forward(conv, x, edge_index, edge_attr=None):
     query = conv.lin_query(x).view(num_nodes, heads, k) / k ** 0.5
     key = conv.lin_key(x).view(num_nodes, heads, k)
     value = conv.lin_value(x).view(num_nodes, heads, v)
-    out = plstm_dag_reference(query, key, value, source, transition, mark, direct, dag_edge_index, line_edge_index)
+    out = plstm_dag_naive(query, key, value, source, transition, mark, direct, dag_edge_index, line_edge_index)
     return conv.lin_out(conv.norm(out).reshape(num_nodes, -1))
 
 

@@ -1,15 +1,24 @@
-r"""The DAG pLSTM op: validation at the public boundary and dispatch to a backend."""
+r"""The DAG pLSTM op: validation at the public boundary and dispatch to a backend.
+
+One file per backend: :mod:`.levels` (the reference level sweep), :mod:`.parallel` (dense solve per
+graph), :mod:`.chains` (chain contraction and a parallel scan), :mod:`.fused` (the level sweep as Triton
+kernels, imported on first use) and :mod:`.naive` (one edge at a time, straight from the equations).
+"""
 from typing import Optional
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
-from ..graph.plan import PLSTMPlan, build_plan
-from ..graph.validation import check_index
-from .backends import triton_backend
-from .backends.chains import plstm_dag_chains
-from .backends.levels import plstm_dag_levels
-from .backends.parallel import plstm_dag_parallel
+from ...checks import check_bool, check_gate, check_index, check_tensor
+from ...graph.plan import PLSTMPlan, build_plan
+from ..common import triton_kernel
+from .chains import plstm_dag_chains
+from .levels import plstm_dag_levels
+from .naive import plstm_dag_naive
+from .parallel import plstm_dag_parallel
+
+__all__ = ["plstm_dag", "plstm_dag_naive", "choose_backend", "BACKENDS"]
 
 BACKENDS = ("auto", "levels", "parallel", "chains", "fused")
 
@@ -60,6 +69,8 @@ def plstm_dag(
             timed, and ``"fused"`` has not been timed on a GPU yet, so it is never picked.
         recompute_states (bool): drop the ``[E, H, K, V]`` cell states after the forward pass and
             recompute them in the backward pass: less memory between forward and backward, one more sweep.
+            ``"levels"`` and ``"fused"`` recompute the states only; ``"parallel"`` and ``"chains"``
+            recompute their whole forward pass (activation checkpointing).
 
     Returns:
         ``[N, H, V]`` in the dtype of ``query``. float64, float32 and bfloat16/float16 inputs are
@@ -77,6 +88,7 @@ def plstm_dag(
             raise ValueError(f"{name}: expected device {query.device} (the device of query), got {index.device}")
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    check_bool("recompute_states", recompute_states)
     if plan is None:
         plan = build_plan(edge_index, line_edge_index, num_nodes)
     elif not isinstance(plan, PLSTMPlan):
@@ -91,26 +103,17 @@ def plstm_dag(
     # The op sets its own precision (16-bit inputs, float32 states); autocast would push its matmuls
     # back to 16 bits.
     with torch.autocast(query.device.type, enabled=False):
-        if backend == "parallel":
-            return plstm_dag_parallel(query, key, value, source, transition, mark, direct, plan)
-        if backend == "chains":
-            return plstm_dag_chains(query, key, value, source, transition, mark, direct, plan)
+        if backend in ("parallel", "chains"):
+            run = plstm_dag_parallel if backend == "parallel" else plstm_dag_chains
+            inputs = (query, key, value, source, transition, mark, direct, plan)
+            if recompute_states and torch.is_grad_enabled():
+                # These backends are differentiated by autograd: recomputing means checkpointing the form.
+                return checkpoint(run, *inputs, use_reentrant=False)
+            return run(*inputs)
         if backend == "fused":
-            plstm_dag_fused = triton_backend("triton_levels", "plstm_dag_fused", "backend='fused'")
+            plstm_dag_fused = triton_kernel(f"{__name__}.fused", "plstm_dag_fused", "backend='fused'")
             return plstm_dag_fused(query, key, value, source, transition, mark, direct, plan, recompute_states)
         return plstm_dag_levels(query, key, value, source, transition, mark, direct, plan, recompute_states)
-
-
-def check_tensor(name: str, tensor: Tensor, reference: Optional[Tensor] = None) -> None:
-    if not isinstance(tensor, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(tensor).__name__}")
-    if not tensor.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got {tensor.dtype}")
-    if reference is not None:
-        if tensor.dtype != reference.dtype:
-            raise TypeError(f"{name}: expected dtype {reference.dtype} (the dtype of query), got {tensor.dtype}")
-        if tensor.device != reference.device:
-            raise ValueError(f"{name}: expected device {reference.device} (the device of query), got {tensor.device}")
 
 
 def check_node_inputs(query: Tensor, key: Tensor, value: Tensor, direct: Tensor):
@@ -128,12 +131,6 @@ def check_node_inputs(query: Tensor, key: Tensor, value: Tensor, direct: Tensor)
     if direct.shape != (num_nodes, heads):
         raise ValueError(f"direct: expected shape [{num_nodes}, {heads}], got {tuple(direct.shape)}")
     return num_nodes, heads
-
-
-def check_gate(name: str, gate: Tensor, rows: int, heads: int, query: Tensor) -> None:
-    check_tensor(name, gate, query)
-    if gate.shape != (rows, heads):
-        raise ValueError(f"{name}: expected shape [{rows}, {heads}], got {tuple(gate.shape)}")
 
 
 # The parallel form pads every graph to the largest edge count E_max and solves E_max x E_max systems:
@@ -154,7 +151,7 @@ def choose_backend(plan: PLSTMPlan) -> str:
     layout holds at most ``PARALLEL_MAX_PADDING`` times the real edges; ``"chains"`` for deep sweeps
     (at least ``CHAINS_MIN_LEVELS`` levels) that chain contraction shortens at least
     ``CHAINS_MIN_REDUCTION``-fold; else ``"levels"``. The rule was
-    set from ``python -m plstm_geometric.benchmarks.core`` (docs/benchmarks.md). Heads and channel sizes
+    set from the DAG benchmark (see docs/benchmarks.md). Heads and channel sizes
     scale both backends alike, so only the graph statistics decide. ``"fused"`` is never picked: it has
     not been timed on a GPU yet.
     """

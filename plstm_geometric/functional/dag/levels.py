@@ -20,22 +20,7 @@ import torch
 from torch import Tensor
 
 from ...graph.plan import PLSTMPlan
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """States accumulate in float32 for 16-bit inputs: long products of gates lose everything in bf16."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
-def in_compute_dtype(*tensors: Tensor):
-    """The tensors in the dtype states are accumulated in."""
-    work = compute_dtype(tensors[0].dtype)
-    return tuple(t.to(work) for t in tensors)
-
-
-def direct_term(query: Tensor, key: Tensor, value: Tensor, direct: Tensor) -> Tensor:
-    """``direct[n] * (query[n] . key[n]) * value[n]``: what a node passes to itself, ``[N, H, V]``."""
-    return (direct * (query * key).sum(-1))[..., None] * value
+from ..common import direct_term, in_compute_dtype, source_terms
 
 
 def propagate(values: Tensor, weights: Tensor, gather: Tensor, scatter: Tensor, ptr, levels) -> Tensor:
@@ -62,11 +47,6 @@ def sweep_state_grads(plan: PLSTMPlan, mark_grad: Tensor, transition_by_in: Tens
     """Gradients ``[E, H, K, V]`` of all cell states, by the transposed recurrence from the last level."""
     return propagate(mark_grad, transition_by_in, plan.line_out_by_in, plan.line_in_by_in,
                      plan.line_in_level_ptr, range(plan.num_levels - 2, -1, -1))
-
-
-def source_terms(source: Tensor, key_src: Tensor, value_src: Tensor) -> Tensor:
-    """``source[e] * key[src e] value[src e]^T``, ``[E, H, K, V]``."""
-    return source[:, :, None, None] * key_src[..., :, None] * value_src[..., None, :]
 
 
 class Sweeps(NamedTuple):

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ...graph.components import SizeBucket
 from ...graph.plan import PLSTMPlan
-from .levels import direct_term, in_compute_dtype
+from ..common import direct_term, in_compute_dtype
 
 
 def dense(rows: Tensor, graph: Tensor, slot: Tensor, num_graphs: int, size: int) -> Tensor:

@@ -14,79 +14,15 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .backends import triton_backend
-from .backends.levels import compute_dtype
+from ...checks import check_bool
+from ..common import compute_dtype, triton_kernel
+from .chunked import chunked_scan
 
-__all__ = ["linear_recurrence"]
+__all__ = ["linear_recurrence", "BACKENDS"]
 
 BACKENDS = ("auto", "torch", "triton")
 
-# Chunk length C of the chunked scan. Each level costs about 2 C sequential (but vectorised) elementwise
-# ops and shortens the sequence C-fold, so the depth is ~2 C log_C T ops: C = 8 keeps that small
-# (85 ops at T = 2**16) while the per-level bookkeeping stays negligible; on CPU, 8 and 16 measured alike.
-CHUNK_SIZE = 8
-
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _sequential(decay: Tensor, impulse: Tensor, state: Tensor, reverse: bool, out: Tensor) -> None:
-    """Plain loop over a short sequence ``[B, T, D]`` (T <= CHUNK_SIZE), written into ``out``."""
-    steps = range(decay.shape[1] - 1, -1, -1) if reverse else range(decay.shape[1])
-    for t in steps:
-        torch.addcmul(impulse[:, t], decay[:, t], state, out=out[:, t])
-        state = out[:, t]
-
-
-def _scan(decay: Tensor, impulse: Tensor, state: Tensor, reverse: bool, out: Tensor) -> None:
-    """Chunked scan of ``[B, T, D]`` float tensors with initial state ``[B, D]``, written into ``out``.
-
-    ``decay``, ``impulse`` and ``out`` may be strided views whose dimension 1 can be split by ``view``
-    (slices along T of contiguous tensors are), which lets the backward pass scan shifted views without
-    copying them.
-    """
-    batch_size, length, channels = decay.shape
-    chunk = CHUNK_SIZE
-    if length <= chunk:
-        _sequential(decay, impulse, state, reverse, out)
-        return
-
-    # The first length_main steps form num_chunks full chunks; the rest (< chunk steps) is a partial
-    # chunk at the end of the tensor, handled by the plain loop before (reverse) or after the full
-    # chunks, so no padded copies of the inputs are needed.
-    num_chunks = length // chunk
-    length_main = num_chunks * chunk
-    if reverse and length_main < length:
-        _sequential(decay[:, length_main:], impulse[:, length_main:], state, True, out[:, length_main:])
-        state = out[:, length_main]
-
-    shape = (batch_size, num_chunks, chunk, channels)
-    decay_chunks = decay[:, :length_main].view(shape)
-    impulse_chunks = impulse[:, :length_main].view(shape)
-    out_chunks = out[:, :length_main].view(shape)
-    order = list(range(chunk - 1, -1, -1)) if reverse else list(range(chunk))
-
-    # Reduce: each chunk as one step of the same recurrence, (prod a, local scan end value from 0).
-    chunk_impulse = impulse_chunks[:, :, order[0]]
-    for t in order[1:]:
-        chunk_impulse = torch.addcmul(impulse_chunks[:, :, t], decay_chunks[:, :, t], chunk_impulse)
-    chunk_decay = decay_chunks.prod(dim=2)
-
-    # Scan the chunk carries (T / C steps, recursively): the state at the end of every chunk.
-    chunk_end = torch.empty_like(chunk_decay)
-    _scan(chunk_decay, chunk_impulse.contiguous(), state, reverse, chunk_end)
-
-    # Rescan every chunk from the state that enters it (the previous chunk's end).
-    if reverse:
-        carry = torch.cat([chunk_end[:, 1:], state[:, None]], dim=1)
-    else:
-        carry = torch.cat([state[:, None], chunk_end[:, :-1]], dim=1)
-    for t in order:
-        torch.addcmul(impulse_chunks[:, :, t], decay_chunks[:, :, t], carry, out=out_chunks[:, :, t])
-        carry = out_chunks[:, :, t]
-
-    if not reverse and length_main < length:
-        _sequential(decay[:, length_main:], impulse[:, length_main:], out[:, length_main - 1], False,
-                    out[:, length_main:])
 
 
 def _scan_function(backend: str):
@@ -95,8 +31,8 @@ def _scan_function(backend: str):
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     # "auto" stays on the torch scan until the Triton kernels have been timed on a GPU.
     if backend == "triton":
-        return triton_backend("triton_scan", "triton_scan", "linear_recurrence(backend='triton')")
-    return _scan
+        return triton_kernel(f"{__name__}.fused", "triton_scan", "linear_recurrence(backend='triton')")
+    return chunked_scan
 
 
 class _LinearRecurrence(torch.autograd.Function):
@@ -194,7 +130,7 @@ def linear_recurrence(decay: Tensor, impulse: Tensor, initial_state: Optional[Te
     Double backward is not supported.
 
     **Backends.** ``"torch"`` is the chunked scan above, on any device. ``"triton"`` runs Triton kernels
-    on CUDA (:mod:`plstm_geometric.functional.backends.triton_scan`): each program streams one batch row
+    on CUDA (:mod:`plstm_geometric.functional.scan.fused`): each program streams one batch row
     and a block of channels through time in tiles scanned in registers, and when ``B x D`` alone is too
     little parallelism for the GPU the time axis is also split into chunks (reduce, scan of the chunk
     carries, rescan). The backward pass is the same reverse-time scan on either backend. triton is
@@ -238,8 +174,7 @@ def linear_recurrence(decay: Tensor, impulse: Tensor, initial_state: Optional[Te
         if initial_state.device != decay.device:
             raise ValueError(f"initial_state: expected the device of decay ({decay.device}), "
                              f"got {initial_state.device}")
-    if not isinstance(reverse, bool):
-        raise TypeError(f"reverse: expected a bool, got {type(reverse).__name__}")
+    check_bool("reverse", reverse)
     scan = _scan_function(backend)
     if decay.shape[1] == 0:
         return impulse.clone()

@@ -6,12 +6,14 @@ truth the fast backends are tested against, and the "per-edge loop" baseline of 
 import torch
 from torch import Tensor
 
+from ...graph.dag import node_levels
 
-def plstm_dag_reference(query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor,
-                        mark: Tensor, direct: Tensor, edge_index: Tensor, line_edge_index: Tensor) -> Tensor:
+__all__ = ["plstm_dag_naive"]
+
+
+def plstm_dag_naive(query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor,
+                    mark: Tensor, direct: Tensor, edge_index: Tensor, line_edge_index: Tensor) -> Tensor:
     """Same signature and result as :func:`~plstm_geometric.functional.plstm_dag`, differentiable by autograd."""
-    from ..graph.dag import node_levels
-
     num_nodes = query.size(0)
     src, dst = edge_index.tolist()
     incoming = {e: [] for e in range(len(src))}

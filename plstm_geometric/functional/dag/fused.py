@@ -1,6 +1,6 @@
 r"""Fused level sweep: the pLSTM recurrences as Triton kernels, one launch per topological level.
 
-The math is that of :mod:`~plstm_geometric.functional.backends.levels`, per head:
+The math is that of :mod:`~plstm_geometric.functional.dag.levels`, per head:
 
 .. math::
     C_e = S_e\, k_{\mathrm{src}(e)} v_{\mathrm{src}(e)}^\top + \sum_{(e', e)} T_{e' \to e}\, C_{e'},
@@ -20,7 +20,7 @@ transition gradient (one partial sum per value tile, summed afterwards). Predece
 queries and gates are read by index, so none of the ``[E, H, K, V]`` or ``[L, H, K, V]`` temporaries of the
 scatter backend (source terms, seeds, gathered states) exist in global memory: the states and their
 gradients are the only ``K x V``-sized tensors. The remaining gradient contractions are the shared batched ops of
-:class:`~plstm_geometric.functional.backends.levels.LevelSweep`.
+:class:`~plstm_geometric.functional.dag.levels.LevelSweep`.
 
 Tiling: ``K`` is held whole (``BLOCK_K``: the next power of two, at least ``MIN_BLOCK``) so the readout
 reduces in registers without atomics; ``V`` is split so that a tile has at most ``TILE_ELEMENTS`` entries,
@@ -190,7 +190,7 @@ INTERPRETED = not isinstance(sweep_level_kernel, triton.runtime.JITFunction)
 
 def plstm_dag_fused(query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor, mark: Tensor,
                     direct: Tensor, plan: PLSTMPlan, recompute_states: bool = False) -> Tensor:
-    """:func:`~plstm_geometric.functional.backends.levels.plstm_dag_levels` with the sweeps as Triton
+    """:func:`~plstm_geometric.functional.dag.levels.plstm_dag_levels` with the sweeps as Triton
     kernels; same arguments and result."""
     if query.device.type != "cuda" and not INTERPRETED:
         raise ValueError(f"backend='fused' runs Triton kernels, which need CUDA tensors; got device {query.device} "

@@ -32,11 +32,13 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ...graph.grid import GridChunks, grid_chunks
-from .levels import direct_term, in_compute_dtype
+from ..common import direct_term, in_compute_dtype
+from .gates import GATE_NAMES, GridGates
 
-#: Grids with at most this many cells are one chunk (the parallel form): on CPU, in two runs, that was 1.6x
-#: to 3.1x faster than 6x6 chunks on 12x12 grids at K = V = 64 and 1.1x to 1.9x faster than 4x4 chunks on
-#: 8x8 grids at K = V = 16 (2026-11-23, ``python -m plstm_geometric.benchmarks.grid``).
+__all__ = ["plstm_grid_chunkwise", "default_chunk_size", "WHOLE_GRID_MAX_CELLS"]
+
+#: Grids with at most this many cells are one chunk (the parallel form), which measured faster than
+#: smaller chunks on such grids (see docs/benchmarks.md).
 WHOLE_GRID_MAX_CELLS = 144
 
 
@@ -46,12 +48,10 @@ def default_chunk_size(key_dim: int, value_dim: int, X: int, Y: int) -> tuple:
     padding as possible.
 
     Per cell, the in-chunk weights and scores cost about :math:`c^2` and the boundary contractions about
-    :math:`c K V`; measured on CPU, the best of :math:`c \in \{4, 6, 8, 12\}` was 4 at
-    :math:`K = V = 16` and 8 at :math:`K = V = 64` (``python -m plstm_geometric.benchmarks.grid
-    --chunk-sizes 4 6 8 12``). Padded cells cost as much as real ones, so each side takes, among the
-    sizes from :math:`0.75\, t` to :math:`1.5\, t`, the one that pads its axis least, then the one nearest
-    :math:`t`, then the larger (6 x 6 chunks on a 12 x 12 grid at :math:`K = V = 64` were 1.5x to 3.6x faster
-    in two CPU runs than 8 x 8 ones, which pad it to 16 x 16).
+    :math:`c K V`, so the best side grows slowly with :math:`KV`. Padded cells cost as much as real ones,
+    so each side takes, among the sizes from :math:`0.75\, t` to :math:`1.5\, t`, the one that pads its
+    axis least, then the one nearest :math:`t`, then the larger. The measurements behind the rule are in
+    docs/benchmarks.md.
     """
     if X * Y <= WHOLE_GRID_MAX_CELLS:
         return X, Y
@@ -65,23 +65,23 @@ def default_chunk_size(key_dim: int, value_dim: int, X: int, Y: int) -> tuple:
     return side(X), side(Y)
 
 
-def plstm_grid_chunkwise(query: Tensor, key: Tensor, value: Tensor, gates, direct: Tensor,
-                         recompute_states: bool, chunk_size) -> Tensor:
-    """``[B, X, Y, H, V]`` output of :func:`~plstm_geometric.functional.plstm_grid` by the chunkwise form.
-
-    ``gates`` are ``(source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr,
-    mark_r, mark_d)``, each ``[B, X, Y, H]``; inputs are validated by the caller.
-    """
+def plstm_grid_chunkwise(query: Tensor, key: Tensor, value: Tensor, gates: GridGates, recompute_states: bool,
+                         chunk_size) -> Tensor:
+    """``[B, X, Y, H, V]`` output of :func:`~plstm_geometric.functional.plstm_grid` by the chunkwise form;
+    inputs are validated by the caller."""
     B, X, Y, H, _ = query.shape
     dtype = query.dtype
     schedule = grid_chunks(X, Y, chunk_size, query.device)
-    query, key, value, direct, *gates = in_compute_dtype(query, key, value, direct, *gates)
-    chunked = [to_chunks(t, schedule) for t in [query, key, value] + gates]
+    query, key, value = in_compute_dtype(query, key, value)
+    gates = gates.map(lambda gate: gate.to(query.dtype))
+    chunked = [to_chunks(t, schedule) for t in (query, key, value)]
+    # Passed by name: chunkwise_readout cannot receive the gates in another order.
+    chunked_gates = {name: to_chunks(getattr(gates, name), schedule) for name in GATE_NAMES if name != "direct"}
     if recompute_states:
-        readout = checkpoint(chunkwise_readout, schedule, *chunked, use_reentrant=False)
+        readout = checkpoint(chunkwise_readout, schedule, *chunked, use_reentrant=False, **chunked_gates)
     else:
-        readout = chunkwise_readout(schedule, *chunked)
-    return (from_chunks(readout, schedule, B, X, Y, H) + direct_term(query, key, value, direct)).to(dtype)
+        readout = chunkwise_readout(schedule, *chunked, **chunked_gates)
+    return (from_chunks(readout, schedule, B, X, Y, H) + direct_term(query, key, value, gates.direct)).to(dtype)
 
 
 def to_chunks(tensor: Tensor, schedule: GridChunks) -> Tensor:

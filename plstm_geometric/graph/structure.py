@@ -6,7 +6,12 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import is_undirected
 
-from ..graph import PLSTMPlan, build_plan, dagify, line_graph, node_levels, reverse_dag
+from .dag import dagify, node_levels, reverse_dag
+from .line_graph import line_graph
+from .plan import PLSTMPlan, build_plan
+
+__all__ = ["PLSTMStructure", "plstm_structure", "orient_edges", "line_graph_mode_of", "ORIENTATIONS",
+           "LINE_GRAPH_MODES", "LAYER_MODES"]
 
 ORIENTATIONS = ("auto", "dag", "undirected")
 LINE_GRAPH_MODES = ("P", "D")

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ...graph.plan import PLSTMPlan
 from ..scan import linear_recurrence
-from .levels import direct_term, in_compute_dtype, source_terms
+from ..common import direct_term, in_compute_dtype, source_terms
 
 
 def plstm_dag_chains(query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor,

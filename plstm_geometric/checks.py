@@ -1,0 +1,78 @@
+"""Argument checks of the public boundary, shared by every op, structure function and layer.
+
+One rule everywhere: a :class:`TypeError` for a wrong type or dtype, a :class:`ValueError` for a wrong
+shape, value or device, and the message ``"name: expected ..., got ..."`` with the argument's name.
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_index", "check_range", "check_edge_index", "check_tensor", "check_gate", "check_bool",
+           "check_positive_int", "unused_argument"]
+
+
+def check_index(name: str, index: Tensor, rows: int = 2) -> None:
+    """A ``torch.long`` index tensor of shape ``[rows, *]``."""
+    if not isinstance(index, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(index).__name__}")
+    if index.dtype != torch.long:
+        raise TypeError(f"{name}: expected dtype torch.long, got {index.dtype}")
+    if index.dim() != 2 or index.size(0) != rows:
+        raise ValueError(f"{name}: expected shape [{rows}, *], got {tuple(index.shape)}")
+
+
+def check_range(name: str, index: Tensor, upper: int, what: str) -> None:
+    """Every entry of ``index`` lies in ``[0, upper)``; ``what`` says what it indexes (e.g. "node")."""
+    if index.numel() == 0:
+        return
+    low, high = int(index.min()), int(index.max())
+    if low < 0 or high >= upper:
+        raise ValueError(f"{name}: expected {what} indices in [0, {upper}), got values in [{low}, {high}]")
+
+
+def check_edge_index(edge_index: Tensor, num_nodes: int, name: str = "edge_index") -> None:
+    """A ``[2, E]`` long tensor of node indices below ``num_nodes``."""
+    check_index(name, edge_index)
+    if not isinstance(num_nodes, int) or num_nodes < 0:
+        raise ValueError(f"num_nodes: expected a non-negative int, got {num_nodes!r}")
+    check_range(name, edge_index, num_nodes, "node")
+
+
+def check_tensor(name: str, tensor: Tensor, reference: Optional[Tensor] = None,
+                 reference_name: str = "query") -> None:
+    """A floating-point tensor; with ``reference``, of its dtype and on its device."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(tensor).__name__}")
+    if not tensor.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got {tensor.dtype}")
+    if reference is not None:
+        if tensor.dtype != reference.dtype:
+            raise TypeError(f"{name}: expected dtype {reference.dtype} (the dtype of {reference_name}), "
+                            f"got {tensor.dtype}")
+        if tensor.device != reference.device:
+            raise ValueError(f"{name}: expected device {reference.device} (the device of {reference_name}), "
+                             f"got {tensor.device}")
+
+
+def check_gate(name: str, gate: Tensor, rows: int, heads: int, query: Tensor) -> None:
+    """A ``[rows, heads]`` gate in the dtype and on the device of ``query``."""
+    check_tensor(name, gate, query)
+    if gate.shape != (rows, heads):
+        raise ValueError(f"{name}: expected shape [{rows}, {heads}], got {tuple(gate.shape)}")
+
+
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+
+
+def check_positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+
+
+def unused_argument(name: str, value, backend: str, used_by: str) -> None:
+    """Refuses an argument that the chosen backend would ignore, instead of dropping it silently."""
+    raise ValueError(f"{name}: expected the default with backend={backend!r} (only {used_by} uses it), "
+                     f"got {value!r}")

@@ -1,0 +1,45 @@
+"""What every op shares: the compute dtype, the direct and source terms, and the lazy import of Triton
+kernels."""
+import importlib
+
+import torch
+from torch import Tensor
+
+__all__ = ["compute_dtype", "in_compute_dtype", "direct_term", "source_terms", "triton_kernel"]
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """States accumulate in float32 for 16-bit inputs: long products of gates lose everything in bf16."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def in_compute_dtype(*tensors: Tensor):
+    """The tensors in the dtype states are accumulated in."""
+    work = compute_dtype(tensors[0].dtype)
+    return tuple(t.to(work) for t in tensors)
+
+
+def direct_term(query: Tensor, key: Tensor, value: Tensor, direct: Tensor) -> Tensor:
+    """``direct[n] * (query[n] . key[n]) * value[n]``: what a node passes to itself, ``[N, H, V]``."""
+    return (direct * (query * key).sum(-1))[..., None] * value
+
+
+def source_terms(source: Tensor, key_src: Tensor, value_src: Tensor) -> Tensor:
+    """``source[e] * key[src e] value[src e]^T``, ``[E, H, K, V]``."""
+    return source[:, :, None, None] * key_src[..., :, None] * value_src[..., None, :]
+
+
+def triton_kernel(module: str, name: str, requested: str):
+    """``name`` from the Triton module ``module`` (a full module path), imported on first use.
+
+    Triton is an optional dependency: without it only the call that asks for a Triton backend fails, with
+    an ``ImportError`` that names the request (``requested``) and the fix.
+    """
+    try:
+        kernels = importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name != "triton":
+            raise
+        raise ImportError(f"{requested} runs Triton kernels: pip install triton "
+                          "(the other backends do not need it)") from error
+    return getattr(kernels, name)
