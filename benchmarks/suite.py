@@ -235,8 +235,10 @@ def load_config(path) -> dict:
     if "published" in config:
         if not isinstance(config["published"], str):
             _fail(source, "published", f"expected a path, got {config['published']!r}")
-        config["published_path"] = str((path.parent / config["published"]).resolve())
-        config["published_data"] = load_published(config["published_path"])
+        published = path.parent / config["published"]
+        if not published.is_file():
+            _fail(source, "published", f"{published}: published numbers file not found")
+        config["published_data"] = load_published(published)
     return config
 
 
