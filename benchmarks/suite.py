@@ -436,8 +436,10 @@ class Runner:
     def __init__(self):
         self.processes = set()
         self.lock = threading.Lock()
+        self.stopped = False
 
-    def run(self, run: dict, out: Path, resume: bool) -> dict:
+    def run(self, run: dict, out: Path, resume: bool):
+        """Runs one training subprocess; returns its attempt record (``None`` once :meth:`stop` was called)."""
         run_dir = out / run["run_dir"]
         run_dir.mkdir(parents=True, exist_ok=True)
         command = run["command"] + (["--resume"] if resume else [])
@@ -446,8 +448,10 @@ class Runner:
         with open(run_dir / "train.log", "a") as log:
             log.write(f"\n$ {' '.join(command)}\n")
             log.flush()
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env())
             with self.lock:
+                if self.stopped:
+                    return None
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env())
                 self.processes.add(process)
             try:
                 returncode = process.wait()
@@ -464,6 +468,7 @@ class Runner:
 
     def stop(self):
         with self.lock:
+            self.stopped = True
             processes = list(self.processes)
         for process in processes:
             process.terminate()
@@ -519,20 +524,27 @@ def execute(the_plan: dict, jobs=None, max_runs=None, rerun_changed=False, progr
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             pending = {pool.submit(runner.run, run, out, resume): run for run, resume in todo}
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    run = pending.pop(future)
-                    attempt = future.result()
-                    if attempt["returncode"] != 0:
-                        failures.append(run)
-                        bar.write(f"failed ({attempt['returncode']}): {run['run_dir']} (see "
-                                  f"{out / run['run_dir'] / 'train.log'})")
-                    bar.update(1)
-                    bar.set_postfix_str(run["run_dir"])
-    except BaseException:
-        runner.stop()
-        raise
+            try:
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        run = pending.pop(future)
+                        attempt = future.result()
+                        if attempt is None:
+                            continue
+                        if attempt["returncode"] != 0:
+                            failures.append(run)
+                            bar.write(f"failed ({attempt['returncode']}): {run['run_dir']} (see "
+                                      f"{out / run['run_dir'] / 'train.log'})")
+                        bar.update(1)
+                        bar.set_postfix_str(run["run_dir"])
+            except BaseException:
+                # before the pool waits for its threads: no new run starts, the running ones stop (their
+                # checkpoints stay, so the next call resumes them)
+                for future in pending:
+                    future.cancel()
+                runner.stop()
+                raise
     finally:
         bar.close()
         if old_handler is not None:
