@@ -3,7 +3,7 @@ import types
 
 import torch
 
-from plstm_geometric.apidoc import COMMAND, main, public_exports, render_api, to_markdown
+from tools.apidoc import COMMAND, main, public_exports, render_api, to_markdown
 
 API_MD = pathlib.Path(__file__).resolve().parents[1] / "docs" / "api.md"
 

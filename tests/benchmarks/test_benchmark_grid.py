@@ -4,8 +4,8 @@ import sys
 import pytest
 import torch
 
-from plstm_geometric.benchmarks import grid
-from plstm_geometric.benchmarks.timing import peak_memory
+from benchmarks import grid
+from benchmarks.timing import peak_memory
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU peak memory is read from /proc")

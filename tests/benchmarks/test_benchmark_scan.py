@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from plstm_geometric.benchmarks.scan import (bench_bandwidth, bench_vs_loop, bench_vs_lstm, measure,
-                                             sequential_recurrence, timed_backends)
+from benchmarks.scan import (bench_bandwidth, bench_vs_loop, bench_vs_lstm, measure,
+                             sequential_recurrence, timed_backends)
 from plstm_geometric.functional import linear_recurrence
 
 

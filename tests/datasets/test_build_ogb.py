@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import shared_path
+from plstm_geometric.testing import shared_path
 from ogb.utils import smiles2graph
 
 from plstm_geometric.datasets import OGBMolDataset, build_ogb_dataset

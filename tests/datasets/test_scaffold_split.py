@@ -1,6 +1,6 @@
 import pandas as pd
 import pytest
-from conftest import shared_path
+from plstm_geometric.testing import shared_path
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from plstm_geometric.datasets.molecule import parse_smiles

@@ -2,12 +2,11 @@
 import pytest
 import torch
 
-from conftest import shared_path
-from dag_inputs import (NAMES, batch_of_graphs, forward_and_grads, random_case, random_graph,
-                        random_inputs)
 from plstm_geometric.functional import linear_recurrence, plstm_dag
 from plstm_geometric.functional.dag import BACKENDS, choose_backend
 from plstm_geometric.graph import build_plan, line_graph
+from plstm_geometric.testing import (NAMES, batch_of_graphs, forward_and_grads, golden_path, random_case,
+                                     random_graph, random_inputs)
 
 # The fused backend needs CUDA tensors, or off GPU Triton's interpreter, too slow for these sizes:
 # test_fused_backend.py checks it on small graphs, on the device its kernels run on.
@@ -16,7 +15,7 @@ FAST_BACKENDS = [b for b in BACKENDS if b not in ("auto", "levels", "fused")]
 
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
 def test_golden(backend):
-    for case in torch.load(shared_path("golden", "dag_public.pt"), weights_only=True):
+    for case in torch.load(golden_path("dag_public.pt"), weights_only=True):
         out, grads = forward_and_grads({n: case[n] for n in NAMES}, case["edge_index"], case["line_edge_index"],
                                        backend, case["out_weight"])
         torch.testing.assert_close(out, case["out"], atol=1e-10, rtol=0, msg=case["name"])

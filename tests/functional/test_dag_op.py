@@ -1,16 +1,15 @@
 import pytest
 import torch
 
-from conftest import shared_path
-from dag_inputs import random_case, random_graph, random_inputs
 from plstm_geometric.functional import plstm_dag, plstm_dag_naive
 from plstm_geometric.graph import build_plan, line_graph
+from plstm_geometric.testing import golden_path, random_case, random_graph, random_inputs
 
 NAMES = ("query", "key", "value", "source", "transition", "mark", "direct")
 
 
 def golden_cases():
-    return torch.load(shared_path("golden", "dag_public.pt"), weights_only=True)
+    return torch.load(golden_path("dag_public.pt"), weights_only=True)
 
 
 @pytest.mark.parametrize("recompute_states", [False, True])

@@ -11,10 +11,9 @@ import sys
 import pytest
 import torch
 
-from conftest import shared_path
-from dag_inputs import NAMES, batch_of_graphs, forward_and_grads, random_case, random_inputs
 from plstm_geometric.functional import plstm_dag
 from plstm_geometric.graph import line_graph
+from plstm_geometric.testing import NAMES, batch_of_graphs, forward_and_grads, golden_path, random_case, random_inputs
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -35,7 +34,7 @@ def assert_fused_equals_levels(inputs, edge_index, line_edge_index, recompute_st
 
 
 def test_golden_vectors():
-    for case in torch.load(shared_path("golden", "dag_public.pt"), weights_only=True):
+    for case in torch.load(golden_path("dag_public.pt"), weights_only=True):
         out, grads = assert_fused_equals_levels({name: case[name] for name in NAMES}, case["edge_index"],
                                                 case["line_edge_index"], out_weight=case["out_weight"])
         torch.testing.assert_close(out.cpu(), case["out"], atol=1e-10, rtol=0, msg=case["name"])

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from conftest import shared_path
 from plstm_geometric import functional
 from plstm_geometric.functional.grid import GATE_NAMES, GRID_ORIENTATIONS, GridGates, choose_backend, flip_grid
 from plstm_geometric.functional.grid.chunkwise import default_chunk_size
 from plstm_geometric.functional.grid.naive import plstm_grid_naive
+from plstm_geometric.testing import golden_path
 
 NAMES = ("query", "key", "value") + GATE_NAMES
 BACKENDS = ("wavefront", "chunkwise", "dag")
@@ -56,14 +56,14 @@ def assert_same(result, expected, atol=1e-10):
 @pytest.mark.parametrize("recompute_states", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_golden_forward_and_gradients(backend, recompute_states):
-    for case in torch.load(shared_path("golden", "grid_public.pt"), weights_only=True):
+    for case in torch.load(golden_path("grid_public.pt"), weights_only=True):
         result = forward_and_grads(plstm_grid, {name: case[name] for name in NAMES}, case["out_weight"],
                                    backend=backend, recompute_states=recompute_states)
         assert_same(result, (case["out"], case["grads"]))
 
 
 def test_golden_matches_the_naive_reference():
-    for case in torch.load(shared_path("golden", "grid_public.pt"), weights_only=True):
+    for case in torch.load(golden_path("grid_public.pt"), weights_only=True):
         out = naive_plstm_grid(**{name: case[name] for name in NAMES})
         torch.testing.assert_close(out, case["out"], atol=1e-10, rtol=0, msg=case["name"])
 

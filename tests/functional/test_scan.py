@@ -7,14 +7,7 @@ from torch.autograd import gradcheck
 import plstm_geometric.functional.scan.chunked as chunked_module
 from plstm_geometric.functional import linear_recurrence
 from plstm_geometric.functional.scan.naive import linear_recurrence_naive as naive_recurrence
-
-
-def random_inputs(batch_size, length, channels, dtype=torch.float64, decay_range=(-1.0, 1.0)):
-    low, high = decay_range
-    decay = torch.rand(batch_size, length, channels, dtype=dtype) * (high - low) + low
-    impulse = torch.randn(batch_size, length, channels, dtype=dtype)
-    initial_state = torch.randn(batch_size, channels, dtype=dtype)
-    return decay, impulse, initial_state
+from plstm_geometric.testing import random_scan_inputs as random_inputs
 
 
 # Lengths around the chunk size and its powers (8, 64, 512), primes, T = 1.

@@ -12,7 +12,8 @@ import plstm_geometric.functional.scan.fused as triton_scan_module  # noqa: E402
 from plstm_geometric.functional import linear_recurrence  # noqa: E402
 from plstm_geometric.functional.scan.fused import scan_schedule, triton_scan  # noqa: E402
 
-from test_scan import naive_recurrence, random_inputs  # noqa: E402
+from plstm_geometric.functional.scan.naive import linear_recurrence_naive as naive_recurrence  # noqa: E402
+from plstm_geometric.testing import random_scan_inputs as random_inputs  # noqa: E402
 
 LENGTHS = [1, 7, 100, 1000]
 

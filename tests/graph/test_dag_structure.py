@@ -5,14 +5,7 @@ import torch
 from torch_geometric.utils import to_undirected
 
 from plstm_geometric.graph import dagify, node_levels, reverse_dag
-
-
-def random_dag(num_nodes, num_edges, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    a = torch.randint(0, num_nodes, (num_edges,), generator=generator)
-    b = torch.randint(0, num_nodes, (num_edges,), generator=generator)
-    keep = a != b
-    return torch.stack([torch.minimum(a, b)[keep], torch.maximum(a, b)[keep]])
+from plstm_geometric.testing import random_ordered_dag as random_dag
 
 
 def test_dagify_keeps_each_undirected_edge_once_from_low_to_high():

@@ -3,9 +3,9 @@ import time
 import pytest
 import torch
 
-from conftest import shared_path
 from plstm_geometric.graph import build_plan, line_graph, node_levels
-from test_dag_structure import random_dag
+from plstm_geometric.testing import golden_path
+from plstm_geometric.testing import random_ordered_dag as random_dag
 
 
 def pairs(line_edge_index):
@@ -33,7 +33,7 @@ def test_p_line_graph_pairs_every_meeting():
 
 
 def test_golden_line_graphs():
-    cases = torch.load(shared_path("golden", "dag_public.pt"), weights_only=True)
+    cases = torch.load(golden_path("dag_public.pt"), weights_only=True)
     for case in cases:
         computed = line_graph(case["edge_index"], case["num_nodes"], mode=case["mode"])
         assert pairs(computed) == pairs(case["line_edge_index"]), case["name"]

@@ -5,7 +5,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from plstm_geometric.benchmarks.molecules import nci_batch
+from plstm_geometric.testing import nci_batch
 from plstm_geometric.models import PLSTMGraphModel
 from plstm_geometric.transforms import PreparePLSTM
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch_geometric.utils import to_undirected
 
-from plstm_geometric.benchmarks.molecules import nci_batch
+from plstm_geometric.testing import nci_batch
 from plstm_geometric.nn import PLSTMBlock, PLSTMConv
 
 

@@ -5,8 +5,8 @@ import torch
 from torch_geometric.data import Batch
 from torch_geometric.utils import to_undirected
 
-from plstm_geometric.benchmarks.molecules import nci_batch
 from plstm_geometric.functional import plstm_dag_naive
+from plstm_geometric.testing import nci_batch
 from plstm_geometric.graph import dagify, line_graph
 from plstm_geometric.nn import PLSTMConv
 from plstm_geometric.nn.plstm_conv import constrain_transition

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from plstm_geometric.benchmarks.stability import chain_dag, grid_dag, measure, random_dag
+from benchmarks.stability import measure
+from plstm_geometric.testing import chain_dag, grid_dag, random_dag
 from plstm_geometric.nn import PLSTMConv
 
 PUSHED = 10.0

@@ -5,7 +5,7 @@ import torch
 from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.loader import DataLoader
 
-from plstm_geometric.benchmarks.molecules import nci_batch
+from plstm_geometric.testing import nci_batch
 from plstm_geometric.graph import dagify, line_graph, reverse_dag
 from plstm_geometric.nn import PLSTMConv
 from plstm_geometric.transforms import PLSTMData, PreparePLSTM

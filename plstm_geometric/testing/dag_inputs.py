@@ -1,4 +1,4 @@
-"""Random pLSTM inputs on random DAGs, shared by the op tests."""
+"""Random pLSTM inputs on random DAGs, shared by the tests of the DAG op and its backends."""
 import torch
 
 from plstm_geometric.functional import plstm_dag

@@ -13,7 +13,7 @@ Three tables, all measured in one run so that the ratios are side by side:
 On CUDA every scan column is timed for both backends of ``linear_recurrence``, ``"torch"`` and ``"triton"``
 (when triton is installed); on CPU only ``"torch"``, since Triton would run in its interpreter there.
 
-Run ``python -m plstm_geometric.benchmarks.scan [--device cpu|cuda] [--quick]``.
+Run ``python -m benchmarks.scan [--device cpu|cuda] [--quick]``.
 """
 import argparse
 import functools
@@ -23,8 +23,8 @@ import time
 
 import torch
 
-from ..functional.scan import linear_recurrence
-from ..nn.gilr import GILRLSTM
+from plstm_geometric.functional.scan import linear_recurrence
+from plstm_geometric.nn.gilr import GILRLSTM
 
 
 def sequential_recurrence(decay, impulse):

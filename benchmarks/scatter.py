@@ -1,6 +1,6 @@
 """Does torch_scatter beat torch's own index_add_ on the level sweep's scatter step?
 
-    python -m plstm_geometric.benchmarks.scatter [--device cuda]
+    python -m benchmarks.scatter [--device cuda]
 
 The sweep's only scatter is ``states.index_add_(0, e_out, rows)`` with rows ``[L_level, H, K, V]``.
 torch_scatter is an optional extra; plstm_dag uses it only where this benchmark shows a gain, and so far

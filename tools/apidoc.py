@@ -1,7 +1,7 @@
 r"""Generates the Markdown API reference (``docs/api.md``) from the docstrings of the public exports.
 
-    python -m plstm_geometric.apidoc --out docs/api.md      # write it
-    python -m plstm_geometric.apidoc --check docs/api.md    # exit 1 if it is out of date
+    python -m tools.apidoc --out docs/api.md      # write it
+    python -m tools.apidoc --check docs/api.md    # exit 1 if it is out of date
 
 The public API is what the subpackages' ``__init__`` files export (:data:`PUBLIC_MODULES`): their
 ``__all__`` where defined, else every public function and class they import from this package. For each
@@ -25,7 +25,7 @@ PUBLIC_MODULES = (
     "plstm_geometric.models",
     "plstm_geometric.datasets",
 )
-COMMAND = "python -m plstm_geometric.apidoc --out docs/api.md"
+COMMAND = "python -m tools.apidoc --out docs/api.md"
 # Google-style section headers that introduce a block of "name (type): description" entries.
 SECTIONS = ("Args", "Arguments", "Parameters", "Returns", "Return", "Raises", "Shapes", "Shape", "Attributes",
             "Items", "Yields", "Note", "Notes", "Example", "Examples")

@@ -1,6 +1,6 @@
 """A long chain through plstm_dag: one step per level (levels) against chain contraction (chains).
 
-    python -m plstm_geometric.benchmarks.chain [--nodes 100000] [--device cuda]
+    python -m benchmarks.chain [--nodes 100000] [--device cuda]
 
 Forward+backward, float32, 1 head, K = V = 8 by default. Also times building the plan (node levels,
 line graph, schedule), since one level per node used to cost there too.
@@ -10,8 +10,8 @@ import time
 
 import torch
 
-from ..functional import plstm_dag
-from ..graph import build_plan, line_graph
+from plstm_geometric.functional import plstm_dag
+from plstm_geometric.graph import build_plan, line_graph
 from .timing import measure
 
 

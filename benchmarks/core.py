@@ -1,6 +1,6 @@
 """Forward+backward of plstm_dag on a batch of real molecules against a per-edge loop and GINConv.
 
-    python -m plstm_geometric.benchmarks.core [--device cuda] [--graphs 128] [--repeats 20]
+    python -m benchmarks.core [--device cuda] [--graphs 128] [--repeats 20]
 
 Molecules: RDKit's NCI sample with OGB features, oriented by atom index; 4 heads, K = V = 24. The
 per-edge loop is :func:`plstm_geometric.functional.plstm_dag_reference` (one edge at a time, like the
@@ -13,10 +13,10 @@ import argparse
 import torch
 from torch_geometric.nn import GINConv
 
-from ..functional import plstm_dag, plstm_dag_reference
-from ..functional.dag import BACKENDS, choose_backend
-from ..graph import build_plan, dagify, line_graph
-from .molecules import nci_batch
+from plstm_geometric.functional import plstm_dag, plstm_dag_reference
+from plstm_geometric.functional.dag import BACKENDS, choose_backend
+from plstm_geometric.graph import build_plan, dagify, line_graph
+from plstm_geometric.testing import nci_batch
 from .timing import measure, peak_memory
 
 

@@ -1,21 +1,21 @@
 """Forward+backward of plstm_grid: the chunkwise form, the dense wavefront and the grid-DAG adapter.
 
-    python -m plstm_geometric.benchmarks.grid                       # CPU: 24x24, batch 8, 3 heads, K=V=16
-    python -m plstm_geometric.benchmarks.grid --chunk-sizes 4 6 8 12   # chunkwise at several chunk sizes
-    python -m plstm_geometric.benchmarks.grid --device cuda --batch 64 --channels 64   # the full GPU workload
+    python -m benchmarks.grid                       # CPU: 24x24, batch 8, 3 heads, K=V=16
+    python -m benchmarks.grid --chunk-sizes 4 6 8 12   # chunkwise at several chunk sizes
+    python -m benchmarks.grid --device cuda --batch 64 --channels 64   # the full GPU workload
 
 Random unit-normal query/key/value and sigmoid gates in float32 (``--dtype``); the loss is ``out.sum()``.
 Each backend is timed separately (median of ``--repeats`` after a warm-up), and the peak memory that one
-forward+backward adds is reported (:func:`~plstm_geometric.benchmarks.timing.peak_memory`: allocator peak
+forward+backward adds is reported (:func:`~benchmarks.timing.peak_memory`: allocator peak
 on CUDA, resident-set peak on CPU). ``auto`` is listed with the backend it picked.
 """
 import argparse
 
 import torch
 
-from ..functional.grid import GATE_NAMES, GridGates, choose_backend, plstm_grid
-from ..functional.grid.chunkwise import default_chunk_size
-from ..graph.grid import check_chunk_size
+from plstm_geometric.functional.grid import GATE_NAMES, GridGates, choose_backend, plstm_grid
+from plstm_geometric.functional.grid.chunkwise import default_chunk_size
+from plstm_geometric.graph.grid import check_chunk_size
 from .timing import measure, peak_memory
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}

@@ -1,6 +1,6 @@
 r"""Numerical stability of the pLSTM modes on long and path-rich DAGs, in float32.
 
-Run ``python -m plstm_geometric.benchmarks.stability``. For each graph (a 10,000-node chain, a 100 x 100
+Run ``python -m benchmarks.stability``. For each graph (a 10,000-node chain, a 100 x 100
 grid DAG, random DAGs of 30,000 and 100,000 nodes) and mode (P, D, unconstrained) the gates are built as
 :class:`~plstm_geometric.nn.PLSTMConv` builds them, with the worst case pushed in: source gates open
 (pre-activation +10), unit-norm keys and values (every source term has norm 1) and transition
@@ -26,37 +26,13 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor
 
-from ..functional import plstm_dag
-from ..nn.plstm_conv import constrain_transition
-from ..graph.structure import PLSTMStructure, line_graph_mode_of, orient_edges, plstm_structure
+from plstm_geometric.functional import plstm_dag
+from plstm_geometric.graph.structure import PLSTMStructure, line_graph_mode_of, orient_edges, plstm_structure
+from plstm_geometric.nn.plstm_conv import constrain_transition
+from plstm_geometric.testing import chain_dag, grid_dag, random_dag
 
 MODES = ("P", "D", "unconstrained")
 PREACTIVATION = 10.0
-
-
-def chain_dag(num_nodes: int) -> Tensor:
-    """``0 -> 1 -> ... -> num_nodes - 1``."""
-    nodes = torch.arange(num_nodes)
-    return torch.stack([nodes[:-1], nodes[1:]])
-
-
-def grid_dag(rows: int, cols: int) -> Tensor:
-    """Grid with edges right ``(r, c) -> (r, c + 1)`` and down ``(r, c) -> (r + 1, c)``; node ``r * cols + c``."""
-    node = torch.arange(rows * cols).view(rows, cols)
-    right = torch.stack([node[:, :-1].reshape(-1), node[:, 1:].reshape(-1)])
-    down = torch.stack([node[:-1, :].reshape(-1), node[1:, :].reshape(-1)])
-    return torch.cat([right, down], dim=1)
-
-
-def random_dag(num_nodes: int, parents: int = 3, window: int = 1000, seed: int = 0) -> Tensor:
-    """Every node ``i > 0`` gets ``parents`` edges from nodes drawn uniformly among the ``window`` before it
-    (duplicates dropped): long paths and many of them, as in large sparse DAGs."""
-    generator = torch.Generator().manual_seed(seed)
-    child = torch.arange(1, num_nodes).repeat_interleave(parents)
-    span = torch.clamp(child, max=window)
-    parent = child - 1 - (torch.rand(child.numel(), generator=generator) * span).long()
-    edge_index = torch.unique(torch.stack([parent, child]), dim=1)
-    return edge_index
 
 
 def unit_rows(shape, generator: torch.Generator) -> Tensor:

@@ -1,4 +1,4 @@
-"""Batches of real molecules for benchmarks: RDKit's NCI sample with OGB features, oriented by atom index."""
+"""Batches of real molecules for tests and benchmarks: RDKit's NCI sample with OGB features (needs rdkit and ogb)."""
 import os
 
 import torch
