@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from plstm_geometric.datasets import load_dataset
-from plstm_geometric.train import TargetScaler, is_better, loss_function, main
+from plstm_geometric.train.graph import TargetScaler, is_better, loss_function, main, run
 
 REPO = Path(__file__).resolve().parents[1]
 

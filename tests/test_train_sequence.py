@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plstm_geometric.train_sequence import SignTaskModel, main, make_sign_batch, train_sign_task
+from plstm_geometric.train.sequence import SignTaskModel, main, make_sign_batch, run, train_sign_task
 
 
 def test_batches_follow_experiment_2b():

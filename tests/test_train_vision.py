@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from plstm_geometric.train_vision import main, train_vision, warmup_cosine
+from plstm_geometric.train.vision import main, run, train_vision, warmup_cosine
 
 # APE objects are fixed in pixels (30 px border, radius up to 30), so 160 px is about the smallest useful size.
 TINY = [
