@@ -289,12 +289,14 @@ def load_checkpoint(path: Path, required=()) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights only load failed" in str(error).lower():
-            reason = str(error).strip().splitlines()
-            detail = next((line for line in reason if "GLOBAL" in line or "Unsupported" in line), reason[0])
+        # torch reports garbage and refused objects alike; a refused object is named as a GLOBAL
+        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+        detail = next((line for line in lines if "GLOBAL" in line), None)
+        if detail is not None:
             raise RunError(f"{path}: refused to load: it holds objects other than tensors, numbers, strings, "
                            f"lists and dicts, which could run code ({detail.strip()}); {fix}") from None
-        raise RunError(f"{path}: damaged checkpoint ({error}); {fix}") from None
+        detail = next((line for line in lines if "Unsupported" in line), lines[0] if lines else "")
+        raise RunError(f"{path}: damaged checkpoint ({detail.strip()}); {fix}") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AssertionError, IndexError) as error:
         raise RunError(f"{path}: damaged checkpoint ({type(error).__name__}: {error}); {fix}") from None
     if not isinstance(checkpoint, dict):
