@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default="nci-tpsa",
                         help="a name known to plstm_geometric.datasets.load_dataset, or one built under --root "
                              "with `python -m plstm_geometric.datasets build-ogb --name NAME`")
-    parser.add_argument("--model", default="plstm", choices=MODELS)
+    parser.add_argument("--model", default="plstm", choices=MODELS, help="pLSTM or a message-passing baseline")
     parser.add_argument("--root", default="datasets", help="dataset root folder")
     parser.add_argument("--fold", type=int_at_least(0), default=None,
                         help=f"cross-validation fold (0 to {NUM_FOLDS - 1}) of a TU dataset; TU datasets only "
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int_at_least(2), default=64,
                         help="graphs per batch and process (at least 2: batch norm needs two graphs)")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
-    parser.add_argument("--weight-decay", type=non_negative_float, default=0.0)
+    parser.add_argument("--weight-decay", type=non_negative_float, default=0.0, help="AdamW weight decay")
     parser.add_argument("--schedule", default="cosine", choices=("cosine", "constant"),
                         help="learning rate per epoch: cosine decay towards 0 over --epochs, or constant "
                              "(OGB's setting)")
@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pool", default=None, choices=("mean", "sum", "max"),
                         help=f"graph readout (plstm: {' or '.join(PLSTM_POOLS)}; default: sum for nci-tpsa, "
                              "mean else)")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the weights, the subsets and the data order")
     parser.add_argument("--device", type=device_name, default="auto",
                         help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, help=THREADS_HELP)
