@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from plstm_geometric.datasets import load_dataset
-from plstm_geometric.train import TargetScaler, is_better, loss_function, main
+from plstm_geometric.datasets import build_ogb_dataset, load_dataset
+from plstm_geometric.datasets.embedded import nci_tpsa_frame
+from plstm_geometric.train import graph
+from plstm_geometric.train.graph import TargetScaler, is_better, learning_rate, loss_function, main, parse_args, run
+from plstm_geometric.train.runs import Diverged, RunError, RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,7 +49,7 @@ def subprocess_env():
 
 @pytest.mark.parametrize("model", ["plstm", "gin", "gin-virtual", "gcn"])
 def test_each_model_writes_results_log_and_plot(root, tmp_path, model):
-    results = main(tiny(root, tmp_path, model))
+    results = run(tiny(root, tmp_path, model))
     assert json.loads((tmp_path / "results.json").read_text()) == results
     assert results["finished"] and results["model"] == model and results["metric"] == "rmse"
     assert results["num_graphs"] == {"train": 48, "valid": 21, "test": 21}
@@ -62,7 +65,7 @@ def test_each_model_writes_results_log_and_plot(root, tmp_path, model):
     assert results["metrics"]["valid"] == pytest.approx(min(valid), rel=1e-6)
     assert results["metrics"]["test"] == pytest.approx(float(log[results["best_epoch"] - 1]["test_rmse"]), rel=1e-6)
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 2
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 2
 
 
 def test_target_scaler_ignores_missing_labels():
@@ -93,15 +96,23 @@ def test_model_selection_direction():
     assert is_better("acc", 0.0, None)
 
 
+def test_a_nan_best_is_always_replaced_and_never_chosen():
+    nan = float("nan")
+    for metric in ("rmse", "rocauc"):
+        assert is_better(metric, 5.0, nan) and is_better(metric, -1.0, float("inf"))
+        assert not is_better(metric, nan, None) and not is_better(metric, nan, 1.0)
+        assert not is_better(metric, float("inf"), None)
+
+
 def test_resume_refuses_a_different_configuration(root, tmp_path):
-    main(tiny(root, tmp_path, "gcn", 1))
-    with pytest.raises(ValueError, match="--resume.*hidden"):
-        main(tiny(root, tmp_path, "gcn", 1, "--resume", "--hidden", "8"))
+    run(tiny(root, tmp_path, "gcn", 1))
+    with pytest.raises(RunError, match="--resume.*hidden"):
+        run(tiny(root, tmp_path, "gcn", 1, "--resume", "--hidden", "8"))
 
 
 def test_killed_run_resumes_from_its_checkpoint(root, tmp_path):
     epochs = 6
-    reference = main(tiny(root, tmp_path / "reference", "gin", epochs))
+    reference = run(tiny(root, tmp_path / "reference", "gin", epochs))
 
     # a run killed hard (SIGKILL: no cleanup at all) once its epoch-2 checkpoint is on disk
     killed = tmp_path / "killed"
@@ -113,18 +124,18 @@ def test_killed_run_resumes_from_its_checkpoint(root, tmp_path):
         while time.monotonic() < deadline and process.poll() is None:
             if checkpoint.exists() and checkpoint.stat().st_mtime_ns != seen:
                 seen = checkpoint.stat().st_mtime_ns
-                if torch.load(checkpoint, weights_only=False)["epoch"] >= 2:
+                if torch.load(checkpoint, weights_only=True)["epoch"] >= 2:
                     process.send_signal(signal.SIGKILL)
                     break
             time.sleep(0.02)
     finally:
         process.kill()
         process.wait()
-    stopped_after = torch.load(checkpoint, weights_only=False)["epoch"]
+    stopped_after = torch.load(checkpoint, weights_only=True)["epoch"]
     assert 2 <= stopped_after < epochs, "the run was not interrupted before its end"
     assert not json.loads((killed / "results.json").read_text())["finished"]
 
-    resumed = main(tiny(root, killed, "gin", epochs, "--resume"))
+    resumed = run(tiny(root, killed, "gin", epochs, "--resume"))
     log = read_log(killed)
     assert [int(row["epoch"]) for row in log] == list(range(1, epochs + 1))
     # the interrupted epoch is redone from the checkpoint's weights, optimizer and RNG states: the end
@@ -150,7 +161,7 @@ def test_two_process_ddp_matches_a_single_process(root, tmp_path):
     common = ["--model", "plstm", "--dropout", "0", "--hidden", "16", "--layers", "1", "--heads", "2",
               "--epochs", "2", "--max-train-graphs", "32", "--max-eval-graphs", "21", "--root", root, "--threads", "1",
               "--no-progress"]
-    single = main([*common, "--batch-size", "32", "--out", str(tmp_path / "single")])
+    single = run([*common, "--batch-size", "32", "--out", str(tmp_path / "single")])
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
                "127.0.0.1", "--master_port", str(free_port()), "-m", "plstm_geometric.train", *common,
                "--batch-size", "16", "--out", str(tmp_path / "ddp")]
@@ -169,7 +180,216 @@ def test_two_process_ddp_matches_a_single_process(root, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.parametrize("model", ["plstm", "gin-virtual"])
 def test_runs_on_cuda(root, tmp_path, model):
-    results = main(tiny(root, tmp_path, model, 2, "--device", "cuda"))
+    results = run(tiny(root, tmp_path, model, 2, "--device", "cuda"))
     assert results["device"].startswith("cuda:0 (")
     assert all(math.isfinite(value) for value in results["metrics"].values())
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]["head.weight"].device.type == "cuda"
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]["head.weight"].device.type == "cuda"
+
+
+# ---------------------------------------------------------------------------------------------- flags
+@pytest.mark.parametrize("flags, name", [
+    (["--grad-clip", "0"], "--grad-clip"), (["--grad-clip", "-1"], "--grad-clip"),
+    (["--max-train-graphs", "0"], "--max-train-graphs"), (["--max-train-graphs", "-5"], "--max-train-graphs"),
+    (["--max-train-graphs", "1"], "--max-train-graphs"), (["--max-eval-graphs", "0"], "--max-eval-graphs"),
+    (["--epochs", "0"], "--epochs"), (["--batch-size", "0"], "--batch-size"), (["--batch-size", "1"], "--batch-size"),
+    (["--lr", "0"], "--lr"), (["--lr", "-1e-3"], "--lr"), (["--lr", "nan"], "--lr"), (["--lr", "inf"], "--lr"),
+    (["--weight-decay", "-1"], "--weight-decay"), (["--dropout", "1"], "--dropout"),
+    (["--dropout", "nan"], "--dropout"),
+    (["--threads", "0"], "--threads"), (["--hidden", "0"], "--hidden"), (["--heads", "-2"], "--heads"),
+    (["--seed", "-1"], "--seed"), (["--num-workers", "-1"], "--num-workers"), (["--epochs", "two"], "--epochs"),
+    (["--fold", "1"], "--fold"), (["--dataset", "MUTAG", "--fold", "10"], "--fold"),
+    (["--pool", "max"], "--pool"), (["--device", "tpu"], "--device"), (["--device", "banana"], "--device"),
+])
+def test_meaningless_flags_are_argparse_errors(capsys, flags, name):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(flags)
+    assert exit_info.value.code == 2
+    assert name in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_without_cuda_is_a_clear_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--device", "cuda"])
+    assert exit_info.value.code == 2
+    assert "--device" in (err := capsys.readouterr().err) and "no CUDA" in err
+
+
+def test_help_shows_defaults_and_one_thread(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 10)" in help_text and "(default: nci-tpsa)" in help_text and "(default: 0.001)" in help_text
+    assert parse_args([]).threads == 1 and "The default is 1" in help_text
+
+
+def test_no_arguments_is_the_main_job():
+    args = parse_args([])
+    assert (args.dataset, args.model, args.root, args.threads) == ("nci-tpsa", "plstm", "datasets", 1)
+    # the package runs as a module (its __main__) and as the console script's function
+    completed = subprocess.run([sys.executable, "-m", "plstm_geometric.train", "--epochs", "0"], cwd=REPO,
+                               env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2 and "--epochs" in completed.stderr
+
+
+def test_unknown_dataset_is_a_clear_error(root, tmp_path, capsys):
+    assert main(tiny(root, tmp_path, "gin", 1, "--dataset", "no-such-set")) == 1
+    err = capsys.readouterr().err
+    assert "error: --dataset no-such-set" in err and "build-ogb" in err and "Traceback" not in err
+
+
+def test_one_training_graph_is_refused(root, tmp_path, monkeypatch):
+    real_load = graph.load_dataset
+    monkeypatch.setattr(graph, "load_dataset", lambda name, root: real_load(name, root)[:30])
+    dataset = real_load("nci-tpsa", root)
+    split = dataset.get_idx_split()
+    # a dataset whose training split holds one graph: the limit flags cannot express it, a small set can
+    monkeypatch.setattr(type(dataset), "get_idx_split",
+                        lambda self, *a, **k: {"train": split["train"][:1], "valid": split["valid"][:3],
+                                               "test": split["test"][:3]})
+    with pytest.raises(RunError, match="1 training graph.*at least 2"):
+        run(tiny(root, tmp_path, "gin", 1))
+
+
+# ---------------------------------------------------------------------------------------------- divergence
+def test_a_diverged_run_stops_with_an_error_and_keeps_a_finite_best(root, tmp_path, monkeypatch, capsys):
+    real = graph.loss_function
+
+    def poisoned(task, metric, scaler):
+        loss_fn, calls = real(task, metric, scaler), []
+
+        def loss(out, y):
+            calls.append(1)
+            # the weights become NaN in the second epoch (3 batches of 16 per epoch)
+            return loss_fn(out, y) * (float("nan") if len(calls) > 3 else 1.0)
+
+        return loss
+
+    monkeypatch.setattr(graph, "loss_function", poisoned)
+    with pytest.raises(Diverged, match="epoch 2: train_loss nan.*diverged"):
+        run(tiny(root, tmp_path / "raised", "gin", 3))
+    assert main(tiny(root, tmp_path, "gin", 3)) == 1
+    assert "the run diverged" in capsys.readouterr().err
+
+    def no_nan(text):
+        raise AssertionError(f"results.json holds {text}")
+
+    results = json.loads((tmp_path / "results.json").read_text(), parse_constant=no_nan)
+    assert results["best_epoch"] == 1 and not results["finished"]
+    assert all(math.isfinite(value) for value in results["metrics"].values())
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert [row["train_loss"] for row in read_log(tmp_path)][1] == "nan"
+
+
+# ---------------------------------------------------------------------------------------------- resume
+def test_a_finished_run_is_extended_with_more_epochs(root, tmp_path):
+    first = run(tiny(root, tmp_path, "gcn", 2))
+    assert first["finished"] and first["epochs_completed"] == 2
+    log_before = read_log(tmp_path)
+    extended = run(tiny(root, tmp_path, "gcn", 4, "--resume"))
+    log = read_log(tmp_path)
+    assert extended["epochs_completed"] == 4 and [int(row["epoch"]) for row in log] == [1, 2, 3, 4]
+    assert log[:2] == log_before
+    # the cosine schedule of a 4-epoch run from its third epoch on (a warm restart to lr * (1 + cos(pi/2)) / 2)
+    args = parse_args(tiny(root, tmp_path, "gcn", 4))
+    assert [float(row["lr"]) for row in log[2:]] == pytest.approx([learning_rate(args, 3), learning_rate(args, 4)])
+    assert learning_rate(args, 3) == pytest.approx(0.5e-3)
+    with pytest.raises(RunError, match="after epoch 4.*--epochs 4 or more"):
+        run(tiny(root, tmp_path, "gcn", 3, "--resume"))
+
+
+class Payload:
+    """Unpickling runs ``command`` (a real payload, as an attacker would write it)."""
+
+    def __init__(self, kind, marker):
+        self.kind, self.marker = kind, str(marker)
+
+    def __reduce__(self):
+        if self.kind == "os.system":
+            return os.system, (f"touch {self.marker}",)
+        if self.kind == "exec":
+            import builtins
+            return builtins.exec, (f"open({self.marker!r}, 'w').close()",)
+        return subprocess.Popen, (["touch", self.marker],)
+
+
+@pytest.mark.parametrize("kind", ["os.system", "exec", "Popen"])
+def test_resume_never_runs_code_from_a_checkpoint(root, tmp_path, kind):
+    out, marker = tmp_path / "run", tmp_path / "created-by-payload"
+    run(tiny(root, out, "gcn", 1))
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    checkpoint["history"][0]["note"] = Payload(kind, marker)
+    torch.save(checkpoint, out / "checkpoint.pt")
+
+    with pytest.raises(RunError) as error:
+        run(tiny(root, out, "gcn", 2, "--resume"))
+    message = str(error.value)
+    assert str(out / "checkpoint.pt") in message and "refused to load" in message and "delete" in message
+    time.sleep(0.2)  # a Popen payload would have had time to create its file
+    assert not marker.exists()
+    # the payload is real: a full unpickling runs it
+    torch.load(out / "checkpoint.pt", weights_only=False)
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "no config", "not a dict"])
+def test_a_damaged_checkpoint_is_a_clear_error_naming_the_file(root, tmp_path, damage, capsys):
+    run(tiny(root, tmp_path, "gcn", 1))
+    path = tmp_path / "checkpoint.pt"
+    content = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(content[: len(content) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00garbage\xff" * 100)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "no config":
+        checkpoint = torch.load(path, weights_only=True)
+        del checkpoint["config"]
+        torch.save(checkpoint, path)
+    else:
+        torch.save([1, 2, 3], path)
+    assert main(tiny(root, tmp_path, "gcn", 2, "--resume")) == 1
+    err = capsys.readouterr().err
+    assert f"error: {path}: damaged" in err and "delete" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------- run folder
+def test_two_runs_on_one_folder_do_not_race(root, tmp_path):
+    with RunFolder(tmp_path):  # another run holds the folder
+        with pytest.raises(RunError, match="in use by another training run"):
+            run(tiny(root, tmp_path, "gcn", 1))
+        assert not (tmp_path / "results.json").exists()
+    # another process holding it: the lock is the kernel's, across processes
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from plstm_geometric.train.runs import "
+                               "RunFolder; f = RunFolder(sys.argv[1]); f.lock(); print('locked', flush=True); "
+                               "time.sleep(60)", str(tmp_path)], cwd=REPO, env=subprocess_env(),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(tiny(root, tmp_path, "gcn", 1)) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    # once the holder is gone (killed: the kernel releases its lock), the folder is free again
+    assert run(tiny(root, tmp_path, "gcn", 1))["finished"]
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+def test_a_dataset_built_under_a_new_name_trains_by_that_name(tmp_path):
+    frame = nci_tpsa_frame().head(60)
+    build_ogb_dataset(frame, "my-set", tmp_path, target_columns=["tpsa"])
+    dataset = load_dataset("my-set", str(tmp_path))
+    assert (len(dataset), dataset.task_type, dataset.eval_metric) == (60, "regression", "rmse")
+    binary = frame.assign(active=(frame["tpsa"] > 40).astype(int))
+    build_ogb_dataset(binary, "my-binary", tmp_path, target_columns=["active"])
+    assert load_dataset("my-binary", str(tmp_path)).eval_metric == "rocauc"
+    for bad in ("..", "../my-set", "/etc", ""):
+        with pytest.raises(ValueError, match="name"):
+            load_dataset(bad, str(tmp_path))
+    results = run(["--dataset", "my-set", "--root", str(tmp_path), "--out", str(tmp_path / "run"), "--model", "gin",
+                   "--epochs", "1", "--hidden", "8", "--layers", "1", "--batch-size", "16", "--no-progress"])
+    assert results["finished"] and results["metric"] == "rmse" and sum(results["num_graphs"].values()) == 60

@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plstm_geometric.train_sequence import SignTaskModel, main, make_sign_batch, train_sign_task
+from plstm_geometric.train import sequence
+from plstm_geometric.train.runs import RunFolder
+from plstm_geometric.train.sequence import SignTaskModel, build_parser, main, make_sign_batch, run, train_sign_task
 
 
 def test_batches_follow_experiment_2b():
@@ -48,12 +50,47 @@ def test_sign_task_is_solved_at_length_1024(one_thread):
     assert result["history"][0][2] < 0.9
 
 
+TINY = ["--seq-len", "16", "--batch-size", "4", "--hidden", "4", "--max-steps", "3", "--eval-every", "1",
+        "--val-size", "8", "--device", "cpu"]
+
+
 def test_cli_writes_json(tmp_path):
-    out = tmp_path / "result.json"
-    main(["--seq-len", "16", "--batch-size", "4", "--hidden", "4", "--max-steps", "3", "--eval-every", "1",
-          "--val-size", "8", "--device", "cpu", "--out", str(out)])
-    result = json.loads(out.read_text())
+    assert main([*TINY, "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
     assert result["seq_len"] == 16 and result["steps"] <= 3 and len(result["history"]) == result["steps"]
+    assert run([*TINY, "--out", str(tmp_path)])["history"] == result["history"]
+
+
+@pytest.mark.parametrize("flags, name", [
+    (["--lr", "0"], "--lr"), (["--lr", "inf"], "--lr"), (["--seq-len", "0"], "--seq-len"),
+    (["--symbols", "1"], "--symbols"), (["--target-accuracy", "1.5"], "--target-accuracy"),
+    (["--threads", "0"], "--threads"), (["--max-steps", "-3"], "--max-steps"), (["--device", "tpu"], "--device"),
+])
+def test_meaningless_flags_are_argparse_errors(capsys, flags, name):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(flags)
+    assert exit_info.value.code == 2 and name in capsys.readouterr().err
+
+
+def test_help_shows_defaults_and_one_thread(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 1024)" in help_text and "The default is 1" in help_text
+    assert build_parser().parse_args([]).threads == 1
+
+
+def test_a_locked_run_folder_is_refused(tmp_path, capsys):
+    with RunFolder(tmp_path):
+        assert main([*TINY, "--out", str(tmp_path)]) == 1
+    assert "in use by another training run" in capsys.readouterr().err
+
+
+def test_a_diverged_run_stops_with_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sequence.F, "binary_cross_entropy_with_logits", lambda *a, **k: torch.tensor(float("nan")))
+    assert main([*TINY, "--out", str(tmp_path)]) == 1
+    assert "step 1: training loss nan" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()
 
 
 def test_bad_arguments():

@@ -3,7 +3,9 @@ import math
 
 import pytest
 
-from plstm_geometric.train_vision import main, train_vision, warmup_cosine
+from plstm_geometric.train import vision
+from plstm_geometric.train.runs import RunFolder
+from plstm_geometric.train.vision import build_parser, main, run, train_vision, warmup_cosine
 
 # APE objects are fixed in pixels (30 px border, radius up to 30), so 160 px is about the smallest useful size.
 TINY = [
@@ -25,10 +27,10 @@ def check_results(results, model):
 
 
 def test_vit_end_to_end_writes_json(tmp_path):
-    out = tmp_path / "run" / "results.json"
-    results = main(["--model", "vit", "--out", str(out), *TINY])
+    out = tmp_path / "run"
+    results = run(["--model", "vit", "--out", str(out), *TINY])
     check_results(results, "vit")
-    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
     assert results["model"].startswith("ViT(")
 
 
@@ -44,10 +46,8 @@ def test_train_vision_from_dict_is_deterministic():
 
 
 def test_plstm_end_to_end(tmp_path):
-    out = tmp_path / "results.json"
-    results = main(["--model", "plstm", "--out", str(out), *TINY])
-    check_results(results, "plstm")
-    assert out.exists()
+    assert main(["--model", "plstm", "--out", str(tmp_path), *TINY]) == 0
+    check_results(json.loads((tmp_path / "results.json").read_text()), "plstm")
 
 
 def test_warmup_cosine_schedule():
@@ -69,3 +69,36 @@ def test_bad_config():
         train_vision({"epochs": 0})
     with pytest.raises(TypeError, match="args_or_config"):
         train_vision(["--model", "vit"])
+
+
+@pytest.mark.parametrize("flags, name", [
+    (["--lr", "0"], "--lr"), (["--lr", "nan"], "--lr"), (["--epochs", "0"], "--epochs"),
+    (["--batch-size", "-1"], "--batch-size"), (["--warmup-fraction", "1"], "--warmup-fraction"),
+    (["--threads", "0"], "--threads"), (["--test-sizes", "0"], "--test-sizes"), (["--device", "tpu"], "--device"),
+])
+def test_meaningless_flags_are_argparse_errors(capsys, flags, name):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(flags)
+    assert exit_info.value.code == 2 and name in capsys.readouterr().err
+
+
+def test_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 20)" in help_text and "The default is 1" in help_text
+
+
+def test_a_locked_run_folder_is_refused(tmp_path, capsys):
+    with RunFolder(tmp_path):
+        assert main(["--model", "vit", "--out", str(tmp_path), *TINY]) == 1
+    assert "in use by another training run" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_a_diverged_run_stops_with_an_error(tmp_path, monkeypatch, capsys):
+    real = vision.F.cross_entropy
+    monkeypatch.setattr(vision.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
+    assert main(["--model", "vit", "--out", str(tmp_path), *TINY]) == 1
+    assert "the run diverged" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()

@@ -1,12 +1,70 @@
 """Datasets by name: the entry point of the training command line."""
+import os
+import os.path as osp
+
+import numpy as np
+import pandas as pd
+
 from .embedded import EmbeddedMolDataset, NAME as EMBEDDED_NAME
-from .ogb import OGBMolDataset, ogb_mol_names
+from .ogb import OGBMolDataset, dataset_dir_name, ogb_mol_names
 from .tu import TU_NAMES, TUGraphDataset
 
 
 def dataset_names() -> list:
-    """Every name :func:`load_dataset` accepts."""
+    """Every name :func:`load_dataset` accepts without a build (datasets built with ``build-ogb``
+    under a root are found by name as well, see :func:`built_dataset_names`)."""
     return [EMBEDDED_NAME] + ogb_mol_names() + list(TU_NAMES)
+
+
+def _check_plain_name(name) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a str, got {type(name).__name__}")
+    if not name or name in (".", "..") or "/" in name or "\\" in name or osp.sep in name or "\x00" in name:
+        raise ValueError(f"name: expected a plain dataset name (no path), got {name!r}")
+
+
+def _built_folder(name: str, root) -> str:
+    """The folder ``build-ogb --name name --root root`` writes (whether or not it exists)."""
+    return osp.join(str(root), dataset_dir_name(name))
+
+
+def _is_built(folder: str) -> bool:
+    return (osp.isfile(osp.join(folder, "raw", "graph-label.csv.gz"))
+            and osp.isdir(osp.join(folder, "split", "scaffold")))
+
+
+def built_dataset_names(root="datasets") -> list:
+    """Folder names under :obj:`root` that hold a dataset written by ``build-ogb`` (OGB's raw layout
+    and a scaffold split); each loads by :func:`load_dataset` under its ``--name`` (``-`` and ``_``
+    are the same, as in OGB's folder names)."""
+    if not osp.isdir(str(root)):
+        return []
+    return sorted(entry for entry in os.listdir(str(root))
+                  if not entry.startswith(".") and _is_built(osp.join(str(root), entry)))
+
+
+def built_meta_info(folder: str) -> dict:
+    r"""OGB-style metadata of a dataset built with ``build-ogb`` under another name than OGB's.
+
+    The build records no task type, so it is read off the labels: every known label 0 or 1 means
+    binary classification scored by ROC-AUC, anything else regression scored by RMSE (OGB's metrics
+    for its molecular sets of those kinds).
+    """
+    path = osp.join(folder, "raw", "graph-label.csv.gz")
+    try:
+        labels = pd.read_csv(path, compression="gzip", header=None).to_numpy(dtype=np.float64)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise ValueError(f"{path}: not a readable label file ({error}); rebuild the dataset with "
+                         f"`python -m plstm_geometric.datasets build-ogb ... --overwrite`") from error
+    known = labels[~np.isnan(labels)]
+    binary = known.size > 0 and bool(np.isin(known, (0.0, 1.0)).all())
+    return {
+        "num tasks": str(labels.shape[1]),
+        "eval metric": "rocauc" if binary else "rmse",
+        "task type": "binary classification" if binary else "regression",
+        "add_inverse_edge": "True",
+        "split": "scaffold",
+    }
 
 
 def load_dataset(name: str, root: str = "datasets"):
@@ -14,15 +72,26 @@ def load_dataset(name: str, root: str = "datasets"):
 
     * :obj:`"nci-tpsa"`: :class:`EmbeddedMolDataset` (built from files shipped with RDKit);
     * :obj:`"ogbg-mol*"`: :class:`OGBMolDataset` (downloaded unless rebuilt offline);
-    * :obj:`"MUTAG"`, :obj:`"NCI1"`, :obj:`"PROTEINS"`, :obj:`"PTC_FM"`: :class:`TUGraphDataset`.
+    * :obj:`"MUTAG"`, :obj:`"NCI1"`, :obj:`"PROTEINS"`, :obj:`"PTC_FM"`: :class:`TUGraphDataset`;
+    * any other name that ``python -m plstm_geometric.datasets build-ogb --name NAME --root ROOT``
+      has built under :obj:`root`: an :class:`OGBMolDataset` of that folder, its task read off the
+      labels (see :func:`built_meta_info`).
 
     Every one has :obj:`get_idx_split()`, :obj:`eval_metric`, :obj:`task_type`,
     :obj:`num_tasks` and :obj:`evaluator` (with OGB's :obj:`eval(input_dict)`).
     """
+    _check_plain_name(name)
     if name == EMBEDDED_NAME:
         return EmbeddedMolDataset(root)
     if name in TU_NAMES:
         return TUGraphDataset(name, root)
-    if isinstance(name, str) and name.startswith("ogbg-mol"):
+    if name in ogb_mol_names():
         return OGBMolDataset(name, root)
-    raise ValueError(f"name must be one of {dataset_names()}, got {name!r}")
+    folder = _built_folder(name, root)
+    if _is_built(folder):
+        return OGBMolDataset(name, root, meta_info=built_meta_info(folder))
+    built = built_dataset_names(root)
+    # worded as tests/datasets expects ("name must be one of ...")
+    raise ValueError(f"name must be one of {dataset_names()} or a dataset built under {str(root)!r} "
+                     f"with `python -m plstm_geometric.datasets build-ogb --name NAME --root {root}`"
+                     f"{' (built there: ' + ', '.join(built) + ')' if built else ''}, got {name!r}")

@@ -1,18 +1,20 @@
 """Train and evaluate a vision model on the arrow-pointing extrapolation (APE) task.
 
-    python -m plstm_geometric.train_vision --task ape --model vit --image-size 192 --test-sizes 192 384 \\
-        --train-samples 50000 --test-samples 2000 --epochs 20 --batch-size 64 --out results.json
+    python -m plstm_geometric.train.vision --task ape --model vit --image-size 192 --test-sizes 192 384 \\
+        --train-samples 50000 --test-samples 2000 --epochs 20 --batch-size 64 --out runs/ape-vit
 
 Training uses AdamW with a linear warmup followed by a cosine decay to zero, stepped per batch. The model
 is trained at ``--image-size`` and tested on fresh samples at every ``--test-sizes`` entry; the objects keep
 their pixel size, so larger test images probe extrapolation to longer-range relations. Training and test
 samples come from different APE streams (seeds ``2 * seed`` and ``2 * seed + 1``), so they never coincide.
+
+``--out`` is the run folder (default ``runs/ape-<model>-<seed>``): ``results.json`` goes into it, and it is
+locked while the run lives. A run whose training loss becomes NaN or infinite stops with an error.
 """
 import argparse
-import json
 import math
-import pathlib
-import subprocess
+import os
+import sys
 import time
 
 import torch
@@ -21,31 +23,41 @@ from tqdm import tqdm
 
 from plstm_geometric.datasets.ape import APEDataset
 
+from .runs import (DEFAULT_THREADS, THREADS_HELP, Diverged, RunFolder, device_description, device_name, float_in,
+                   git_commit, non_negative_float, non_negative_int, positive_float, positive_int,
+                   resolve_device, run_cli, set_threads, write_json)
+
+PROG = "python -m plstm_geometric.train.vision"
+
 TASKS = ("ape",)
 MODELS = ("plstm", "vit")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--task", choices=TASKS, default="ape")
-    parser.add_argument("--model", choices=MODELS, default="vit")
-    parser.add_argument("--image-size", type=int, default=192, help="training image side in pixels")
-    parser.add_argument("--test-sizes", type=int, nargs="+", default=[192, 384], help="test image sides")
-    parser.add_argument("--train-samples", type=int, default=50000)
-    parser.add_argument("--test-samples", type=int, default=2000, help="per test size")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--warmup-fraction", type=float, default=0.05, help="share of steps in linear warmup")
-    parser.add_argument("--patch-size", type=int, default=16)
-    parser.add_argument("--dim", type=int, default=192)
-    parser.add_argument("--heads", type=int, default=3)
-    parser.add_argument("--depth", type=int, default=6)
-    parser.add_argument("--device", default="auto", help="'auto' picks cuda when available")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="results JSON path")
-    parser.add_argument("--num-workers", type=int, default=0)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--task", choices=TASKS, default="ape", help="the image task")
+    parser.add_argument("--model", choices=MODELS, default="vit", help="pLSTM-Vis or the ViT baseline")
+    parser.add_argument("--image-size", type=positive_int, default=192, help="training image side in pixels")
+    parser.add_argument("--test-sizes", type=positive_int, nargs="+", default=[192, 384], help="test image sides")
+    parser.add_argument("--train-samples", type=positive_int, default=50000, help="training images (one epoch)")
+    parser.add_argument("--test-samples", type=positive_int, default=2000, help="per test size")
+    parser.add_argument("--epochs", type=positive_int, default=20, help="passes over the training images")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=0.05, help="AdamW weight decay")
+    parser.add_argument("--warmup-fraction", type=float_in(0.0, 1.0, high_open=True), default=0.05,
+                        help="share of steps in linear warmup")
+    parser.add_argument("--patch-size", type=positive_int, default=16, help="patch side in pixels")
+    parser.add_argument("--dim", type=positive_int, default=192, help="embedding width")
+    parser.add_argument("--heads", type=positive_int, default=3, help="heads per layer")
+    parser.add_argument("--depth", type=positive_int, default=6, help="layers")
+    parser.add_argument("--device", type=device_name, default="auto", help="'auto' picks cuda when available")
+    parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, help=THREADS_HELP)
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of weights, data order and APE streams")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/ape-<model>-<seed>; none when "
+                                                    "train_vision is called with a config without 'out')")
+    parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes")
     return parser
 
 
@@ -91,26 +103,6 @@ def build_model(config: argparse.Namespace) -> torch.nn.Module:
     )
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def git_commit() -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=pathlib.Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
 @torch.no_grad()
 def evaluate(model, loader, device) -> dict:
     model.eval()
@@ -126,8 +118,15 @@ def evaluate(model, loader, device) -> dict:
 
 def train_vision(args_or_config) -> dict:
     """Train on APE at ``image_size`` and test at every ``test_sizes`` entry; returns the results dict
-    (also written to ``out`` as JSON when given)."""
+    (also written to ``<out>/results.json`` when ``out`` is given: the run folder, locked while training)."""
     config = resolve_config(args_or_config)
+    if config.out is None:
+        return _train(config, None)
+    with RunFolder(config.out) as folder:
+        return _train(config, folder)
+
+
+def _train(config: argparse.Namespace, folder) -> dict:
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
 
@@ -169,6 +168,8 @@ def train_vision(args_or_config) -> dict:
             loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if not torch.isfinite(loss):
+                raise Diverged(f"epoch {epoch + 1}: training loss {loss.item()}: the run diverged; lower --lr")
             optimizer.step()
             scheduler.step()
             loss_sum += loss.item() * labels.numel()
@@ -196,20 +197,29 @@ def train_vision(args_or_config) -> dict:
         epoch_times=epoch_times,
         num_parameters=sum(parameter.numel() for parameter in model.parameters()),
         model=repr(model),
-        device=str(device) if device.type != "cuda" else f"{device} ({torch.cuda.get_device_name(device)})",
+        device=device_description(device),
         torch_version=torch.__version__,
         git_commit=git_commit(),
     )
-    if config.out is not None:
-        out = pathlib.Path(config.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+    if folder is not None:
+        write_json(folder / "results.json", results)
     return results
 
 
-def main(argv=None) -> dict:
-    return train_vision(build_parser().parse_args(argv))
+def run(argv=None) -> dict:
+    """The command line's run: the results dict, also written to ``<out>/results.json``."""
+    args = build_parser().parse_args(argv)
+    if args.out is None:
+        args.out = os.path.join("runs", f"{args.task}-{args.model}-{args.seed}")
+    set_threads(args.threads)
+    return train_vision(args)
+
+
+def main(argv=None) -> int:
+    """The command line (console script ``plstm-train-vision``): exit status 0, 1 on a run error, 2 on bad
+    flags."""
+    return run_cli(run, argv, PROG)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

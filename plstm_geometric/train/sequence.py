@@ -17,11 +17,14 @@ non-zero entries ``[B, T]`` (the sign at :math:`t = 0`, 1 elsewhere): the dense 
 never built, because the first layer's input projection :math:`W x + b` of a scaled one-hot is a row
 lookup of :math:`W^\top` (an embedding), times the value, plus :math:`b`.
 
-Run ``python -m plstm_geometric.train_sequence --seq-len 1024 --out results.json``.
+Run ``python -m plstm_geometric.train.sequence --seq-len 1024 --out runs/sign-1024``: ``--out`` is the run
+folder (default ``runs/sign-<seq-len>-<seed>``, locked while the run lives), which gets ``results.json``.
+A run whose training loss becomes NaN or infinite stops with an error.
 """
 import argparse
-import json
 import math
+import os
+import sys
 import time
 from typing import Optional
 
@@ -29,7 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .nn.gilr import GILRLSTM
+from plstm_geometric.nn.gilr import GILRLSTM
+
+from .runs import (DEFAULT_THREADS, THREADS_HELP, Diverged, RunFolder, device_name, float_in, int_at_least,
+                   non_negative_int, positive_float, positive_int, resolve_device, run_cli, set_threads, write_json)
+
+PROG = "python -m plstm_geometric.train.sequence"
 
 
 def make_sign_batch(batch_size: int, seq_len: int, num_symbols: int, generator: torch.Generator,
@@ -120,6 +128,8 @@ def train_sign_task(seq_len: int = 1024, batch_size: int = 32, hidden_channels: 
         step += 1
         symbols, values, labels = make_sign_batch(batch_size, seq_len, num_symbols, train_generator, device)
         loss = F.binary_cross_entropy_with_logits(model(symbols, values), labels)
+        if not torch.isfinite(loss):
+            raise Diverged(f"step {step}: training loss {loss.item()}: the run diverged; lower --lr")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -139,38 +149,54 @@ def train_sign_task(seq_len: int = 1024, batch_size: int = 32, hidden_channels: 
                 loss=loss.item(), steps_per_second=step / seconds, history=history)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--seq-len", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--hidden", type=int, default=16, help="hidden channels of each GILR-LSTM layer")
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--max-steps", type=int, default=2000)
-    parser.add_argument("--symbols", type=int, default=128, help="one-hot dimension p")
-    parser.add_argument("--eval-every", type=int, default=10)
-    parser.add_argument("--val-size", type=int, default=256)
-    parser.add_argument("--target-accuracy", type=float, default=0.99)
+    parser.add_argument("--seq-len", type=positive_int, default=1024, help="sequence length T")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="sequences per step")
+    parser.add_argument("--hidden", type=positive_int, default=16, help="hidden channels of each GILR-LSTM layer")
+    parser.add_argument("--layers", type=positive_int, default=2, help="GILR-LSTM layers")
+    parser.add_argument("--lr", type=positive_float, default=1e-2, help="Adam learning rate")
+    parser.add_argument("--max-steps", type=positive_int, default=2000, help="training steps at most")
+    parser.add_argument("--symbols", type=int_at_least(2), default=128, help="one-hot dimension p")
+    parser.add_argument("--eval-every", type=positive_int, default=10, help="steps between validations")
+    parser.add_argument("--val-size", type=positive_int, default=256, help="validation sequences")
+    parser.add_argument("--target-accuracy", type=float_in(0.0, 1.0), default=0.99,
+                        help="validation accuracy that counts as solved")
     parser.add_argument("--no-chrono", action="store_true", help="default instead of chrono initialisation")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--log-every", type=int, default=50)
-    parser.add_argument("--out", help="write the results as JSON to this path")
-    args = parser.parse_args(argv)
-    result = train_sign_task(seq_len=args.seq_len, batch_size=args.batch_size, hidden_channels=args.hidden,
-                             lr=args.lr, max_steps=args.max_steps, num_symbols=args.symbols,
-                             num_layers=args.layers, eval_every=args.eval_every, val_size=args.val_size,
-                             target_accuracy=args.target_accuracy, chrono=not args.no_chrono,
-                             device=args.device, seed=args.seed, log_every=args.log_every)
-    status = "solved" if result["solved"] else "not solved"
-    print(f"{status} after {result['steps']} steps in {result['seconds']:.1f}s "
-          f"(val acc {result['val_accuracy']:.4f}, {result['steps_per_second']:.2f} steps/s)")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+    parser.add_argument("--device", type=device_name, default="auto", help="'auto' picks cuda when available")
+    parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, help=THREADS_HELP)
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of weights and batches")
+    parser.add_argument("--log-every", type=non_negative_int, default=50, help="print every this many steps (0: never)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/sign-<seq-len>-<seed>)")
+    return parser
+
+
+def run(argv=None) -> dict:
+    """The command line's run: the result of :func:`train_sign_task`, also written to
+    ``<out>/results.json``."""
+    args = build_parser().parse_args(argv)
+    if args.out is None:
+        args.out = os.path.join("runs", f"sign-{args.seq_len}-{args.seed}")
+    set_threads(args.threads)
+    with RunFolder(args.out) as folder:
+        result = train_sign_task(seq_len=args.seq_len, batch_size=args.batch_size, hidden_channels=args.hidden,
+                                 lr=args.lr, max_steps=args.max_steps, num_symbols=args.symbols,
+                                 num_layers=args.layers, eval_every=args.eval_every, val_size=args.val_size,
+                                 target_accuracy=args.target_accuracy, chrono=not args.no_chrono,
+                                 device=str(resolve_device(args.device)), seed=args.seed, log_every=args.log_every)
+        status = "solved" if result["solved"] else "not solved"
+        print(f"{status} after {result['steps']} steps in {result['seconds']:.1f}s "
+              f"(val acc {result['val_accuracy']:.4f}, {result['steps_per_second']:.2f} steps/s)")
+        write_json(folder / "results.json", result)
     return result
 
 
+def main(argv=None) -> int:
+    """The command line (console script ``plstm-train-sequence``): exit status 0, 1 on a run error, 2 on bad
+    flags."""
+    return run_cli(run, argv, PROG)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""``python -m plstm_geometric.train``: graph training (with no arguments, pLSTM on the embedded nci-tpsa set)."""
+import sys
+
+from .graph import main
+
+sys.exit(main())
