@@ -79,7 +79,7 @@ def test_bad_fold_arguments():
         tu_folds(torch.tensor([0, 1, 0, 1]), num_folds=2)
     with pytest.raises(ValueError, match="num_folds"):
         tu_folds(torch.tensor([0, 1, 0, 1]), num_folds=5)
-    with pytest.raises(ValueError, match="labels must be one-dimensional"):
+    with pytest.raises(ValueError, match="labels: expected one dimension"):
         tu_folds(torch.zeros(4, 1, dtype=torch.long))
 
 
