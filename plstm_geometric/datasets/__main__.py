@@ -70,9 +70,12 @@ def main(argv=None) -> int:
                 dataset = TUGraphDataset(arguments.name, arguments.root)
             else:
                 dataset = load_dataset(arguments.name, arguments.root)
+            if isinstance(dataset, TUGraphDataset):  # split by cross-validation folds (tu_folds)
+                parts = f"{dataset.num_classes} classes, {dataset.num_node_features} node features"
+            else:
+                parts = f"split sizes { {part: len(index) for part, index in dataset.get_idx_split().items()} }"
             print(f"{dataset}: task {dataset.task_type}, metric {dataset.eval_metric}, "
-                  f"{dataset.num_tasks} task(s), split sizes "
-                  f"{ {part: len(index) for part, index in dataset.get_idx_split().items()} }")
+                  f"{dataset.num_tasks} task(s), {parts}")
     except (ValueError, TypeError, FileExistsError, FileNotFoundError, RuntimeError) as error:
         logging.getLogger("plstm_geometric.datasets").error("%s", error)
         return 1
