@@ -51,11 +51,14 @@ def safe_torch_load(path, map_location: Any = "cpu", fix: Optional[str] = None) 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights_only" in str(error) or "global" in str(error).lower():
+        # torch names the refused global ("... GLOBAL posix.system ..."); other failures are damage.
+        if "global" in str(error).lower():
             problem = ("expected tensors, numbers, strings and containers only, got an object a "
                        "safe load refuses (the file may try to run code; it was not loaded)")
         else:
-            problem = f"damaged file, not a torch file ({_first_line(error)})"
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()] or ["UnpicklingError"]
+            detail = next((line for line in lines if "Unsupported" in line or "load key" in line), lines[0])
+            problem = f"damaged file, not a torch file ({detail[:200]})"
         raise file_error(path, problem, fix) from error
     except (EOFError, OSError, RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError,
             AssertionError, MemoryError) as error:

@@ -165,7 +165,7 @@ def damage(path, how):
 def test_damaged_processed_file_gives_one_clear_error(ogb_root, how):
     path = ogb_root / "toy_set" / "processed" / "plstm_geometric_data.pt"
     damage(path, how)
-    with pytest.raises(DatasetFileError, match=r"plstm_geometric_data\.pt: .*force_reload=True.*delete"):
+    with pytest.raises(DatasetFileError, match=r"plstm_geometric_data\.pt: (damaged|expected a tuple).*force_reload=True"):
         OGBMolDataset("toy-set", ogb_root, meta_info=META)
 
 
