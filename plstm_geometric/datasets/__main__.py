@@ -1,14 +1,17 @@
 """Command line: ``python -m plstm_geometric.datasets {build-ogb,prepare} ...``.
 
 build-ogb  writes OGB's raw layout for a molecular dataset from a CSV of SMILES (offline).
-prepare    downloads or builds a dataset by name and processes it, then prints a summary.
+prepare    downloads or builds a dataset by name and processes it, then prints a summary;
+           with --from PATH it first copies (or, with --link, links) the raw TU text files of a
+           TU dataset from PATH into the data root, so no download is needed.
 """
 import argparse
 import logging
 import sys
 
-from .build_ogb import build_ogb_dataset
+from .build_ogb import MAX_ATOMS, MAX_SMILES_LENGTH, build_ogb_dataset
 from .registry import dataset_names, load_dataset
+from .tu import TUGraphDataset, is_tu_name, prepare_tu
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,10 +32,17 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--strict", action="store_true",
                        help="fail on the first invalid SMILES instead of skipping it")
     build.add_argument("--overwrite", action="store_true", help="replace an existing build")
+    build.add_argument("--max-atoms", type=int, default=MAX_ATOMS,
+                       help=f"skip (or with --strict, refuse) larger molecules (default: {MAX_ATOMS})")
+    build.add_argument("--max-smiles-length", type=int, default=MAX_SMILES_LENGTH,
+                       help=f"skip (or with --strict, refuse) longer SMILES (default: {MAX_SMILES_LENGTH})")
 
     prepare = commands.add_parser("prepare", help="download or build a dataset and process it")
-    prepare.add_argument("name", help=f"one of {', '.join(dataset_names())}")
+    prepare.add_argument("name", help=f"one of {', '.join(dataset_names())}, or any TU dataset name")
     prepare.add_argument("--root", default="datasets")
+    prepare.add_argument("--from", dest="source", default=None, metavar="PATH",
+                         help="folder with the raw TU text files (NAME_A.txt, ...) to copy into the data root")
+    prepare.add_argument("--link", action="store_true", help="with --from: link the files instead of copying")
     return main
 
 
@@ -45,14 +55,28 @@ def main(argv=None) -> int:
                 arguments.csv, arguments.name, arguments.root,
                 smiles_column=arguments.smiles_column, target_columns=arguments.target_columns,
                 strict=arguments.strict, id_column=arguments.id_column,
-                overwrite=arguments.overwrite)
+                overwrite=arguments.overwrite, max_atoms=arguments.max_atoms,
+                max_smiles_length=arguments.max_smiles_length)
             print(folder)
         else:
-            dataset = load_dataset(arguments.name, arguments.root)
+            if arguments.link and arguments.source is None:
+                raise ValueError("--link: expected --from PATH with it, got no --from")
+            if arguments.source is not None:
+                if arguments.name in dataset_names() and not is_tu_name(arguments.name):
+                    raise ValueError(f"--from: expected a TU dataset name, got {arguments.name!r} (molecular "
+                                     f"datasets are built from a CSV with build-ogb)")
+                prepare_tu(arguments.name, arguments.source, arguments.root, link=arguments.link)
+            if is_tu_name(arguments.name, arguments.root):
+                dataset = TUGraphDataset(arguments.name, arguments.root)
+            else:
+                dataset = load_dataset(arguments.name, arguments.root)
+            if isinstance(dataset, TUGraphDataset):  # split by cross-validation folds (tu_folds)
+                parts = f"{dataset.num_classes} classes, {dataset.num_node_features} node features"
+            else:
+                parts = f"split sizes { {part: len(index) for part, index in dataset.get_idx_split().items()} }"
             print(f"{dataset}: task {dataset.task_type}, metric {dataset.eval_metric}, "
-                  f"{dataset.num_tasks} task(s), split sizes "
-                  f"{ {part: len(index) for part, index in dataset.get_idx_split().items()} }")
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
+                  f"{dataset.num_tasks} task(s), {parts}")
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, RuntimeError) as error:
         logging.getLogger("plstm_geometric.datasets").error("%s", error)
         return 1
     return 0

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .molecule import parse_smiles, mol_to_graph
 from .ogb import dataset_dir_name, ogb_master_table
+from .safe_dataset import check_dataset_name
 from .scaffold import murcko_scaffold, scaffold_split
 
 log = logging.getLogger(__name__)
@@ -20,14 +21,29 @@ log = logging.getLogger(__name__)
 # Byte-reproducible gzip output (no timestamp in the header).
 GZIP = {"method": "gzip", "compresslevel": 6, "mtime": 0}
 
+# Size limits of one molecule: the scaffold computation grows with the cube of the atom count (a
+# 1,000-atom chain takes seconds, 3,000 atoms a minute), and the largest molecules of OGB's and
+# MoleculeNet's sets have a few hundred atoms and SMILES of a few hundred characters.
+MAX_ATOMS = 500
+MAX_SMILES_LENGTH = 4000
+
+# MoleculeNet's HIV screening classes: confirmed inactive, confirmed moderately active, confirmed active.
+HIV_CLASSES = {"CI": 0, "CM": 1, "CA": 1}
+
 
 def hiv_active(targets: pd.DataFrame) -> pd.DataFrame:
-    """MoleculeNet's HIV label: active (1) unless the screening class is CI (confirmed inactive)."""
-    return pd.DataFrame({"HIV_active": (targets["target"] != "CI").astype(np.int64)})
+    """MoleculeNet's HIV label: 0 for CI (confirmed inactive), 1 for CM or CA; any other value raises."""
+    classes = targets["target"]
+    known = classes.isin(list(HIV_CLASSES))
+    if not known.all():
+        row = int(np.flatnonzero(~known.to_numpy())[0])
+        raise ValueError(f"target: expected an HIV screening class {sorted(HIV_CLASSES)} in every row, got "
+                         f"{classes.iloc[row]!r} in row {row} (0-based, header excluded) of column 'target'")
+    return pd.DataFrame({"HIV_active": classes.map(HIV_CLASSES).astype(np.int64)})
 
 
-# Targets of the MoleculeNet CSVs in /work/shared/data/moleculenet (columns smiles,target) for
-# the OGB datasets built from them: (target columns, transform of those columns).
+# Targets of the MoleculeNet CSVs (columns smiles,target) for the OGB datasets built from them:
+# (target columns, transform of those columns).
 KNOWN_SOURCES: Dict[str, Tuple[Tuple[str, ...], Optional[Callable]]] = {
     "ogbg-molhiv": (("target",), hiv_active),
     "ogbg-molbbbp": (("target",), None),
@@ -44,7 +60,8 @@ def build_ogb_dataset(csv: Union[str, os.PathLike, pd.DataFrame], name: str,
                       target_transform: Optional[Callable] = None, strict: bool = False,
                       id_column: Optional[str] = None, relaxed_valence: bool = True,
                       frac_train: float = 0.8, frac_valid: float = 0.1,
-                      overwrite: bool = False) -> pathlib.Path:
+                      overwrite: bool = False, max_atoms: int = MAX_ATOMS,
+                      max_smiles_length: int = MAX_SMILES_LENGTH) -> pathlib.Path:
     r"""Writes OGB's raw layout for a molecular dataset, as OGB ships it, from SMILES strings.
 
     The folder :obj:`root/<name with - replaced by _>/` gets::
@@ -64,9 +81,16 @@ def build_ogb_dataset(csv: Union[str, os.PathLike, pd.DataFrame], name: str,
     (:func:`~plstm_geometric.datasets.scaffold.scaffold_split`). :class:`OGBMolDataset` then loads
     the folder as if it had been downloaded; so does OGB's own loader.
 
+    Labels must be finite or missing (an empty cell): an infinite label (e.g. :obj:`inf` or
+    :obj:`1e400` in the CSV) raises a :class:`ValueError` naming its row and column. Molecules over
+    :obj:`max_smiles_length` characters or :obj:`max_atoms` atoms are skipped (or raise with
+    :obj:`strict`) and counted like invalid SMILES, before the expensive scaffold computation.
+
     Args:
         csv: a CSV file with a header, or a :class:`pandas.DataFrame`.
-        name (str): the dataset's name, e.g. :obj:`"ogbg-molhiv"`.
+        name (str): the dataset's name, e.g. :obj:`"ogbg-molhiv"`: a plain name (letters, digits,
+            :obj:`_`, :obj:`-`, :obj:`.`; no path separators, not starting with :obj:`.`), so that the
+            build never writes or deletes anything outside :obj:`root/<dir name>`.
         root: the data root the dataset folder is written into.
         smiles_column (str): the column holding SMILES strings.
         target_columns (sequence of str, optional): the label columns. Required unless
@@ -83,17 +107,23 @@ def build_ogb_dataset(csv: Union[str, os.PathLike, pd.DataFrame], name: str,
             rebuild OGB's sets, which were made with an older, more permissive RDKit.
         frac_train, frac_valid (float): the scaffold split's fractions (test gets the rest).
         overwrite (bool): replace an existing dataset folder (processed files included).
+        max_atoms (int): the largest molecule kept, in heavy atoms.
+        max_smiles_length (int): the longest SMILES string parsed, in characters.
 
     Returns:
         the dataset folder.
     """
+    check_dataset_name(name)
+    for argument, value in (("max_atoms", max_atoms), ("max_smiles_length", max_smiles_length)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{argument}: expected an int, got {type(value).__name__}")
+        if value < 1:
+            raise ValueError(f"{argument}: expected a positive int, got {value}")
     frame, source = _read_frame(csv)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty str, got {name!r}")
     if target_columns is None:
         if name not in KNOWN_SOURCES:
-            raise ValueError(f"target_columns is required for {name!r} (known sources: "
-                             f"{sorted(KNOWN_SOURCES)})")
+            raise ValueError(f"target_columns: expected label columns for {name!r} (only the known sources "
+                             f"{sorted(KNOWN_SOURCES)} have defaults), got None")
         target_columns, known_transform = KNOWN_SOURCES[name]
         target_transform = target_transform or known_transform
     target_columns = list(target_columns)
@@ -105,7 +135,7 @@ def build_ogb_dataset(csv: Union[str, os.PathLike, pd.DataFrame], name: str,
             raise ValueError(f"{argument}: {source} has no column {missing} (columns: "
                              f"{list(frame.columns)})")
     if not target_columns:
-        raise ValueError("target_columns must name at least one column")
+        raise ValueError("target_columns: expected at least one column, got none")
 
     labels = _labels(frame, target_columns, target_transform, name)
     root = pathlib.Path(root)
@@ -116,15 +146,25 @@ def build_ogb_dataset(csv: Union[str, os.PathLike, pd.DataFrame], name: str,
     start = time.perf_counter()
     log.info("building %s from %s (%d rows)", name, source, len(frame))
     graphs, scaffolds, kept, relaxed = [], [], [], 0
-    invalid = []
+    invalid, too_large = [], []
     for row, smiles in enumerate(frame[smiles_column].tolist()):
-        mol, was_relaxed = parse_smiles(smiles, relaxed_valence=relaxed_valence)
+        problem = None
+        if isinstance(smiles, str) and len(smiles) > max_smiles_length:
+            mol, was_relaxed = None, False
+            problem = f"a SMILES of {len(smiles)} characters (max_smiles_length={max_smiles_length})"
+        else:
+            mol, was_relaxed = parse_smiles(smiles, relaxed_valence=relaxed_valence)
+            if mol is not None and mol.GetNumAtoms() > max_atoms:
+                problem = f"a molecule of {mol.GetNumAtoms()} atoms (max_atoms={max_atoms})"
+                mol = None
         if mol is None:
+            shown = smiles if not isinstance(smiles, str) or len(smiles) <= 80 else smiles[:80] + "..."
             if strict:
-                raise ValueError(f"{source}, row {row} (0-based, header excluded): invalid "
-                                 f"SMILES {smiles!r} in column {smiles_column!r}")
-            log.debug("%s row %d: skipped invalid SMILES %r", source, row, smiles)
-            invalid.append(row)
+                what = problem or "invalid SMILES"
+                raise ValueError(f"{source}, row {row} (0-based, header excluded): {what} {shown!r} in column "
+                                 f"{smiles_column!r}")
+            log.debug("%s row %d: skipped %s %r", source, row, problem or "invalid SMILES", shown)
+            (too_large if problem else invalid).append(row)
             continue
         relaxed += was_relaxed
         graphs.append(mol_to_graph(mol))
@@ -133,10 +173,15 @@ def build_ogb_dataset(csv: Union[str, os.PathLike, pd.DataFrame], name: str,
     if invalid:
         log.warning("%s: skipped %d of %d rows with invalid SMILES (rows %s%s)", source,
                     len(invalid), len(frame), invalid[:10], " ..." if len(invalid) > 10 else "")
+    if too_large:
+        log.warning("%s: skipped %d of %d rows with molecules over the size limits max_atoms=%d, "
+                    "max_smiles_length=%d (rows %s%s)", source, len(too_large), len(frame), max_atoms,
+                    max_smiles_length, too_large[:10], " ..." if len(too_large) > 10 else "")
     if relaxed:
         log.info("%s: %d molecules parsed without RDKit's valence check", source, relaxed)
     if not graphs:
-        raise ValueError(f"{source}: no valid SMILES in column {smiles_column!r}")
+        raise ValueError(f"{smiles_column}: expected at least one valid SMILES within the size limits in "
+                         f"{source}, got none")
 
     split = scaffold_split(scaffolds, frac_train=frac_train, frac_valid=frac_valid)
     labels = labels.iloc[kept].reset_index(drop=True)
@@ -164,14 +209,24 @@ def build_ogb_dataset(csv: Union[str, os.PathLike, pd.DataFrame], name: str,
 def _read_frame(csv) -> Tuple[pd.DataFrame, str]:
     if isinstance(csv, pd.DataFrame):
         # DataFrame.attrs["source"] lets a caller name the data in log messages.
-        return csv.reset_index(drop=True), csv.attrs.get("source", "the given DataFrame")
-    if isinstance(csv, (str, os.PathLike)):
+        frame, source = csv.reset_index(drop=True), csv.attrs.get("source", "the given DataFrame")
+    elif isinstance(csv, (str, os.PathLike)):
+        source = os.fspath(csv)
         if not osp.isfile(csv):
-            raise ValueError(f"csv: no such file {os.fspath(csv)!r}")
-        # keep_default_na=False keeps strings such as "NA" or "None" verbatim in SMILES and
-        # class columns; empty cells still become NaN so missing labels stay missing.
-        return pd.read_csv(csv, keep_default_na=False, na_values=[""]), os.fspath(csv)
-    raise TypeError(f"csv must be a path or a pandas DataFrame, got {type(csv).__name__}")
+            raise ValueError(f"csv: expected an existing file, got {source!r}")
+        try:
+            # keep_default_na=False keeps strings such as "NA" or "None" verbatim in SMILES and
+            # class columns; empty cells still become NaN so missing labels stay missing.
+            frame = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+        except pd.errors.EmptyDataError as error:
+            raise ValueError(f"csv: expected a header and at least one row, got an empty file {source!r}") from error
+        except (pd.errors.ParserError, UnicodeDecodeError) as error:
+            raise ValueError(f"csv: expected a CSV file, got {source!r} ({error})") from error
+    else:
+        raise TypeError(f"csv: expected a path or a pandas DataFrame, got {type(csv).__name__}")
+    if len(frame) == 0:
+        raise ValueError(f"csv: expected at least one row below the header, got none in {source}")
+    return frame, source
 
 
 def _labels(frame: pd.DataFrame, target_columns, target_transform, name) -> pd.DataFrame:
@@ -185,21 +240,26 @@ def _labels(frame: pd.DataFrame, target_columns, target_transform, name) -> pd.D
             f"task_{index}" for index in range(array.shape[1])]
         targets = pd.DataFrame(array, columns=columns)
     if len(targets) != len(frame):
-        raise ValueError(f"target_transform returned {len(targets)} rows for {len(frame)} rows")
+        raise ValueError(f"target_transform: expected {len(frame)} rows (one per CSV row), got {len(targets)}")
     targets = targets.reset_index(drop=True)
     for column in targets.columns:
         if targets[column].dtype == bool:
             targets[column] = targets[column].astype(np.int64)
         if not pd.api.types.is_numeric_dtype(targets[column]):
-            raise ValueError(f"target_columns: column {column!r} is not numeric; pass a "
-                             f"target_transform that maps it to numbers")
+            raise ValueError(f"target_columns: expected numeric columns, got column {column!r} of dtype "
+                             f"{targets[column].dtype}; pass a target_transform that maps it to numbers")
+    values = targets.to_numpy(dtype=np.float64)
+    if np.isinf(values).any():
+        row, column = (int(index[0]) for index in np.nonzero(np.isinf(values)))
+        raise ValueError(f"target_columns: expected finite or missing labels, got {values[row, column]} in row "
+                         f"{row} (0-based, header excluded) of column {targets.columns[column]!r}")
     master = ogb_master_table()
     if name in master:
         if "classification" in master[name]["task type"]:
             values = targets.to_numpy(dtype=np.float64)
             if not np.isin(values[~np.isnan(values)], (0.0, 1.0)).all():
-                raise ValueError(f"target_columns: {name} is a binary classification dataset, "
-                                 f"but the labels are not all 0, 1 or missing")
+                raise ValueError(f"target_columns: expected labels 0, 1 or missing for the binary "
+                                 f"classification dataset {name}, got other values")
         if targets.shape[1] != int(master[name]["num tasks"]):
             log.warning("%s: building %d task(s) where OGB's has %s", name, targets.shape[1],
                         master[name]["num tasks"])

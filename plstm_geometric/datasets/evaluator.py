@@ -23,9 +23,11 @@ class OGBStyleEvaluator(Evaluator):
     def __init__(self, name: str, num_tasks: int, eval_metric: str):
         # Deliberately no super().__init__(): it would look the name up in OGB's master table.
         if eval_metric not in METRICS:
-            raise ValueError(f"eval_metric must be one of {METRICS}, got {eval_metric!r}")
-        if not isinstance(num_tasks, int) or num_tasks < 1:
-            raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
+            raise ValueError(f"eval_metric: expected one of {METRICS}, got {eval_metric!r}")
+        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int):
+            raise TypeError(f"num_tasks: expected an int, got {type(num_tasks).__name__}")
+        if num_tasks < 1:
+            raise ValueError(f"num_tasks: expected a positive int, got {num_tasks!r}")
         self.name = name
         self.num_tasks = num_tasks
         self.eval_metric = eval_metric

@@ -11,10 +11,12 @@ import pandas as pd
 import torch
 from ogb import graphproppred as ogb_graphproppred
 from ogb.graphproppred import Evaluator
-from ogb.io.read_graph_raw import read_csv_graph_raw
-from torch_geometric.data import Data, InMemoryDataset, download_url, extract_zip
+from torch_geometric.data import Data, download_url, extract_zip
 
 from .evaluator import OGBStyleEvaluator
+from .ogb_raw import RAW_FIX, read_labels, read_ogb_raw, read_table
+from .safe_dataset import SafeInMemoryDataset, check_dataset_name
+from .safe_load import file_error
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,11 @@ def ogb_mol_names() -> list:
 
 
 def dataset_dir_name(name: str) -> str:
-    """OGB's folder name for a dataset: ``ogbg-molhiv`` -> ``ogbg_molhiv``."""
-    return name.replace("-", "_")
+    """OGB's folder name for a dataset: ``ogbg-molhiv`` -> ``ogbg_molhiv`` (a plain name, checked)."""
+    return check_dataset_name(name).replace("-", "_")
 
 
-class OGBMolDataset(InMemoryDataset):
+class OGBMolDataset(SafeInMemoryDataset):
     r"""An OGB molecular dataset (e.g. :obj:`"ogbg-molhiv"`) as PyG :class:`Data` objects.
 
     A drop-in replacement for :class:`ogb.graphproppred.PygGraphPropPredDataset` that works with
@@ -57,11 +59,16 @@ class OGBMolDataset(InMemoryDataset):
     every bond), :obj:`edge_attr` (long [E, 3]) and :obj:`y` ([1, num_tasks]: long for
     classification, float32 when a classification set has missing labels (NaN) and for
     regression), as OGB's :class:`PygGraphPropPredDataset`. The processed file is saved with
-    :meth:`InMemoryDataset.save` and loads with :obj:`torch.load(weights_only=True)`.
+    :meth:`InMemoryDataset.save`; every file of the folder loads with :obj:`torch.load(weights_only=True)`
+    and never with full unpickling (see :mod:`~plstm_geometric.datasets.safe_load`), so a folder from
+    someone else cannot run code. The raw files are checked against each other (node and edge counts,
+    edge indices, finite labels) and so are the split files (indices in range).
 
     Args:
-        name (str): an ``ogbg-mol*`` name, or any name when :obj:`meta_info` is given.
-        root (str): the data root; the dataset lives in :obj:`root/<dir name>`.
+        name (str): an ``ogbg-mol*`` name, or any plain name (no path separators, not starting with
+            :obj:`.`) when :obj:`meta_info` is given.
+        root (str): the data root; the dataset lives in :obj:`root/<dir name>`, and nothing outside that
+            folder is read or written.
         transform, pre_transform (callable, optional): PyG transforms.
         meta_info (mapping, optional): OGB-style metadata for datasets that OGB does not list,
             with the keys of OGB's :obj:`master.csv` that matter here: :obj:`"num tasks"`,
@@ -82,8 +89,7 @@ class OGBMolDataset(InMemoryDataset):
     def __init__(self, name: str, root: str = "datasets", transform: Optional[Callable] = None,
                  pre_transform: Optional[Callable] = None, meta_info: Optional[Mapping] = None,
                  force_reload: bool = False):
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        check_dataset_name(name)
         self.name = name
         self.meta_info = self._resolve_meta(name, meta_info)
         self.original_root = str(root)
@@ -101,13 +107,18 @@ class OGBMolDataset(InMemoryDataset):
             required = ("num tasks", "eval metric", "task type", "add_inverse_edge", "split")
             missing = [key for key in required if key not in meta_info]
             if missing:
-                raise ValueError(f"meta_info lacks the keys {missing}")
-            return {key: str(value) for key, value in meta_info.items()}
-        names = ogb_mol_names()
-        if name not in names:
-            raise ValueError(f"name must be one of OGB's molecular datasets {names} (or pass "
-                             f"meta_info for another dataset), got {name!r}")
-        return {key: str(value) for key, value in ogb_master_table()[name].items()}
+                raise ValueError(f"meta_info: expected the keys {list(required)}, got {sorted(meta_info)} "
+                                 f"(missing {missing})")
+            meta = {key: str(value) for key, value in meta_info.items()}
+        else:
+            names = ogb_mol_names()
+            if name not in names:
+                raise ValueError(f"name: expected one of OGB's molecular datasets {names} (or pass "
+                                 f"meta_info for another dataset), got {name!r}")
+            meta = {key: str(value) for key, value in ogb_master_table()[name].items()}
+        if meta.get("url"):  # the zip's folder is moved into place: it must be a plain name too
+            check_dataset_name(meta.get("download_name", ""), "meta_info['download_name']")
+        return meta
 
     @property
     def raw_file_names(self):
@@ -148,18 +159,14 @@ class OGBMolDataset(InMemoryDataset):
 
     def process(self):
         add_inverse_edge = self.meta_info["add_inverse_edge"] == "True"
-        graphs = read_csv_graph_raw(self.raw_dir, add_inverse_edge=add_inverse_edge)
-        labels = pd.read_csv(osp.join(self.raw_dir, "graph-label.csv.gz"), compression="gzip",
-                             header=None).values
-        if len(labels) != len(graphs):
-            raise ValueError(f"{self.raw_dir}: graph-label.csv.gz has {len(labels)} rows for "
-                             f"{len(graphs)} graphs")
+        graphs = read_ogb_raw(self.raw_dir, add_inverse_edge=add_inverse_edge)
+        labels = read_labels(self.raw_dir, len(graphs))
         if labels.shape[1] != int(self.meta_info["num tasks"]):
             log.warning("%s: %d label columns where OGB's %s has %s; scoring falls back to "
                         "OGBStyleEvaluator", self.raw_dir, labels.shape[1], self.name,
                         self.meta_info["num tasks"])
         # Same label dtypes as OGB: integer classes unless some label is missing.
-        if "classification" in self.task_type and not np.isnan(labels.astype(np.float64)).any():
+        if "classification" in self.task_type and not np.isnan(labels).any():
             label_dtype = torch.long
         else:
             label_dtype = torch.float32
@@ -170,7 +177,7 @@ class OGBMolDataset(InMemoryDataset):
                 x=torch.from_numpy(graph["node_feat"]),
                 edge_index=torch.from_numpy(graph["edge_index"]),
                 edge_attr=torch.from_numpy(graph["edge_feat"]),
-                y=torch.from_numpy(label.astype(np.float64)).view(1, -1).to(label_dtype),
+                y=torch.from_numpy(label).view(1, -1).to(label_dtype),
                 num_nodes=int(graph["num_nodes"]),
             )
             data_list.append(data)
@@ -179,20 +186,33 @@ class OGBMolDataset(InMemoryDataset):
         self.save(data_list, self.processed_paths[0])
 
     def get_idx_split(self, split_type: Optional[str] = None) -> Dict[str, torch.Tensor]:
-        """Train/valid/test graph indices (long tensors) from :obj:`split/<split_type>/`."""
+        """Train/valid/test graph indices (long tensors) from :obj:`split/<split_type>/`.
+
+        Raises:
+            DatasetFileError: a split file is damaged or holds an index outside [0, len(dataset)).
+        """
         split_type = split_type or self.meta_info["split"]
+        check_dataset_name(split_type, "split_type")
         path = osp.join(self.root, "split", split_type)
         if not osp.isdir(path):
-            raise ValueError(f"split_type {split_type!r} has no folder {path}")
-        return {split: _read_indices(osp.join(path, f"{split}.csv.gz")) for split in SPLITS}
+            raise ValueError(f"split_type: expected a folder under {osp.join(self.root, 'split')}, got "
+                             f"{split_type!r}")
+        return {split: _read_indices(osp.join(path, f"{split}.csv.gz"), len(self)) for split in SPLITS}
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.name!r}, {len(self)})"
 
 
-def _read_indices(path: str) -> torch.Tensor:
-    try:
-        indices = pd.read_csv(path, compression="gzip", header=None).values[:, 0]
-    except pd.errors.EmptyDataError:  # a tiny dataset can leave a split empty
-        indices = np.empty(0)
-    return torch.from_numpy(indices.astype(np.int64))
+def _read_indices(path: str, num_graphs: int) -> torch.Tensor:
+    table = read_table(path)
+    if table.size == 0:  # a tiny dataset can leave a split empty
+        return torch.empty(0, dtype=torch.long)
+    if table.shape[1] != 1 or not np.issubdtype(table.dtype, np.integer):
+        raise file_error(path, f"expected one column of integer graph indices, got {table.shape[1]} column(s) "
+                               f"of dtype {table.dtype}", RAW_FIX)
+    indices = table[:, 0].astype(np.int64)
+    bad = (indices < 0) | (indices >= num_graphs)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise file_error(path, f"expected graph indices in [0, {num_graphs}), got {indices[row]} in row {row}", RAW_FIX)
+    return torch.from_numpy(indices)

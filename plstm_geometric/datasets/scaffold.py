@@ -47,9 +47,9 @@ def scaffold_split(scaffolds: Sequence[str], frac_train: float = 0.8,
         in the order the groups were assigned (sorted within a group), as OGB's split files.
     """
     if not 0.0 < frac_train < 1.0:
-        raise ValueError(f"frac_train must lie in (0, 1), got {frac_train}")
+        raise ValueError(f"frac_train: expected a value in (0, 1), got {frac_train}")
     if not 0.0 <= frac_valid <= 1.0 - frac_train:
-        raise ValueError(f"frac_valid must lie in [0, 1 - frac_train], got {frac_valid}")
+        raise ValueError(f"frac_valid: expected a value in [0, 1 - frac_train], got {frac_valid}")
     groups: Dict[str, List[int]] = {}
     for index, scaffold in enumerate(scaffolds):
         groups.setdefault(scaffold, []).append(index)

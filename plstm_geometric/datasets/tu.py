@@ -7,17 +7,115 @@ Each run keeps the epoch with the best validation accuracy (the earliest on ties
 its test accuracy; the result is the mean and standard deviation over the 10 runs
 (:func:`best_validation_accuracy`).
 """
+import os
 import os.path as osp
-from typing import Dict, List, Sequence, Union
+import shutil
+import tempfile
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
+from torch_geometric.data import InMemoryDataset
 from torch_geometric.datasets import TUDataset
 
 from .evaluator import OGBStyleEvaluator
+from .safe_dataset import PLAIN_NAME, SafeInMemoryDataset, check_dataset_name, load_collated
+from .safe_load import file_error
 
+# The sets of the pLSTM paper's TU table.
 TU_NAMES = ("MUTAG", "NCI1", "PROTEINS", "PTC_FM")
+# Sets of the TU Dortmund collection (https://chrsmrrs.github.io/datasets/) that PyG can download by name;
+# any other name works when its raw files are under the data root (see :func:`prepare_tu`).
+KNOWN_TU_NAMES = TU_NAMES + (
+    "AIDS", "BZR", "BZR_MD", "COX2", "COX2_MD", "DHFR", "DHFR_MD", "ER_MD", "FRANKENSTEIN", "Mutagenicity",
+    "NCI109", "PTC_FR", "PTC_MM", "PTC_MR", "DD", "ENZYMES", "KKI", "OHSU", "Peking_1", "PROTEINS_full",
+    "COLLAB", "IMDB-BINARY", "IMDB-MULTI", "REDDIT-BINARY", "REDDIT-MULTI-5K", "REDDIT-MULTI-12K",
+    "COLORS-3", "SYNTHETIC", "SYNTHETICnew", "Synthie", "TRIANGLES", "MSRC_9", "MSRC_21", "MSRC_21C",
+    "Letter-high", "Letter-low", "Letter-med", "Fingerprint", "Cuneiform", "COIL-DEL", "COIL-RAG",
+)
+# Files a TU set must have; node labels, node attributes, edge labels etc. are optional.
+TU_REQUIRED = ("A", "graph_indicator", "graph_labels")
+
+
+def tu_raw_dir(name: str, root: Union[str, os.PathLike] = "datasets") -> str:
+    """The folder :class:`TUGraphDataset` reads the raw text files of :obj:`name` from: :obj:`root/TU/<name>/raw`."""
+    return osp.join(os.fspath(root), "TU", check_dataset_name(name), "raw")
+
+
+def is_tu_name(name, root: Optional[Union[str, os.PathLike]] = None) -> bool:
+    r"""Whether :class:`TUGraphDataset` can load :obj:`name`: a known TU set (:obj:`KNOWN_TU_NAMES`,
+    downloadable), or any plain name whose raw files (:obj:`<name>_A.txt`, ...) are in
+    :func:`tu_raw_dir` of :obj:`root`. Never raises."""
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
+        return False
+    if name in KNOWN_TU_NAMES:
+        return True
+    if root is None:
+        return False
+    raw = tu_raw_dir(name, root)
+    return all(osp.isfile(osp.join(raw, f"{name}_{part}.txt")) for part in TU_REQUIRED)
+
+
+def prepare_tu(name: str, source: Union[str, os.PathLike], root: Union[str, os.PathLike] = "datasets",
+               link: bool = False) -> str:
+    r"""Copies (or links) the raw TU text files of :obj:`name` from :obj:`source` into the data root.
+
+    :obj:`source` is the folder holding :obj:`<name>_A.txt`, :obj:`<name>_graph_indicator.txt`,
+    :obj:`<name>_graph_labels.txt` and the optional files (node labels, node attributes, edge labels, ...),
+    or a folder with a :obj:`<name>/` (or :obj:`<name>/raw/`) subfolder holding them. Every
+    :obj:`<name>_*.txt` file (and a :obj:`README.txt`) goes to :func:`tu_raw_dir`, replacing what was there;
+    the processed files of :obj:`name` are removed so that the next load processes the new files.
+
+    Args:
+        name (str): the set's name, a plain name (e.g. :obj:`"MUTAG"`).
+        source: the folder with the files.
+        root: the data root.
+        link (bool): make symbolic links to the files instead of copies.
+
+    Returns:
+        the raw folder.
+    """
+    check_dataset_name(name)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source: expected a path, got {type(source).__name__}")
+    source = os.fspath(source)
+    candidates = [source, osp.join(source, name), osp.join(source, name, "raw")]
+    found = [folder for folder in candidates if osp.isfile(osp.join(folder, f"{name}_A.txt"))]
+    if not found:
+        raise FileNotFoundError(f"source: expected a folder holding {name}_A.txt (or a {name}/ subfolder with "
+                                f"it), got {source!r}")
+    folder = found[0]
+    missing = [f"{name}_{part}.txt" for part in TU_REQUIRED if not osp.isfile(osp.join(folder, f"{name}_{part}.txt"))]
+    if missing:
+        raise FileNotFoundError(f"source: expected the TU files {[f'{name}_{p}.txt' for p in TU_REQUIRED]} in "
+                                f"{folder!r}, got a folder without {missing}")
+    files = sorted(entry for entry in os.listdir(folder)
+                   if (entry.startswith(f"{name}_") and entry.endswith(".txt")) or entry == "README.txt")
+    raw = tu_raw_dir(name, root)
+    dataset_dir = osp.dirname(raw)
+    if osp.isdir(raw) and osp.samefile(raw, folder):
+        raise ValueError(f"source: expected a folder other than the destination {raw!r}, got {source!r}")
+    os.makedirs(dataset_dir, exist_ok=True)
+    # Staged next to the destination and moved into place, so an interrupted copy leaves no partial raw/.
+    staging = tempfile.mkdtemp(prefix=".raw-", dir=dataset_dir)
+    try:
+        for entry in files:
+            path = osp.join(folder, entry)
+            if link:
+                os.symlink(osp.abspath(path), osp.join(staging, entry))
+            else:
+                shutil.copyfile(path, osp.join(staging, entry))
+        for owned in (raw, osp.join(dataset_dir, "processed")):
+            if osp.isdir(owned) and not osp.islink(owned):
+                shutil.rmtree(owned)
+            elif osp.lexists(owned):
+                os.remove(owned)
+        os.replace(staging, raw)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return raw
 
 
 def tu_folds(labels: Union[torch.Tensor, Sequence[int]], num_folds: int = 10,
@@ -36,9 +134,11 @@ def tu_folds(labels: Union[torch.Tensor, Sequence[int]], num_folds: int = 10,
     """
     labels = torch.as_tensor(labels)
     if labels.dim() != 1:
-        raise ValueError(f"labels must be one-dimensional [num_graphs], got shape {tuple(labels.shape)}")
-    if not isinstance(num_folds, int) or not 3 <= num_folds <= labels.numel():
-        raise ValueError(f"num_folds must be an int in [3, num_graphs={labels.numel()}], got {num_folds!r}")
+        raise ValueError(f"labels: expected one dimension [num_graphs], got shape {tuple(labels.shape)}")
+    if isinstance(num_folds, bool) or not isinstance(num_folds, int):
+        raise TypeError(f"num_folds: expected an int, got {type(num_folds).__name__}")
+    if not 3 <= num_folds <= labels.numel():
+        raise ValueError(f"num_folds: expected an int in [3, num_graphs={labels.numel()}], got {num_folds!r}")
     splitter = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed)
     folds = [test for _, test in splitter.split(np.zeros(labels.numel()), labels.numpy())]
     runs = []
@@ -70,10 +170,10 @@ def best_validation_accuracy(valid_accuracy, test_accuracy) -> Dict[str, torch.T
     valid_accuracy = torch.as_tensor(valid_accuracy, dtype=torch.float64)
     test_accuracy = torch.as_tensor(test_accuracy, dtype=torch.float64)
     if valid_accuracy.dim() != 2 or valid_accuracy.numel() == 0:
-        raise ValueError(f"valid_accuracy must have shape [num_folds, num_epochs], got "
+        raise ValueError(f"valid_accuracy: expected shape [num_folds, num_epochs], got "
                          f"{tuple(valid_accuracy.shape)}")
     if test_accuracy.shape != valid_accuracy.shape:
-        raise ValueError(f"test_accuracy must have the shape of valid_accuracy "
+        raise ValueError(f"test_accuracy: expected the shape of valid_accuracy "
                          f"{tuple(valid_accuracy.shape)}, got {tuple(test_accuracy.shape)}")
     # argmax of (value == max) picks the first maximal epoch, whatever torch.argmax does on ties.
     best_epoch = (valid_accuracy == valid_accuracy.max(dim=1, keepdim=True).values).long().argmax(dim=1)
@@ -86,18 +186,25 @@ def best_validation_accuracy(valid_accuracy, test_accuracy) -> Dict[str, torch.T
     }
 
 
-class TUGraphDataset(TUDataset):
+class TUGraphDataset(SafeInMemoryDataset, TUDataset):
     r"""A TU dataset (PyG's :class:`TUDataset`) with the OGB-like interface of this package.
 
-    Files live in :obj:`root/TU/<name>/` (PyG downloads them when :obj:`raw/` is missing).
-    Node features are PyG's defaults: one-hot node labels (:obj:`use_node_attr=False`).
-    :obj:`y` is the class index, long [1] per graph.
+    Files live in :obj:`root/TU/<name>/raw/` (PyG's raw text format; PyG downloads a known set when
+    they are missing, and :func:`prepare_tu` copies them from another folder). Node features are the
+    ones the set has: its continuous node attributes (where present, :obj:`use_node_attr=True`)
+    followed by its one-hot node labels; a set with neither has no :obj:`x`. :obj:`edge_attr` holds the
+    one-hot edge labels where present. :obj:`y` is the class index, long [1] per graph. Every file
+    loads with :obj:`torch.load(weights_only=True)` only (see :mod:`~plstm_geometric.datasets.safe_load`).
 
     Args:
-        name (str): a TU dataset name, e.g. :obj:`"MUTAG"` (see :obj:`TU_NAMES` for the
-            ones used in the paper; any TU name works).
+        name (str): a TU dataset name, e.g. :obj:`"MUTAG"` (:obj:`TU_NAMES` holds the paper's four,
+            :obj:`KNOWN_TU_NAMES` the downloadable ones); any plain name works when its raw files are
+            under :obj:`root` (see :func:`is_tu_name`).
         root (str): the data root.
-        transform, pre_transform (callable, optional): PyG transforms.
+        transform, pre_transform, pre_filter (callable, optional): PyG transforms and filter.
+        use_node_attr (bool): keep the continuous node attributes in :obj:`x` (PyG's default drops them).
+        use_edge_attr (bool): keep the continuous edge attributes in :obj:`edge_attr`.
+        force_reload (bool): process the raw files again.
 
     Attributes:
         eval_metric: :obj:`"acc"`; task_type: :obj:`"multiclass classification"`;
@@ -108,15 +215,48 @@ class TUGraphDataset(TUDataset):
     task_type = "multiclass classification"
     num_tasks = 1
 
-    def __init__(self, name: str, root: str = "datasets", transform=None, pre_transform=None):
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a TU dataset name such as {TU_NAMES}, got {name!r}")
-        super().__init__(osp.join(str(root), "TU"), name, transform, pre_transform)
+    def __init__(self, name: str, root: str = "datasets", transform=None, pre_transform=None, pre_filter=None,
+                 use_node_attr: bool = True, use_edge_attr: bool = False, force_reload: bool = False):
+        check_dataset_name(name)
+        for argument, value in (("use_node_attr", use_node_attr), ("use_edge_attr", use_edge_attr),
+                                ("force_reload", force_reload)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{argument}: expected a bool, got {type(value).__name__}")
+        self.name, self.cleaned = name, False
+        # TUDataset.__init__ would load the processed file with a fallback to full unpickling: the
+        # download and processing steps are PyG's, the load is ours.
+        InMemoryDataset.__init__(self, osp.join(os.fspath(root), "TU"), transform, pre_transform, pre_filter,
+                                 force_reload=force_reload)
+        path = self.processed_paths[0]
+        data, self.slices, self.sizes, data_cls = load_collated(path, 4)
+        keys = ("num_node_labels", "num_node_attributes", "num_edge_labels", "num_edge_attributes")
+        if not isinstance(self.sizes, dict) or not all(isinstance(self.sizes.get(key), int) for key in keys):
+            raise file_error(path, f"expected a sizes dict with int {list(keys)}, got {self.sizes!r}")
+        self.data = data_cls.from_dict(data)
+        if self._data.x is not None and not use_node_attr:
+            self._data.x = self._data.x[:, self.num_node_attributes:]
+        if self._data.edge_attr is not None and not use_edge_attr:
+            self._data.edge_attr = self._data.edge_attr[:, self.num_edge_attributes:]
+
+    def download(self):
+        if self.name not in KNOWN_TU_NAMES:
+            raise FileNotFoundError(
+                f"name: expected a known TU set {KNOWN_TU_NAMES} or raw files in {self.raw_dir}, got "
+                f"{self.name!r}; copy them there with `python -m plstm_geometric.datasets prepare {self.name} "
+                f"--from PATH`")
+        try:
+            super().download()
+        except OSError as error:
+            raise RuntimeError(
+                f"could not download {self.name} ({error}); without internet, copy its raw files with "
+                f"`python -m plstm_geometric.datasets prepare {self.name} --from PATH`") from error
 
     def get_idx_split(self, fold: int = 0, num_folds: int = 10, seed: int = 0) -> Dict[str, torch.Tensor]:
         """The train/valid/test indices of cross-validation run :obj:`fold` (see :func:`tu_folds`)."""
-        if not isinstance(fold, int) or not 0 <= fold < num_folds:
-            raise ValueError(f"fold must be an int in [0, {num_folds}), got {fold!r}")
+        if isinstance(fold, bool) or not isinstance(fold, int):
+            raise TypeError(f"fold: expected an int, got {type(fold).__name__}")
+        if not 0 <= fold < num_folds:
+            raise ValueError(f"fold: expected an int in [0, {num_folds}), got {fold!r}")
         return tu_folds(self._data.y, num_folds=num_folds, seed=seed)[fold]
 
     @property

@@ -80,7 +80,7 @@ def test_strict_names_the_invalid_row(small_csv, tmp_path):
 
 
 def test_argument_errors(small_csv, tmp_path):
-    with pytest.raises(ValueError, match="target_columns is required"):
+    with pytest.raises(ValueError, match="target_columns: expected label columns"):
         build_ogb_dataset(small_csv, "my-set", tmp_path)
     with pytest.raises(ValueError, match="target_columns: .* no column"):
         build_ogb_dataset(small_csv, "my-set", tmp_path, target_columns=["missing"])
@@ -89,9 +89,9 @@ def test_argument_errors(small_csv, tmp_path):
                           target_columns=["label_a"])
     with pytest.raises(ValueError, match="binary classification"):
         build_ogb_dataset(small_csv, "ogbg-molbbbp", tmp_path, target_columns=["label_b"])
-    with pytest.raises(ValueError, match="csv: no such file"):
+    with pytest.raises(ValueError, match="csv: expected an existing file"):
         build_ogb_dataset(tmp_path / "absent.csv", "my-set", tmp_path, target_columns=["label_a"])
-    with pytest.raises(TypeError, match="csv must be"):
+    with pytest.raises(TypeError, match="csv: expected a path"):
         build_ogb_dataset(3, "my-set", tmp_path, target_columns=["label_a"])
 
 

@@ -41,4 +41,4 @@ def test_module_runs_without_a_terminal(csv, tmp_path):
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     # "target" holds strings: without a transform the builder refuses it, naming the column.
     assert result.returncode == 1
-    assert "column 'target' is not numeric" in result.stderr
+    assert "expected numeric columns, got column 'target'" in result.stderr

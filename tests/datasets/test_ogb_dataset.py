@@ -130,9 +130,9 @@ def test_unreachable_url_explains_offline_build(tmp_path):
 
 
 def test_bad_names(tmp_path):
-    with pytest.raises(ValueError, match="name must be one of OGB's molecular datasets"):
+    with pytest.raises(ValueError, match="name: expected one of OGB's molecular datasets"):
         OGBMolDataset("ogbg-ppa", tmp_path)
-    with pytest.raises(TypeError, match="name must be a str"):
+    with pytest.raises(TypeError, match="name: expected a str"):
         OGBMolDataset(3, tmp_path)
-    with pytest.raises(ValueError, match="meta_info lacks"):
+    with pytest.raises(ValueError, match="meta_info: expected the keys"):
         OGBMolDataset("custom-set", tmp_path, meta_info={"num tasks": 1})

@@ -33,7 +33,8 @@ def test_shape_is_checked_like_ogb():
         evaluator.eval({"y_true": np.zeros((3, 1)), "y_pred": np.zeros((3, 1))})
 
 
-@pytest.mark.parametrize("num_tasks, metric", [(0, "rmse"), (1, "mae"), (1.5, "rmse")])
-def test_bad_arguments(num_tasks, metric):
-    with pytest.raises(ValueError, match="num_tasks|eval_metric"):
+@pytest.mark.parametrize("num_tasks, metric, error", [(0, "rmse", ValueError), (1, "mae", ValueError),
+                                                     (1.5, "rmse", TypeError), (True, "rmse", TypeError)])
+def test_bad_arguments(num_tasks, metric, error):
+    with pytest.raises(error, match=r"(num_tasks|eval_metric): expected"):
         OGBStyleEvaluator("mine", num_tasks, metric)

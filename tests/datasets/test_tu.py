@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import shared_path
+
 from plstm_geometric.datasets import TUGraphDataset, best_validation_accuracy, load_dataset, tu_folds
+from plstm_geometric.datasets.tu import is_tu_name, prepare_tu
 
 
 def write_tu_raw(folder, name, num_graphs=40, seed=0):
@@ -79,7 +82,7 @@ def test_bad_fold_arguments():
         tu_folds(torch.tensor([0, 1, 0, 1]), num_folds=2)
     with pytest.raises(ValueError, match="num_folds"):
         tu_folds(torch.tensor([0, 1, 0, 1]), num_folds=5)
-    with pytest.raises(ValueError, match="labels must be one-dimensional"):
+    with pytest.raises(ValueError, match="labels: expected one dimension"):
         tu_folds(torch.zeros(4, 1, dtype=torch.long))
 
 
@@ -99,3 +102,77 @@ def test_best_validation_accuracy():
         best_validation_accuracy(valid, [[0.0]])
     with pytest.raises(ValueError, match="valid_accuracy"):
         best_validation_accuracy([0.5, 0.6], [0.5, 0.6])
+
+
+def write_tu_with_attributes(folder, name, num_graphs=12, num_attributes=2):
+    labels = write_tu_raw(folder, name, num_graphs=num_graphs)
+    num_nodes = len(np.loadtxt(folder / f"{name}_graph_indicator.txt"))
+    attributes = np.arange(num_nodes * num_attributes, dtype=float).reshape(num_nodes, num_attributes) / 10
+    np.savetxt(folder / f"{name}_node_attributes.txt", attributes, fmt="%.1f", delimiter=", ")
+    (folder / "README.txt").write_text("a small TU-format set written by the test\n")
+    return labels, attributes
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_prepare_from_copies_tu_files_then_loads_and_folds(tmp_path, capsys, link):
+    from plstm_geometric.datasets.__main__ import main
+
+    source = tmp_path / "elsewhere" / "MYSET"
+    labels, attributes = write_tu_with_attributes(source, "MYSET", num_graphs=20)
+    root = tmp_path / "root"
+    arguments = ["prepare", "MYSET", "--root", str(root), "--from", str(tmp_path / "elsewhere")]
+    assert main(arguments + (["--link"] if link else [])) == 0
+    assert "task multiclass classification, metric acc" in capsys.readouterr().out
+    raw = root / "TU" / "MYSET" / "raw"
+    assert sorted(path.name for path in raw.iterdir()) == sorted(path.name for path in source.iterdir())
+    assert all((raw / path.name).is_symlink() == link for path in source.iterdir())
+    assert is_tu_name("MYSET", root) and not is_tu_name("MYSET") and not is_tu_name("../MYSET", root)
+
+    dataset = TUGraphDataset("MYSET", root)
+    assert dataset.y.tolist() == labels.tolist()
+    # The set's node features: its 2 attributes, then its 3 node labels one-hot.
+    assert dataset.x.shape == (len(attributes), 2 + 3)
+    np.testing.assert_allclose(dataset.x[:, :2].numpy(), attributes, rtol=1e-6)
+    assert dataset.x[:, 2:].sum(dim=1).tolist() == [1.0] * len(attributes)
+    assert TUGraphDataset("MYSET", root, use_node_attr=False, force_reload=True).x.shape[1] == 3
+    folds = tu_folds(dataset.y, num_folds=5)
+    assert sorted(torch.cat([fold["test"] for fold in folds]).tolist()) == list(range(20))
+    assert torch.equal(dataset.get_idx_split(fold=2, num_folds=5)["test"], folds[2]["test"])
+
+    # Preparing again replaces the files and the processed data.
+    write_tu_raw(tmp_path / "second", "MYSET", num_graphs=8, seed=1)
+    assert main(["prepare", "MYSET", "--root", str(root), "--from", str(tmp_path / "second")]) == 0
+    assert len(TUGraphDataset("MYSET", root)) == 8 and TUGraphDataset("MYSET", root).x.shape[1] == 3
+
+
+def test_prepare_validates_the_source(tmp_path, caplog):
+    from plstm_geometric.datasets.__main__ import main
+
+    source = tmp_path / "source"
+    write_tu_raw(source, "TOY", num_graphs=6)
+    (source / "TOY_graph_labels.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"source: expected the TU files .*TOY_graph_labels\.txt"):
+        prepare_tu("TOY", source, tmp_path / "root")
+    with pytest.raises(FileNotFoundError, match="source: expected a folder holding OTHER_A.txt"):
+        prepare_tu("OTHER", source, tmp_path / "root")
+    with pytest.raises(ValueError, match="name: expected a plain dataset name"):
+        prepare_tu("..", source, tmp_path / "root")
+    assert main(["prepare", "ogbg-molhiv", "--root", str(tmp_path), "--from", str(source)]) == 1
+    assert "--from: expected a TU dataset name" in caplog.text
+    assert main(["prepare", "MUTAG", "--root", str(tmp_path), "--link"]) == 1
+    assert "--link: expected --from PATH" in caplog.text
+
+
+def test_any_tu_name_and_unknown_names(tmp_path):
+    write_tu_raw(tmp_path / "TU" / "ENZYMES_LIKE" / "raw", "ENZYMES_LIKE", num_graphs=6)
+    assert len(TUGraphDataset("ENZYMES_LIKE", tmp_path)) == 6
+    assert is_tu_name("ENZYMES") and is_tu_name("IMDB-BINARY") and not is_tu_name("NOT_A_SET", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"raw files in .*prepare NOT_A_SET --from PATH"):
+        TUGraphDataset("NOT_A_SET", tmp_path)
+
+
+def test_prepare_reads_the_shared_mutag_files(tmp_path):
+    source = shared_path("data", "tu", "MUTAG")
+    prepare_tu("MUTAG", source, tmp_path, link=True)
+    dataset = TUGraphDataset("MUTAG", tmp_path)
+    assert len(dataset) == 188 and dataset.x.shape[1] == 7 and dataset.num_classes == 2
