@@ -7,20 +7,14 @@ import pandas as pd
 
 from .embedded import EmbeddedMolDataset, NAME as EMBEDDED_NAME
 from .ogb import OGBMolDataset, dataset_dir_name, ogb_mol_names
-from .tu import TU_NAMES, TUGraphDataset
+from .safe_dataset import check_dataset_name
+from .tu import TU_NAMES, TUGraphDataset, is_tu_name
 
 
 def dataset_names() -> list:
     """Every name :func:`load_dataset` accepts without a build (datasets built with ``build-ogb``
     under a root are found by name as well, see :func:`built_dataset_names`)."""
     return [EMBEDDED_NAME] + ogb_mol_names() + list(TU_NAMES)
-
-
-def _check_plain_name(name) -> None:
-    if not isinstance(name, str):
-        raise TypeError(f"name: expected a str, got {type(name).__name__}")
-    if not name or name in (".", "..") or "/" in name or "\\" in name or osp.sep in name or "\x00" in name:
-        raise ValueError(f"name: expected a plain dataset name (no path), got {name!r}")
 
 
 def _built_folder(name: str, root) -> str:
@@ -72,7 +66,9 @@ def load_dataset(name: str, root: str = "datasets"):
 
     * :obj:`"nci-tpsa"`: :class:`EmbeddedMolDataset` (built from files shipped with RDKit);
     * :obj:`"ogbg-mol*"`: :class:`OGBMolDataset` (downloaded unless rebuilt offline);
-    * :obj:`"MUTAG"`, :obj:`"NCI1"`, :obj:`"PROTEINS"`, :obj:`"PTC_FM"`: :class:`TUGraphDataset`;
+    * a TU name (:obj:`"MUTAG"`, :obj:`"NCI1"`, :obj:`"PROTEINS"`, :obj:`"ENZYMES"`, ... any name of the TU
+      collection, or one whose raw files ``python -m plstm_geometric.datasets prepare NAME --from PATH``
+      staged under :obj:`root`): :class:`TUGraphDataset`;
     * any other name that ``python -m plstm_geometric.datasets build-ogb --name NAME --root ROOT``
       has built under :obj:`root`: an :class:`OGBMolDataset` of that folder, its task read off the
       labels (see :func:`built_meta_info`).
@@ -80,18 +76,18 @@ def load_dataset(name: str, root: str = "datasets"):
     Every one has :obj:`get_idx_split()`, :obj:`eval_metric`, :obj:`task_type`,
     :obj:`num_tasks` and :obj:`evaluator` (with OGB's :obj:`eval(input_dict)`).
     """
-    _check_plain_name(name)
+    check_dataset_name(name)
     if name == EMBEDDED_NAME:
         return EmbeddedMolDataset(root)
-    if name in TU_NAMES:
-        return TUGraphDataset(name, root)
     if name in ogb_mol_names():
         return OGBMolDataset(name, root)
+    if is_tu_name(name, root):
+        return TUGraphDataset(name, root)
     folder = _built_folder(name, root)
     if _is_built(folder):
         return OGBMolDataset(name, root, meta_info=built_meta_info(folder))
     built = built_dataset_names(root)
-    # worded as tests/datasets expects ("name must be one of ...")
-    raise ValueError(f"name must be one of {dataset_names()} or a dataset built under {str(root)!r} "
+    raise ValueError(f"name: expected one of {dataset_names()}, a TU collection name, or a dataset built "
+                     f"under {str(root)!r} "
                      f"with `python -m plstm_geometric.datasets build-ogb --name NAME --root {root}`"
                      f"{' (built there: ' + ', '.join(built) + ')' if built else ''}, got {name!r}")

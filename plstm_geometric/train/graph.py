@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from plstm_geometric import models
 from plstm_geometric.datasets import load_dataset
-from plstm_geometric.datasets.tu import TU_NAMES
+from plstm_geometric.datasets.tu import is_tu_name
 from plstm_geometric.models.graph_model import PLSTM_POOLS
 
 from .processes import Processes
@@ -113,8 +113,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.fold is not None:
-        if args.dataset not in TU_NAMES:
-            parser.error(f"--fold: only TU datasets ({', '.join(TU_NAMES)}) have folds, got --dataset {args.dataset}")
+        if not is_tu_name(args.dataset, args.root):
+            parser.error(f"--fold: only TU datasets have folds, got --dataset {args.dataset}")
         if args.fold >= NUM_FOLDS:
             parser.error(f"--fold: expected 0 to {NUM_FOLDS - 1}, got {args.fold}")
     if args.model == "plstm" and args.pool is not None and args.pool not in PLSTM_POOLS:

@@ -61,5 +61,5 @@ def test_load_dataset_reuses_the_build(dataset, root, monkeypatch):
 
 
 def test_load_dataset_rejects_unknown_names(root):
-    with pytest.raises(ValueError, match="name must be one of .*nci-tpsa.*ogbg-molhiv.*MUTAG"):
+    with pytest.raises(ValueError, match="name: expected one of .*nci-tpsa.*ogbg-molhiv.*MUTAG"):
         load_dataset("cifar10", root)
