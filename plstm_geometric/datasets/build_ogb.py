@@ -42,8 +42,11 @@ def hiv_active(targets: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"HIV_active": classes.map(HIV_CLASSES).astype(np.int64)})
 
 
-# Targets of the MoleculeNet CSVs (columns smiles,target) for the OGB datasets built from them:
-# (target columns, transform of those columns).
+# Targets of the MoleculeNet CSVs for the OGB datasets built from them: (target columns, transform of
+# those columns). Most files have the columns smiles,target; ESOL and Tox21 keep their upstream layouts
+# (DeepChem's delaney-processed.csv; smiles followed by the twelve Tox21 assays, blanks for missing).
+TOX21_TASKS = ("NR-AR", "NR-AR-LBD", "NR-AhR", "NR-Aromatase", "NR-ER", "NR-ER-LBD", "NR-PPAR-gamma", "SR-ARE",
+               "SR-ATAD5", "SR-HSE", "SR-MMP", "SR-p53")
 KNOWN_SOURCES: Dict[str, Tuple[Tuple[str, ...], Optional[Callable]]] = {
     "ogbg-molhiv": (("target",), hiv_active),
     "ogbg-molbbbp": (("target",), None),
@@ -51,6 +54,8 @@ KNOWN_SOURCES: Dict[str, Tuple[Tuple[str, ...], Optional[Callable]]] = {
     "ogbg-molclintox": (("target",), None),
     "ogbg-mollipo": (("target",), None),
     "ogbg-molfreesolv": (("target",), None),
+    "ogbg-molesol": (("measured log solubility in mols per litre",), None),
+    "ogbg-moltox21": (TOX21_TASKS, None),
 }
 
 

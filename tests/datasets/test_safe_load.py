@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import shared_path
+from plstm_geometric.testing import shared_path
 
 from plstm_geometric.datasets import OGBMolDataset, TUGraphDataset, build_ogb_dataset
 from plstm_geometric.datasets.safe_load import DatasetFileError, load_index_pickle, safe_torch_load

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_path
+from plstm_geometric.testing import shared_path
 
 from plstm_geometric.datasets import TUGraphDataset, best_validation_accuracy, load_dataset, tu_folds
 from plstm_geometric.datasets.tu import is_tu_name, prepare_tu
