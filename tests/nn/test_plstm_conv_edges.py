@@ -63,3 +63,26 @@ def test_cycle_error_suggests_undirected_orientation():
         orient_edges(edge_index, 3)
     dag_edge_index, _ = orient_edges(edge_index, 3, orientation="undirected")
     assert dag_edge_index.tolist() == [[0, 0, 1], [1, 2, 2]]
+
+
+def dependence(layers, num_nodes=6):
+    """[N, N] bool: whether output node i depends on input node j, from the gradients of a stack of layers."""
+    edge_index = to_undirected(torch.stack([torch.arange(num_nodes - 1), torch.arange(1, num_nodes)]))
+    x = torch.randn(num_nodes, 8, dtype=torch.float64)
+    rows = []
+    for i in range(num_nodes):
+        xi = x.clone().requires_grad_()
+        h = xi
+        for layer in layers:
+            h = layer(h, edge_index)
+        (grad,) = torch.autograd.grad(h[i].sum(), xi)
+        rows.append(grad.abs().sum(1) > 0)
+    return torch.stack(rows)
+
+
+def test_same_direction_stack_sees_lower_indices_only_and_alternating_reverse_sees_all():
+    torch.manual_seed(2)
+    forward = [randomized(PLSTMConv(8, 8, heads=2)) for _ in range(2)]
+    assert torch.equal(dependence(forward), torch.ones(6, 6, dtype=torch.bool).tril())
+    alternating = [randomized(PLSTMConv(8, 8, heads=2)), randomized(PLSTMConv(8, 8, heads=2, reverse=True))]
+    assert bool(dependence(alternating).all())
