@@ -25,7 +25,8 @@ def dagify(
         num_nodes (int): number of nodes :math:`N`.
         order (Tensor, optional): ``[N]`` rank per node (any real dtype). Default: the node index.
         return_edge_id (bool): also return, for every DAG edge, the column of ``edge_index`` it was
-            taken from (the first occurrence), to carry edge attributes along.
+            taken from, to carry edge attributes along: the first column stored in the DAG edge's own
+            direction (low -> high), or, when only the other direction is stored, the first of those.
 
     Returns:
         ``dag_edge_index`` ``[2, E']``, sorted by source node then destination node; with
@@ -50,9 +51,12 @@ def dagify(
     low, high, edge_id = low[not_loop], high[not_loop], edge_id[not_loop]
 
     # One integer key per (source, destination): sorting it orders edges by source then destination, and
-    # makes duplicates adjacent so that the stable sort keeps the first occurrence.
-    key = low * num_nodes + high
+    # makes duplicates adjacent so that the stable sort keeps the first occurrence. The lowest bit puts the
+    # columns stored in the DAG edge's own direction first, so that a direction-dependent edge attribute
+    # is taken from the column low -> high whenever it exists.
+    key = (low * num_nodes + high) * 2 + (~lower_first[not_loop]).long()
     key, perm = torch.sort(key, stable=True)
+    key = key // 2
     first = torch.ones_like(key, dtype=torch.bool)
     first[1:] = key[1:] != key[:-1]
     perm = perm[first]

@@ -27,8 +27,10 @@ def line_graph(edge_index: Tensor, num_nodes: int, mode: str = "P", node_level: 
       candidate predecessors :math:`e'` are visited in increasing edge id, and :math:`(e', e)` is kept
       when the ancestors of :math:`e'` (with :math:`e'`) are disjoint from those already reaching
       :math:`e`. The result is maximal: every dropped pair would create a second path. Ancestor sets
-      are tracked as bitsets over the root line nodes, one vectorised step per level and candidate
-      rank (a 300,000-edge random DAG takes about a second).
+      are tracked as bitsets over the root line nodes, only for the line nodes with no or several
+      candidates (a node with one candidate shares the set of the node above it), one vectorised step
+      per level and candidate rank among the levels holding such nodes: a chain costs about what
+      ``"P"`` costs, while on random DAGs the bitsets grow with roots times merge nodes.
 
     Args:
         edge_index (LongTensor): ``[2, E]`` DAG edges.
@@ -67,11 +69,36 @@ def multitree_prune(full: Tensor, line_node_level: Tensor) -> Tensor:
     device = full.device
     if full.size(1) == 0:
         return full
+    e_in, e_out = full
+    # Candidates grouped by target, in increasing e_in; rank = position within the target's group.
+    order = torch.argsort(e_out * num_line_nodes + e_in)
+    e_in, e_out = e_in[order], e_out[order]
+    num_candidates = torch.bincount(e_out, minlength=num_line_nodes)
+    group_start = torch.cumsum(num_candidates, 0) - num_candidates
+    rank = torch.arange(e_out.numel(), device=device) - group_start[e_out]
+    # The first candidate of every line node is always kept: nothing reaches the node before it. A node
+    # with a single candidate therefore has exactly the ancestors of that candidate (plus the candidate),
+    # so only the roots (no candidate) and the merge nodes (two or more) own an ancestor set; every other
+    # node points at the owner above it along its chain of single candidates (pointer jumping, O(log)
+    # steps). A chain of edges, whose line graph has no merge node, needs no per-level step at all.
+    keep = rank == 0
+    is_root = num_candidates == 0
+    is_owner = num_candidates != 1
+    first_parent = torch.full((num_line_nodes,), -1, dtype=torch.long, device=device)
+    first_parent[e_out[keep]] = e_in[keep]
+    owner = torch.where(is_owner, torch.arange(num_line_nodes, device=device), first_parent)
+    while True:
+        next_owner = owner[owner]
+        if torch.equal(next_owner, owner):
+            break
+        owner = next_owner
+    merge = num_candidates[e_out] >= 2
+    if not bool(merge.any()):
+        return full[:, order[keep]][:, torch.argsort(e_in[keep] * num_line_nodes + e_out[keep])]
+
     # Two ancestor sets of a multitree meet exactly when they share a root (walk up from a common
-    # ancestor), and under this greedy every line node with a candidate keeps its first one, so the
-    # roots are the line nodes without candidates. Each node therefore carries the bitset of the roots
-    # above it, indexed locally within its weakly connected component (roots never leave it).
-    is_root = torch.bincount(full[1], minlength=num_line_nodes) == 0
+    # ancestor), so each owner carries the bitset of the roots above it, indexed locally within its weakly
+    # connected component (roots never leave it).
     component = weak_components(full, num_line_nodes)
     roots = is_root.nonzero().view(-1)
     root_component = component[roots]
@@ -81,43 +108,41 @@ def multitree_prune(full: Tensor, line_node_level: Tensor) -> Tensor:
     local = torch.empty_like(roots)
     local[by_component] = torch.arange(roots.numel(), device=device) - starts[root_component[by_component]]
     words = max(1, math.ceil(int(roots_per_component.max()) / 63))
-    if num_line_nodes * words * 8 > MAX_ANCESTOR_BYTES:
+    owners = is_owner.nonzero().view(-1)
+    slot = torch.full((num_line_nodes,), -1, dtype=torch.long, device=device)
+    slot[owners] = torch.arange(owners.numel(), device=device)
+    if owners.numel() * words * 8 > MAX_ANCESTOR_BYTES:
         raise ValueError(
             f"edge_index: D-mode pruning of a connected component with {int(roots_per_component.max())} root "
-            f"edges needs {num_line_nodes * words * 8 / 2**30:.1f} GiB of ancestor bitsets; use mode='P' for "
+            f"edges needs {owners.numel() * words * 8 / 2**30:.1f} GiB of ancestor bitsets; use mode='P' for "
             "such graphs")
     # 63 bits per word keeps every bit mask positive in int64 arithmetic.
-    root_sets = torch.zeros(num_line_nodes, words, dtype=torch.long, device=device)
-    root_sets[roots, local // 63] = torch.bitwise_left_shift(torch.ones_like(local), local % 63)
+    root_sets = torch.zeros(owners.numel(), words, dtype=torch.long, device=device)
+    root_sets[slot[roots], local // 63] = torch.bitwise_left_shift(torch.ones_like(local), local % 63)
 
-    e_in, e_out = full
-    # Candidates grouped by level of their target, then target, then increasing e_in.
-    key = (line_node_level[e_out] * num_line_nodes + e_out) * num_line_nodes + e_in
-    order = torch.argsort(key)
-    e_in, e_out = e_in[order], e_out[order]
-    group_start = torch.ones_like(e_out, dtype=torch.bool)
-    group_start[1:] = e_out[1:] != e_out[:-1]
-    group_id = torch.cumsum(group_start, 0) - 1
-    first_of_group = group_start.nonzero().view(-1)
-    rank = torch.arange(e_out.numel(), device=device) - first_of_group[group_id]
-    target_level = line_node_level[e_out]
-    level_ptr = torch.searchsorted(target_level, torch.arange(int(target_level.max()) + 2, device=device)).tolist()
-    max_rank = int(rank.max()) + 1
-    keep = torch.zeros_like(e_in, dtype=torch.bool)
-    for level in range(len(level_ptr) - 1):
-        lo, hi = level_ptr[level], level_ptr[level + 1]
-        if lo == hi:
-            continue
-        level_rank = rank[lo:hi]
-        for r in range(max_rank):
-            candidates = (level_rank == r).nonzero().view(-1) + lo
-            if candidates.numel() == 0:
-                break
-            parent, child = e_in[candidates], e_out[candidates]
-            reach = root_sets[parent]
-            disjoint = ~(reach & root_sets[child]).any(dim=1)
-            keep[candidates[disjoint]] = True
-            root_sets[child[disjoint]] |= reach[disjoint]
+    # The candidates of merge nodes, grouped by (level of the target, rank): within a level the targets
+    # are independent (their candidates lie on lower levels), and ranks are visited in order.
+    merge_id = merge.nonzero().view(-1)
+    target_level = line_node_level[e_out[merge_id]]
+    merge_rank = rank[merge_id]
+    max_rank = int(merge_rank.max()) + 1
+    step = target_level * max_rank + merge_rank
+    step, by_step = torch.sort(step, stable=True)
+    merge_id = merge_id[by_step]
+    bounds = torch.unique_consecutive(step, return_counts=True)[1].tolist()
+    parent_slot = slot[owner[e_in[merge_id]]]
+    child_slot = slot[e_out[merge_id]]
+    merge_keep = torch.zeros_like(merge_id, dtype=torch.bool)
+    lo = 0
+    for count in bounds:
+        hi = lo + count
+        parent, child = parent_slot[lo:hi], child_slot[lo:hi]
+        reach = root_sets[parent]
+        disjoint = ~(reach & root_sets[child]).any(dim=1)
+        merge_keep[lo:hi] = disjoint
+        root_sets[child[disjoint]] |= reach[disjoint]
+        lo = hi
+    keep[merge_id] = merge_keep
     pruned = torch.stack([e_in[keep], e_out[keep]])
     # Back to the P line graph's order (grouped by e_in) so both modes list line edges alike.
     return pruned[:, torch.argsort(pruned[0] * num_line_nodes + pruned[1])]

@@ -6,11 +6,11 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import is_undirected
 
-from .dag import dagify, node_levels, reverse_dag
+from .dag import dagify, node_levels, reverse_dag, weak_components
 from .line_graph import line_graph
 from .plan import PLSTMPlan, build_plan
 
-__all__ = ["PLSTMStructure", "plstm_structure", "orient_edges", "line_graph_mode_of", "ORIENTATIONS",
+__all__ = ["PLSTMStructure", "plstm_structure", "orient_edges", "check_stored_dag", "line_graph_mode_of", "ORIENTATIONS",
            "LINE_GRAPH_MODES", "LAYER_MODES"]
 
 ORIENTATIONS = ("auto", "dag", "undirected")
@@ -72,28 +72,75 @@ def orient_edges(
       oriented by :func:`~plstm_geometric.graph.dagify`: from lower to higher rank, the rank being
       ``order`` (ties broken by node index) or the node index itself.
     * ``orientation="dag"``: the edges are used as given; they must form a DAG.
-    * ``orientation="auto"``: ``"undirected"`` when every edge's reverse is present
-      (:func:`torch_geometric.utils.is_undirected`), ``"dag"`` otherwise.
+    * ``orientation="auto"``: decided per weakly connected component (per graph of a mini-batch):
+      ``"undirected"`` for a component in which every edge's reverse is present, ``"dag"`` for any
+      other. A batch mixing molecules and directed graphs is oriented as each graph alone would be.
+
+    Every DAG edge ``u -> v`` carries the input column stored in its own direction when there is one
+    (see :func:`~plstm_geometric.graph.dagify`), so direction-dependent edge attributes follow their
+    direction and the result does not depend on the order of the columns.
 
     Returns:
         ``(dag_edge_index [2, E'], edge_id [E'])``, ``edge_id`` being the input column of every DAG edge.
 
     Raises:
-        ValueError: a directed input with a cycle (the message names a node on it), or ``order`` given
-            for an input used as a DAG, which it would not affect.
+        ValueError: a directed input with a cycle (the message names a node on it, and suggests
+            ``orientation="undirected"`` for an undirected graph stored with one direction per edge, such
+            as a sampled subgraph), or ``order`` given for an input used entirely as a DAG, which it
+            would not affect.
     """
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation: expected one of {ORIENTATIONS}, got {orientation!r}")
     if orientation == "auto":
-        orientation = "undirected" if is_undirected(edge_index, num_nodes=num_nodes) else "dag"
+        if is_undirected(edge_index, num_nodes=num_nodes):
+            orientation = "undirected"
+        else:
+            undirected_edge = undirected_components(edge_index, num_nodes)
+            if bool(undirected_edge.any()):
+                return orient_mixed(edge_index, num_nodes, undirected_edge, order)
+            orientation = "dag"
     if orientation == "undirected":
         return dagify(edge_index, num_nodes, order=order, return_edge_id=True)
     if order is not None:
         raise ValueError("order: only used to orient undirected graphs, but the input is used as a DAG "
                          "(a directed graph, or orientation='dag')")
-    # node_levels raises ValueError naming a node on a cycle; checked here so that the error names the input.
-    node_levels(edge_index, num_nodes)
+    check_acyclic(edge_index, num_nodes)
     return edge_index, torch.arange(edge_index.size(1), device=edge_index.device)
+
+
+def check_acyclic(edge_index: Tensor, num_nodes: int) -> None:
+    # node_levels raises ValueError naming a node on a cycle; checked here so that the error names the input.
+    try:
+        node_levels(edge_index, num_nodes)
+    except ValueError as error:
+        raise ValueError(f"{error}. If the graph is undirected but stores only some edges in both directions "
+                         "(e.g. a sampled subgraph), pass orientation='undirected'") from None
+
+
+def undirected_components(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """``[E]`` bool: whether each edge lies in a weakly connected component whose every edge has its
+    reverse in ``edge_index`` (self-loops count as their own reverse)."""
+    src, dst = edge_index
+    key = src * num_nodes + dst
+    has_reverse = torch.isin(dst * num_nodes + src, key)
+    component = weak_components(edge_index, num_nodes)
+    directed = torch.zeros(num_nodes, dtype=torch.bool, device=edge_index.device)
+    directed[component[src[~has_reverse]]] = True
+    return ~directed[component[src]]
+
+
+def orient_mixed(edge_index: Tensor, num_nodes: int, undirected_edge: Tensor,
+                 order: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    """Orients the undirected components with :func:`dagify` and keeps the others as given (they must be
+    acyclic). The oriented edges come first, in :func:`dagify`'s order, then the others in input order:
+    within every component the edges keep the order they have when the component is oriented alone,
+    which the D-mode line graph depends on."""
+    undirected_id = undirected_edge.nonzero().view(-1)
+    directed_id = (~undirected_edge).nonzero().view(-1)
+    directed_edges = edge_index[:, directed_id]
+    check_acyclic(directed_edges, num_nodes)
+    oriented, oriented_id = dagify(edge_index[:, undirected_id], num_nodes, order=order, return_edge_id=True)
+    return torch.cat([oriented, directed_edges], dim=1), torch.cat([undirected_id[oriented_id], directed_id])
 
 
 def plstm_structure(
@@ -123,3 +170,45 @@ def plstm_structure(
         line_edge_index = line_graph(edge_index, num_nodes, mode=line_graph_mode, node_level=levels)
     plan = build_plan(edge_index, line_edge_index, num_nodes, node_level=levels)
     return PLSTMStructure(edge_index, edge_id, line_edge_index, plan, line_graph_mode, bool(reverse))
+
+
+def check_stored_dag(edge_index: Tensor, num_nodes: int, dag_edge_index: Tensor, edge_id: Tensor) -> None:
+    r"""Checks that a stored DAG (e.g. from :class:`~plstm_geometric.transforms.PreparePLSTM`) still
+    describes ``edge_index``: every DAG edge points at a column holding it (in its own direction, or
+    reversed when its own direction is not stored), and every edge of ``edge_index`` other than a
+    self-loop is a DAG edge in one direction or the other. Costs a few sorts of ``E``-sized keys.
+
+    Raises:
+        ValueError: the structure is stale, typically because a transform that reorders, adds or drops
+            edges ran after the structure was computed.
+    """
+    hint = ("a transform changed edge_index after the pLSTM structure was computed; apply PreparePLSTM "
+            "last, after every transform that reorders, adds or drops edges (e.g. ToUndirected, "
+            "sort_edge_index, subgraph, dropout_edge)")
+    num_edges = edge_index.size(1)
+    if edge_id.shape != (dag_edge_index.size(1),):
+        raise ValueError(f"dag_edge_id: expected shape [{dag_edge_index.size(1)}], got {tuple(edge_id.shape)}")
+    if edge_id.numel() and (int(edge_id.min()) < 0 or int(edge_id.max()) >= num_edges):
+        raise ValueError(f"dag_edge_id: points at columns up to {int(edge_id.max())}, but edge_index has "
+                         f"{num_edges}; {hint}")
+    columns = edge_index[:, edge_id]
+    same = (columns == dag_edge_index).all(0)
+    flipped = (columns.flip(0) == dag_edge_index).all(0) & ~same
+    if not bool((same | flipped).all()):
+        bad = int((~(same | flipped)).nonzero()[0])
+        raise ValueError(f"dag_edge_id: DAG edge {bad} ({int(dag_edge_index[0, bad])} -> "
+                         f"{int(dag_edge_index[1, bad])}) points at column {int(edge_id[bad])} of edge_index, "
+                         f"which holds {int(columns[0, bad])} -> {int(columns[1, bad])}; {hint}")
+    src, dst = edge_index
+    if bool(flipped.any()):
+        own = dag_edge_index[:, flipped]
+        stored = torch.isin(own[0] * num_nodes + own[1], src * num_nodes + dst)
+        if bool(stored.any()):
+            raise ValueError(f"dag_edge_id: a DAG edge takes the column of its reverse although its own direction "
+                             f"is stored; {hint}")
+    not_loop = src != dst
+    low, high = torch.minimum(src, dst)[not_loop], torch.maximum(src, dst)[not_loop]
+    dag_low, dag_high = dag_edge_index.min(0).values, dag_edge_index.max(0).values
+    covered = torch.isin(low * num_nodes + high, dag_low * num_nodes + dag_high)
+    if not bool(covered.all()):
+        raise ValueError(f"edge_index: {int((~covered).sum())} edges are not part of the stored DAG; {hint}")

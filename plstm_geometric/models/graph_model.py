@@ -126,7 +126,8 @@ class PLSTMGraphModel(torch.nn.Module):
         needed = [(mode, reverse) for reverse in sorted({block.reverse for block in self.blocks})
                   for mode in ("P", "D")]
         if isinstance(data, PLSTMData) and "dag_edge_index" in data:
-            return {(mode, reverse): data.plstm_structure(mode, reverse) for mode, reverse in needed}
+            data.check_plstm_structure()
+            return {(mode, reverse): data.plstm_structure(mode, reverse, check=False) for mode, reverse in needed}
         dag_edge_index, edge_id = orient_edges(data.edge_index, data.num_nodes)
         return {(mode, reverse): plstm_structure(dag_edge_index, edge_id, data.num_nodes, mode, reverse)
                 for mode, reverse in needed}

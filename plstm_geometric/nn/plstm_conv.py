@@ -101,9 +101,21 @@ class PLSTMConv(torch.nn.Module):
     **Orientation.** With ``orientation="auto"`` an undirected graph (every edge's reverse is present,
     as in PyG's molecules) is oriented from lower to higher node index, or by a per-node ``order`` passed
     to :meth:`forward` (see :func:`~plstm_geometric.graph.dagify`); any other graph is used as given and
-    must be a DAG (a cycle raises :class:`ValueError`). ``orientation="undirected"`` or ``"dag"`` forces
-    either reading. ``reverse=True`` sweeps the DAG against its edges. Edge attributes follow the edge
-    they belong to.
+    must be a DAG (a cycle raises :class:`ValueError`). The decision is taken per graph (weakly connected
+    component) of a mini-batch. ``orientation="undirected"`` or ``"dag"`` forces either reading for the
+    whole input (``"undirected"`` also for an undirected graph that stores some edges in one direction
+    only, such as a sampled subgraph). ``reverse=True`` sweeps the DAG against its edges. Every DAG edge
+    :math:`u \to v` takes the attribute stored for the direction :math:`u \to v` (the other direction's
+    only when that one is absent), so the output does not depend on the order of the columns of
+    ``edge_index``; a reversed sweep runs :math:`v \to u` with that same attribute of :math:`u \to v`.
+
+    **Receptive field.** A sweep only carries information along the DAG: with the default orientation
+    node :math:`n` reads nodes of lower index only, and a stack of layers with the same direction never
+    sees the rest (on a path, node 0 depends on itself alone however many layers are stacked). Alternate
+    ``reverse=False`` and ``reverse=True`` between layers, as
+    :class:`~plstm_geometric.models.PLSTMGraphModel` does: after a forward and a reverse layer a node has read
+    the ancestors of its descendants (on a path: every node depends on every other after one forward and
+    one reverse layer).
 
     **Structure.** Orienting the graph and building its line graph and schedule is integer work that does
     not depend on the parameters. It is done in every call unless a :class:`PLSTMStructure` is passed:

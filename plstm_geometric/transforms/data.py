@@ -3,7 +3,7 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
-from ..graph.structure import PLSTMStructure, line_graph_mode_of, plstm_structure
+from ..graph.structure import PLSTMStructure, check_stored_dag, line_graph_mode_of, plstm_structure
 
 DIRECTIONS = ("forward", "reverse")
 
@@ -47,15 +47,29 @@ class PLSTMData(Data):
     def has_plstm_structure(self, line_graph_mode: str, reverse: bool) -> bool:
         return "dag_edge_index" in self and line_graph_key(line_graph_mode, reverse) in self
 
-    def plstm_structure(self, mode: str = "P", reverse: bool = False) -> PLSTMStructure:
+    def check_plstm_structure(self) -> None:
+        """Raises ``ValueError`` when the stored DAG no longer matches ``edge_index`` (a transform that
+        reorders, adds or drops edges ran after :class:`~plstm_geometric.transforms.PreparePLSTM`); see
+        :func:`~plstm_geometric.graph.structure.check_stored_dag`."""
+        check_stored_dag(self.edge_index, self.num_nodes, self.dag_edge_index, self.dag_edge_id)
+
+    def plstm_structure(self, mode: str = "P", reverse: bool = False, check: bool = True) -> PLSTMStructure:
         r"""The :class:`~plstm_geometric.graph.PLSTMStructure` of a sweep from the stored
         fields, for a layer of ``mode`` (``"P"``, ``"D"`` or ``"unconstrained"``, which uses the P line
-        graph). Works on a single graph and on a mini-batch; only the plan is built here."""
+        graph). Works on a single graph and on a mini-batch; only the plan is built here.
+
+        With ``check=True`` the stored DAG is first verified against ``edge_index``
+        (:meth:`check_plstm_structure`), so that a transform applied after
+        :class:`~plstm_geometric.transforms.PreparePLSTM` which reorders or drops edges raises a
+        ``ValueError`` instead of silently giving edge features to the wrong edges. The structure is not
+        rebuilt: its line graphs are what precomputing saves."""
         line_graph_mode = line_graph_mode_of(mode)
         key = line_graph_key(line_graph_mode, reverse)
         if not self.has_plstm_structure(line_graph_mode, reverse):
             raise ValueError(f"mode: the data has no '{key}'; prepare it with PreparePLSTM including mode "
                              f"{line_graph_mode!r} and direction {DIRECTIONS[int(reverse)]!r}")
+        if check:
+            self.check_plstm_structure()
         return plstm_structure(self.dag_edge_index, self.dag_edge_id, self.num_nodes, line_graph_mode, reverse,
                                line_edge_index=self[key])
 

@@ -143,3 +143,55 @@ def test_saved_dataset_loads_with_weights_only(tmp_path):
     for key in ["dag_edge_index", "dag_edge_id", *LINE_KEYS]:
         assert torch.equal(batch[key], reference[key])
     assert "PreparePLSTM(order=None" in repr(dataset.pre_transform)
+
+
+def prepared_molecule_with_directed_attributes():
+    torch.manual_seed(3)
+    graph = molecules(2)[1]
+    data = Data(x=torch.randn(graph.num_nodes, 8), edge_index=graph.edge_index,
+                edge_attr=torch.randn(graph.edge_index.size(1), 3))
+    return PreparePLSTM()(data)
+
+
+def test_a_transform_that_reorders_edges_afterwards_raises():
+    from torch_geometric.utils import sort_edge_index
+    prepared = prepared_molecule_with_directed_attributes()
+    conv = PLSTMConv(8, 8, heads=2, edge_dim=3)
+    conv(prepared.x, prepared.edge_index, prepared.edge_attr, structure=prepared.plstm_structure("P"))
+    # Sorting by destination reorders the columns; the stored dag_edge_id would now pick other edges.
+    edge_index, edge_attr = sort_edge_index(prepared.edge_index, prepared.edge_attr, sort_by_row=False)
+    assert not torch.equal(edge_index, prepared.edge_index)
+    prepared.edge_index, prepared.edge_attr = edge_index, edge_attr
+    with pytest.raises(ValueError, match="apply PreparePLSTM last"):
+        prepared.plstm_structure("P")
+
+
+def test_swapping_the_two_directions_of_an_edge_afterwards_raises():
+    prepared = prepared_molecule_with_directed_attributes()
+    # Swap the columns of one edge's two directions: the DAG edge would take the reverse direction's attribute.
+    u, v = prepared.dag_edge_index[:, 0].tolist()
+    columns = prepared.edge_index.t().tolist()
+    a, b = columns.index([u, v]), columns.index([v, u])
+    perm = torch.arange(len(columns))
+    perm[a], perm[b] = b, a
+    prepared.edge_index, prepared.edge_attr = prepared.edge_index[:, perm], prepared.edge_attr[perm]
+    with pytest.raises(ValueError, match="apply PreparePLSTM last"):
+        prepared.plstm_structure("D")
+
+
+@pytest.mark.parametrize("keep", ["head", "tail"])
+def test_a_transform_that_drops_edges_afterwards_raises(keep):
+    prepared = prepared_molecule_with_directed_attributes()
+    num_edges = prepared.edge_index.size(1)
+    kept = slice(0, num_edges - 2) if keep == "head" else slice(2, num_edges)
+    prepared.edge_index, prepared.edge_attr = prepared.edge_index[:, kept], prepared.edge_attr[kept]
+    with pytest.raises(ValueError, match="apply PreparePLSTM last"):
+        prepared.plstm_structure("P")
+
+
+def test_a_transform_that_adds_edges_afterwards_raises():
+    prepared = prepared_molecule_with_directed_attributes()
+    extra = torch.tensor([[0, prepared.num_nodes - 1], [prepared.num_nodes - 1, 0]])
+    prepared.edge_index = torch.cat([prepared.edge_index, extra], dim=1)
+    with pytest.raises(ValueError, match="edges are not part of the stored DAG"):
+        prepared.plstm_structure("P")

@@ -2,7 +2,8 @@ r"""The DAG pLSTM op: validation at the public boundary and dispatch to a backen
 
 One file per backend: :mod:`.levels` (the reference level sweep), :mod:`.parallel` (dense solve per
 graph), :mod:`.chains` (chain contraction and a parallel scan), :mod:`.fused` (the level sweep as Triton
-kernels, imported on first use) and :mod:`.naive` (one edge at a time, straight from the equations).
+kernels, imported on first use), :mod:`.mixed` (a batch split by graph size, each part with its own
+backend) and :mod:`.naive` (one edge at a time, straight from the equations).
 """
 from typing import Optional
 
@@ -15,12 +16,13 @@ from ...graph.plan import PLSTMPlan, build_plan
 from ..common import triton_kernel
 from .chains import plstm_dag_chains
 from .levels import plstm_dag_levels
+from .mixed import mixed_split, plstm_dag_mixed
 from .naive import plstm_dag_naive
 from .parallel import plstm_dag_parallel
 
 __all__ = ["plstm_dag", "plstm_dag_naive", "choose_backend", "BACKENDS"]
 
-BACKENDS = ("auto", "levels", "parallel", "chains", "fused")
+BACKENDS = ("auto", "levels", "parallel", "chains", "fused", "mixed")
 
 
 def plstm_dag(
@@ -64,7 +66,9 @@ def plstm_dag(
             (per-graph dense solve, for batches of small graphs such as molecules), ``"chains"`` (long
             paths of the line graph contracted and solved with a parallel scan: few steps for chain-like
             DAGs), ``"fused"`` (the level sweep as Triton kernels, one launch per level, no gathered
-            ``K x V`` temporaries; needs ``pip install triton`` and CUDA tensors) or ``"auto"``, which picks by
+            ``K x V`` temporaries; needs ``pip install triton`` and CUDA tensors), ``"mixed"`` (graphs of at
+            most ``PARALLEL_MAX_EDGES`` edges through ``"parallel"``, the others through the backend
+            ``"auto"`` picks for them alone; :mod:`.mixed`) or ``"auto"``, which picks by
             graph statistics (see :func:`choose_backend`). ``"auto"`` only picks backends that have been
             timed, and ``"fused"`` has not been timed on a GPU yet, so it is never picked.
         recompute_states (bool): drop the ``[E, H, K, V]`` cell states after the forward pass and
@@ -103,17 +107,31 @@ def plstm_dag(
     # The op sets its own precision (16-bit inputs, float32 states); autocast would push its matmuls
     # back to 16 bits.
     with torch.autocast(query.device.type, enabled=False):
-        if backend in ("parallel", "chains"):
-            run = plstm_dag_parallel if backend == "parallel" else plstm_dag_chains
-            inputs = (query, key, value, source, transition, mark, direct, plan)
-            if recompute_states and torch.is_grad_enabled():
-                # These backends are differentiated by autograd: recomputing means checkpointing the form.
-                return checkpoint(run, *inputs, use_reentrant=False)
-            return run(*inputs)
-        if backend == "fused":
-            plstm_dag_fused = triton_kernel(f"{__name__}.fused", "plstm_dag_fused", "backend='fused'")
-            return plstm_dag_fused(query, key, value, source, transition, mark, direct, plan, recompute_states)
-        return plstm_dag_levels(query, key, value, source, transition, mark, direct, plan, recompute_states)
+        if backend == "mixed":
+            split = mixed_split(plan, PARALLEL_MAX_EDGES)
+            backends = ["parallel", "levels" if split.large is None else choose_backend(split.large.plan)]
+
+            def run(part_backend, *inputs):
+                return run_backend(part_backend, *inputs, recompute_states=recompute_states)
+
+            return plstm_dag_mixed(query, key, value, source, transition, mark, direct, split, backends, run)
+        return run_backend(backend, query, key, value, source, transition, mark, direct, plan, recompute_states)
+
+
+def run_backend(backend: str, query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor,
+                mark: Tensor, direct: Tensor, plan: PLSTMPlan, recompute_states: bool) -> Tensor:
+    """Runs one backend on checked inputs (no ``"auto"`` or ``"mixed"`` here)."""
+    if backend in ("parallel", "chains"):
+        run = plstm_dag_parallel if backend == "parallel" else plstm_dag_chains
+        inputs = (query, key, value, source, transition, mark, direct, plan)
+        if recompute_states and torch.is_grad_enabled():
+            # These backends are differentiated by autograd: recomputing means checkpointing the form.
+            return checkpoint(run, *inputs, use_reentrant=False)
+        return run(*inputs)
+    if backend == "fused":
+        plstm_dag_fused = triton_kernel(f"{__name__}.fused", "plstm_dag_fused", "backend='fused'")
+        return plstm_dag_fused(query, key, value, source, transition, mark, direct, plan, recompute_states)
+    return plstm_dag_levels(query, key, value, source, transition, mark, direct, plan, recompute_states)
 
 
 def check_node_inputs(query: Tensor, key: Tensor, value: Tensor, direct: Tensor):
@@ -142,6 +160,17 @@ PARALLEL_MAX_PADDING = 8.0
 # (about 2 log T elementwise passes), so it must cut the number of steps by a wide margin.
 CHAINS_MIN_LEVELS = 64
 CHAINS_MIN_REDUCTION = 8
+# Splitting a batch costs one more call and the gathers around it; it pays when the small graphs carry
+# most of the work that the level sweep would otherwise do one level at a time.
+MIXED_MIN_SMALL_SHARE = 0.5
+
+
+def mixed_pays(plan: PLSTMPlan) -> bool:
+    """Whether the small graphs of the batch (see :func:`~.mixed.mixed_split`) are worth a parallel call."""
+    small = mixed_split(plan, PARALLEL_MAX_EDGES).small
+    if small is None or small.plan.num_edges < MIXED_MIN_SMALL_SHARE * plan.num_edges:
+        return False
+    return small.plan.layout.padded_edges <= PARALLEL_MAX_PADDING * small.plan.num_edges
 
 
 def choose_backend(plan: PLSTMPlan) -> str:
@@ -150,7 +179,10 @@ def choose_backend(plan: PLSTMPlan) -> str:
     ``"parallel"`` when every connected component has at most ``PARALLEL_MAX_EDGES`` edges and the padded
     layout holds at most ``PARALLEL_MAX_PADDING`` times the real edges; ``"chains"`` for deep sweeps
     (at least ``CHAINS_MIN_LEVELS`` levels) that chain contraction shortens at least
-    ``CHAINS_MIN_REDUCTION``-fold; else ``"levels"``. The rule was
+    ``CHAINS_MIN_REDUCTION``-fold; else ``"levels"``. A batch that fails the parallel rule only because
+    some of its graphs are too large runs ``"mixed"`` when the small graphs hold at least
+    ``MIXED_MIN_SMALL_SHARE`` of the edges and pass the padding rule by themselves: the small graphs go
+    through ``"parallel"`` and the others through the backend this rule picks for them alone. The rule was
     set from the DAG benchmark (see docs/benchmarks.md). Heads and channel sizes
     scale both backends alike, so only the graph statistics decide. ``"fused"`` is never picked: it has
     not been timed on a GPU yet.
@@ -160,6 +192,8 @@ def choose_backend(plan: PLSTMPlan) -> str:
     layout = plan.layout
     if layout.max_edges <= PARALLEL_MAX_EDGES and layout.padded_edges <= PARALLEL_MAX_PADDING * plan.num_edges:
         return "parallel"
+    if layout.max_edges > PARALLEL_MAX_EDGES and mixed_pays(plan):
+        return "mixed"
     if plan.num_levels >= CHAINS_MIN_LEVELS and plan.chains.num_levels * CHAINS_MIN_REDUCTION <= plan.num_levels:
         return "chains"
     return "levels"
