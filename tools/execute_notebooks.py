@@ -20,6 +20,16 @@ OUT_DIR = REPO / "docs" / "notebooks"
 CELL_TIMEOUT = 600
 
 
+def clean(notebook) -> None:
+    """Drops what would change with every regeneration or machine: execution timestamps and stderr
+    streams (library warnings, which name the installation's paths); the outputs a reader needs stay."""
+    for cell in notebook.cells:
+        cell.get("metadata", {}).pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = [output for output in cell.outputs
+                            if not (output.get("output_type") == "stream" and output.get("name") == "stderr")]
+
+
 def execute(path: pathlib.Path, out_dir: pathlib.Path) -> pathlib.Path:
     import nbformat
     from nbclient import NotebookClient
@@ -28,9 +38,7 @@ def execute(path: pathlib.Path, out_dir: pathlib.Path) -> pathlib.Path:
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     client.execute()
-    # Timestamps and kernel details would change every regeneration; the outputs are what a reader needs.
-    for cell in notebook.cells:
-        cell.get("metadata", {}).pop("execution", None)
+    clean(notebook)
     target = out_dir / path.name
     nbformat.write(notebook, target)
     return target
