@@ -1,14 +1,18 @@
 """PLSTMConv: the pLSTM layer of graphs. It computes queries, keys, values and the Source, Transition, Mark
 and Direct gates from node and edge features, applies the P- or D-mode constraints, and runs
 :func:`~plstm_geometric.functional.plstm_dag` over the oriented graph."""
-from typing import Optional
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.nn import Linear
+from torch.nn.parameter import is_lazy
+from torch_geometric.nn import Linear, MessagePassing
+from torch_geometric.typing import SparseTensor
 
+from ..checks import check_bool
 from ..functional import plstm_dag
+from ..functional.dag import BACKENDS
 from ..graph.structure import (LAYER_MODES, ORIENTATIONS, PLSTMStructure, line_graph_mode_of, orient_edges,
                                    plstm_structure)
 from .norm import MultiHeadRMSNorm
@@ -57,7 +61,7 @@ def at_least_float32(tensor: Tensor) -> Tensor:
     return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
 
 
-class PLSTMConv(torch.nn.Module):
+class PLSTMConv(MessagePassing):
     r"""The pLSTM graph layer from `"pLSTM: parallelizable Linear Source Transition Mark networks"
     <https://arxiv.org/abs/2506.11997>`_ (Pöppel et al., 2025).
 
@@ -133,7 +137,8 @@ class PLSTMConv(torch.nn.Module):
     :math:`T_h`).
 
     Args:
-        in_channels (int): size :math:`C` of each input sample.
+        in_channels (int): size :math:`C` of each input sample, or ``-1`` to infer it from the first
+            input (lazy initialisation).
         out_channels (int): size of each output sample.
         heads (int): number of heads :math:`H`. (default: :obj:`4`)
         mode (str): ``"P"``, ``"D"`` or ``"unconstrained"``. (default: :obj:`"P"`)
@@ -148,6 +153,10 @@ class PLSTMConv(torch.nn.Module):
             (default: :obj:`"outgoing"`)
         bias (bool): learn additive biases in the query/key/value and output projections.
             (default: :obj:`True`)
+        backend (str): backend of :func:`~plstm_geometric.functional.plstm_dag`: ``"auto"``,
+            ``"levels"``, ``"parallel"``, ``"chains"`` or ``"fused"``. (default: :obj:`"auto"`)
+        recompute_states (bool): recompute the cell states in the backward pass instead of keeping
+            them (less memory, one more sweep). (default: :obj:`False`)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, C)`, edge indices :math:`(2, |\mathcal{E}|)`,
@@ -170,8 +179,12 @@ class PLSTMConv(torch.nn.Module):
         alpha: float = 1.0,
         normalize_over: str = "outgoing",
         bias: bool = True,
+        backend: str = "auto",
+        recompute_states: bool = False,
     ):
-        super().__init__()
+        # A MessagePassing subclass so that PyG's Explainer (edge masks) and to_hetero treat it as a graph
+        # layer; the sweep itself does not use propagate().
+        super().__init__(aggr=None)
         if mode not in LAYER_MODES:
             raise ValueError(f"mode: expected one of {LAYER_MODES}, got {mode!r}")
         if orientation not in ORIENTATIONS:
@@ -187,10 +200,15 @@ class PLSTMConv(torch.nn.Module):
             v_channels = out_channels // heads
         if qk_channels is None:
             qk_channels = v_channels
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("heads", heads),
+        if not isinstance(in_channels, int) or (in_channels < 1 and in_channels != -1):
+            raise ValueError(f"in_channels: expected a positive int or -1 (lazy), got {in_channels!r}")
+        for name, value in (("out_channels", out_channels), ("heads", heads),
                             ("qk_channels", qk_channels), ("v_channels", v_channels)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+        check_bool("recompute_states", recompute_states)
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -203,6 +221,8 @@ class PLSTMConv(torch.nn.Module):
         self.reverse = reverse
         self.alpha = alpha
         self.normalize_over = normalize_over
+        self.backend = backend
+        self.recompute_states = recompute_states
 
         self.lin_query = Linear(in_channels, heads * qk_channels, bias=bias, weight_initializer="glorot")
         self.lin_key = Linear(in_channels, heads * qk_channels, bias=bias, weight_initializer="glorot")
@@ -211,7 +231,7 @@ class PLSTMConv(torch.nn.Module):
         # the meeting node), direct. Each gate is linear in a concatenation, i.e. a sum of per-part terms.
         self.lin_gate = Linear(in_channels, 4 * heads, bias=True)
         # Edge-feature terms: source, mark, transition from f_{e'} (incoming), transition from f_e (outgoing).
-        edge_in = edge_dim if edge_dim is not None else 2 * in_channels
+        edge_in = edge_dim if edge_dim is not None else (2 * in_channels if in_channels > 0 else -1)
         self.lin_edge_gate = Linear(edge_in, 4 * heads, bias=False)
         self.norm = MultiHeadRMSNorm(heads, v_channels)
         self.lin_out = Linear(heads * v_channels, out_channels, bias=bias, weight_initializer="glorot")
@@ -220,10 +240,15 @@ class PLSTMConv(torch.nn.Module):
     def reset_parameters(self):
         for lin in (self.lin_query, self.lin_key, self.lin_value, self.lin_out):
             lin.reset_parameters()
+        self.reset_gate_weights()
+        self.norm.reset_parameters()
+
+    def reset_gate_weights(self):
         for lin in (self.lin_gate, self.lin_edge_gate):
             # Small rather than zero (as in the authors' code): gates start close to their biases, yet
             # gradients reach the inputs (and e.g. an edge encoder in front) from the first step.
-            torch.nn.init.normal_(lin.weight, std=GATE_WEIGHT_SCALE / lin.in_channels ** 0.5)
+            if not is_lazy(lin.weight):  # a lazy weight is initialised on the first call (materialize)
+                torch.nn.init.normal_(lin.weight, std=GATE_WEIGHT_SCALE / lin.in_channels ** 0.5)
         start = torch.linspace(*TRANSITION_START, self.heads, dtype=torch.float64)
         if self.mode == "P":
             transition_bias = self.alpha * start / (1 - start)
@@ -237,7 +262,6 @@ class PLSTMConv(torch.nn.Module):
             bias[1].fill_(MARK_BIAS)
             bias[2].copy_(transition_bias)
             bias[3].fill_(DIRECT_BIAS)
-        self.norm.reset_parameters()
 
     @property
     def line_graph_mode(self) -> str:
@@ -252,24 +276,41 @@ class PLSTMConv(torch.nn.Module):
 
     def forward(
         self,
-        x: Tensor,
+        x: Union[Tensor, Tuple[Tensor, Tensor]],
         edge_index: Tensor,
         edge_attr: Optional[Tensor] = None,
         order: Optional[Tensor] = None,
         structure: Optional[PLSTMStructure] = None,
+        edge_weight: Optional[Tensor] = None,
     ) -> Tensor:
         r"""Runs the layer.
 
         Args:
-            x (Tensor): node features ``[N, in_channels]``.
-            edge_index (LongTensor): ``[2, E]`` edges (undirected with both directions, or a DAG).
+            x (Tensor or (Tensor, Tensor)): node features ``[N, in_channels]``, or a pair ``(x_src,
+                x_dst)`` of a bipartite graph (both with ``in_channels`` features; the output is ``x_dst``'s).
+            edge_index (LongTensor or sparse Tensor): ``[2, E]`` edges (undirected with both directions,
+                or a DAG), or a sparse ``[N, N]`` adjacency ``adj_t`` in PyG's transposed convention
+                (``adj_t[j, i]`` set for an edge ``i -> j``; torch.sparse COO or CSR, or a ``SparseTensor``),
+                whose edges are taken in the order of its stored entries.
             edge_attr (Tensor, optional): ``[E, edge_dim]``, required iff ``edge_dim`` is set.
             order (Tensor, optional): ``[N]`` node ranks orienting an undirected graph.
             structure (PLSTMStructure, optional): precomputed structure of ``edge_index`` (see
                 :meth:`structure`); ``order`` must then be omitted.
+            edge_weight (Tensor, optional): ``[E]`` weights in ``[0, 1]`` scaling the cell state each edge
+                carries (its source term and the transitions into it): 0 removes everything that flows
+                through the edge. PyG's :class:`~torch_geometric.explain.Explainer` edge masks act the
+                same way.
         """
-        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != self.in_channels:
-            raise ValueError(f"x: expected a tensor of shape [N, {self.in_channels}], "
+        if torch.jit.is_tracing():
+            raise RuntimeError(JIT_UNSUPPORTED)
+        if isinstance(x, (tuple, list)):
+            return self._forward_bipartite(x, edge_index, edge_attr, order, structure, edge_weight)
+        edge_index = as_edge_index(edge_index, x.size(0) if isinstance(x, Tensor) and x.dim() == 2 else None,
+                                   keep_order=edge_attr is not None or edge_weight is not None)
+        self._materialize(x)
+        in_channels = self.lin_gate.in_channels
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != in_channels:
+            raise ValueError(f"x: expected a tensor of shape [N, {in_channels}], "
                              f"got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
         num_nodes = x.size(0)
         if self.edge_dim is None and edge_attr is not None:
@@ -283,10 +324,7 @@ class PLSTMConv(torch.nn.Module):
             if edge_attr.dim() != 2 or edge_attr.shape != (edge_index.size(1), self.edge_dim):
                 raise ValueError(f"edge_attr: expected shape [{edge_index.size(1)}, {self.edge_dim}], "
                                  f"got {tuple(edge_attr.shape)}")
-        if structure is None:
-            structure = self.structure(edge_index, num_nodes, order)
-        else:
-            self._check_structure(structure, num_nodes, order)
+        structure = self._structure_for(edge_index, num_nodes, order, structure)
 
         dag_edge_index, line_edge_index = structure.edge_index, structure.line_edge_index
         src, dst = dag_edge_index
@@ -306,7 +344,7 @@ class PLSTMConv(torch.nn.Module):
         else:
             # f_e = [x_src; x_dst] is never materialised ([E, 2C]): its linear map is the sum of two node
             # maps ([N, 4H] each) gathered at the endpoints.
-            weight_src, weight_dst = self.lin_edge_gate.weight.split(self.in_channels, dim=1)
+            weight_src, weight_dst = self.lin_edge_gate.weight.split(in_channels, dim=1)
             edge_gate = F.linear(x, weight_src)[src] + F.linear(x, weight_dst)[dst]
         edge_gate = at_least_float32(edge_gate).view(-1, 4, heads)
 
@@ -316,12 +354,90 @@ class PLSTMConv(torch.nn.Module):
         transition = constrain_transition(transition, line_edge_index, dag_edge_index.size(1), self.mode,
                                           self.alpha, self.normalize_over)
         direct = torch.sigmoid(node_gate[:, 3])
+        weight = self._edge_weight(edge_weight, edge_index.size(1))
+        if weight is not None:
+            # Scaling what enters edge e (its source term and every transition into it) scales its state.
+            weight = weight[structure.edge_id].to(source.dtype).unsqueeze(-1)
+            source = source * weight
+            transition = transition * weight[outgoing_edge]
 
         dtype = query.dtype
-        out = plstm_dag(query, key, value, source.to(dtype), transition.to(dtype),
-                        mark.to(dtype), direct.to(dtype), dag_edge_index, line_edge_index, plan=structure.plan)
+        out = self._sweep(query, key, value, source.to(dtype), transition.to(dtype), mark.to(dtype),
+                          direct.to(dtype), structure)
         out = self.norm(out).reshape(num_nodes, heads * v_channels)
         return self.lin_out(out)
+
+    # Integer work and the level loops stay outside torch.compile: Dynamo sees each as one opaque call, so a
+    # compiled model neither breaks its graph inside them nor recompiles for every batch's sizes.
+    @torch.compiler.disable
+    def _structure_for(self, edge_index: Tensor, num_nodes: int, order: Optional[Tensor],
+                       structure: Optional[PLSTMStructure]) -> PLSTMStructure:
+        if structure is None:
+            return self.structure(edge_index, num_nodes, order)
+        self._check_structure(structure, num_nodes, order)
+        return structure
+
+    @torch.compiler.disable
+    def _sweep(self, query, key, value, source, transition, mark, direct, structure: PLSTMStructure) -> Tensor:
+        return plstm_dag(query, key, value, source, transition, mark, direct, structure.edge_index,
+                         structure.line_edge_index, plan=structure.plan, backend=self.backend,
+                         recompute_states=self.recompute_states)
+
+    def _materialize(self, x: Tensor) -> None:
+        """Initialises lazy (``in_channels=-1``) weights from the first input, with the gates' own init."""
+        if not (is_lazy(self.lin_gate.weight) or is_lazy(self.lin_edge_gate.weight)):
+            return
+        if not isinstance(x, Tensor) or x.dim() != 2:
+            raise ValueError(f"x: expected a tensor of shape [N, C], "
+                             f"got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        with torch.no_grad():
+            for lin in (self.lin_query, self.lin_key, self.lin_value, self.lin_gate):
+                lin(x[:0])  # runs the lazy hook of torch_geometric.nn.Linear
+            if is_lazy(self.lin_edge_gate.weight):
+                self.lin_edge_gate(x.new_zeros(0, 2 * x.size(1)))
+        self.reset_gate_weights()
+
+    def _edge_weight(self, edge_weight: Optional[Tensor], num_edges: int) -> Optional[Tensor]:
+        """``edge_weight`` times the Explainer's edge mask, if one is set (PyG sets ``_edge_mask``)."""
+        if edge_weight is not None:
+            if not isinstance(edge_weight, Tensor) or not edge_weight.is_floating_point():
+                raise TypeError(f"edge_weight: expected a floating-point tensor, got "
+                                f"{edge_weight.dtype if isinstance(edge_weight, Tensor) else type(edge_weight).__name__}")
+            if edge_weight.shape != (num_edges,):
+                raise ValueError(f"edge_weight: expected shape [{num_edges}], got {tuple(edge_weight.shape)}")
+        if self._explain and self._edge_mask is not None:
+            mask = self._edge_mask.sigmoid() if self._apply_sigmoid else self._edge_mask
+            if mask.shape != (num_edges,):
+                raise ValueError(f"edge_mask: the Explainer's mask has shape {tuple(mask.shape)}, expected "
+                                 f"[{num_edges}] (one entry per column of edge_index)")
+            edge_weight = mask if edge_weight is None else edge_weight * mask
+        return edge_weight
+
+    def _forward_bipartite(self, x, edge_index, edge_attr, order, structure, edge_weight) -> Tensor:
+        # A bipartite graph (e.g. one edge type of to_hetero) is a DAG from the source to the target nodes:
+        # it is swept as one graph over both node sets, and the target nodes' outputs are returned.
+        if len(x) != 2 or not all(isinstance(part, Tensor) and part.dim() == 2 for part in x):
+            raise ValueError("x: expected a tensor [N, C] or a pair (x_src [N_src, C], x_dst [N_dst, C])")
+        x_src, x_dst = x
+        if x_src.size(1) != x_dst.size(1):
+            raise ValueError(f"x: a bipartite pair needs the same number of features on both sides (the layer's "
+                             f"projections are shared), got {x_src.size(1)} and {x_dst.size(1)}; project them "
+                             "to one size first")
+        if structure is not None or order is not None:
+            raise ValueError("structure, order: not supported for a bipartite pair (x_src, x_dst)")
+        edge_index = as_edge_index(edge_index, None, keep_order=True)
+        if (edge_index[0] >= x_src.size(0)).any() or (edge_index[1] >= x_dst.size(0)).any():
+            raise ValueError(f"edge_index: expected source indices < {x_src.size(0)} and target indices < "
+                             f"{x_dst.size(0)}")
+        shifted = torch.stack([edge_index[0], edge_index[1] + x_src.size(0)])
+        out = self.forward(torch.cat([x_src, x_dst]), shifted, edge_attr, edge_weight=edge_weight)
+        return out[x_src.size(0):]
+
+    def __prepare_scriptable__(self):
+        raise RuntimeError(JIT_UNSUPPORTED)
+
+    def jittable(self, *args, **kwargs):
+        raise RuntimeError(JIT_UNSUPPORTED)
 
     def _check_structure(self, structure: PLSTMStructure, num_nodes: int, order: Optional[Tensor]) -> None:
         if not isinstance(structure, PLSTMStructure):
@@ -336,5 +452,45 @@ class PLSTMConv(torch.nn.Module):
                              f"{self.line_graph_mode} line graph with reverse={self.reverse}")
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads}, "
-                f"mode={self.mode}{', reverse=True' if self.reverse else ''})")
+        options = [f"heads={self.heads}", f"mode={self.mode}"]
+        if self.edge_dim is not None:
+            options.append(f"edge_dim={self.edge_dim}")
+        if self.reverse:
+            options.append("reverse=True")
+        if self.backend != "auto":
+            options.append(f"backend={self.backend}")
+        if self.recompute_states:
+            options.append("recompute_states=True")
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, {', '.join(options)})"
+
+
+JIT_UNSUPPORTED = ("PLSTMConv: torch.jit.script and torch.jit.trace are not supported (the structure is built "
+                   "with data-dependent Python control flow, and a trace would freeze one graph's schedule); "
+                   "use torch.compile(model, dynamic=True) with the structure built outside the compiled call "
+                   "(pass structure=), or run eagerly")
+
+
+def as_edge_index(edge_index, num_nodes: Optional[int], keep_order: bool) -> Tensor:
+    r"""``edge_index`` as a ``[2, E]`` index: a sparse adjacency ``adj_t`` (PyG's transposed convention,
+    entry ``(j, i)`` for an edge ``i -> j``) is turned into the edges of its stored entries, in their order."""
+    if isinstance(edge_index, SparseTensor):
+        row, col, _ = edge_index.coo()
+        shape = tuple(edge_index.sizes())
+    elif isinstance(edge_index, Tensor) and edge_index.layout != torch.strided:
+        shape = tuple(edge_index.shape)
+        if edge_index.layout == torch.sparse_csr:
+            crow, col = edge_index.crow_indices(), edge_index.col_indices()
+            row = torch.repeat_interleave(torch.arange(crow.numel() - 1, device=crow.device), crow.diff())
+        else:
+            adj_t = edge_index if edge_index.layout == torch.sparse_coo else edge_index.to_sparse_coo()
+            if not adj_t.is_coalesced():
+                if keep_order:
+                    raise ValueError("edge_index: a sparse COO adjacency with edge_attr or edge_weight must be "
+                                     "coalesced (coalescing reorders its entries, which edge_attr rows follow)")
+                adj_t = adj_t.coalesce()
+            row, col = adj_t.indices()
+    else:
+        return edge_index
+    if len(shape) != 2 or (num_nodes is not None and shape != (num_nodes, num_nodes)):
+        raise ValueError(f"edge_index: expected a sparse adjacency of shape [{num_nodes}, {num_nodes}], got {shape}")
+    return torch.stack([col, row]).long()
