@@ -12,7 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ...checks import check_bool, check_gate, check_index, check_tensor
 from ...graph.plan import PLSTMPlan, build_plan
-from ..common import triton_kernel
+from ..common import all_finite, triton_kernel
 from .chains import plstm_dag_chains
 from .levels import plstm_dag_levels
 from .naive import plstm_dag_naive
@@ -100,16 +100,20 @@ def plstm_dag(
         raise ValueError(f"plan: expected device {query.device}, got {plan.device} (use plan.to(device))")
     if backend == "auto":
         backend = choose_backend(plan)
+    inputs = (query, key, value, source, transition, mark, direct)
+    if backend in ("parallel", "chains") and not all_finite(*inputs):
+        # Their dense solve and concatenated scan multiply structural zeros with every entry, so a NaN
+        # would reach unrelated nodes and graphs; the level sweep combines real edges only.
+        backend = "levels"
     # The op sets its own precision (16-bit inputs, float32 states); autocast would push its matmuls
     # back to 16 bits.
     with torch.autocast(query.device.type, enabled=False):
         if backend in ("parallel", "chains"):
             run = plstm_dag_parallel if backend == "parallel" else plstm_dag_chains
-            inputs = (query, key, value, source, transition, mark, direct, plan)
             if recompute_states and torch.is_grad_enabled():
                 # These backends are differentiated by autograd: recomputing means checkpointing the form.
-                return checkpoint(run, *inputs, use_reentrant=False)
-            return run(*inputs)
+                return checkpoint(run, *inputs, plan, use_reentrant=False)
+            return run(*inputs, plan)
         if backend == "fused":
             plstm_dag_fused = triton_kernel(f"{__name__}.fused", "plstm_dag_fused", "backend='fused'")
             return plstm_dag_fused(query, key, value, source, transition, mark, direct, plan, recompute_states)
