@@ -206,6 +206,10 @@ class GILRLSTM(torch.nn.Module):
         cell = linear_recurrence(forget, input_gate * candidate, cell_state)
         out = output * cell
         if return_state:
+            if projected.size(1) == 0:
+                # No step taken: the state is the one given (zero when none was).
+                zero = projected.new_zeros(projected.size(0), hidden)
+                return out, (zero if gilr_state is None else gilr_state, zero if cell_state is None else cell_state)
             return out, (summary[:, -1], cell[:, -1])
         return out
 
