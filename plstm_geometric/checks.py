@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["check_index", "check_range", "check_edge_index", "check_tensor", "check_gate", "check_bool",
-           "check_positive_int", "unused_argument"]
+           "check_positive_int", "check_node_level", "check_edges_of", "unused_argument"]
 
 
 def check_index(name: str, index: Tensor, rows: int = 2) -> None:
@@ -76,3 +76,38 @@ def unused_argument(name: str, value, backend: str, used_by: str) -> None:
     """Refuses an argument that the chosen backend would ignore, instead of dropping it silently."""
     raise ValueError(f"{name}: expected the default with backend={backend!r} (only {used_by} uses it), "
                      f"got {value!r}")
+
+
+def check_node_level(node_level: Tensor, edge_index: Tensor, num_nodes: int) -> None:
+    """``node_level`` ``[N]`` holds the longest-path levels of the DAG ``edge_index``, in O(N + E).
+
+    Schedules rely on every edge going up (``level[dst] > level[src]``) and on the levels being dense
+    (sources at 0, every other node one above its highest predecessor). Both hold exactly when
+    ``level[n] = max(level[pred] + 1)`` (0 without predecessors), which one scatter-max verifies.
+    """
+    if not isinstance(node_level, Tensor):
+        raise TypeError(f"node_level: expected a torch.Tensor, got {type(node_level).__name__}")
+    if node_level.dtype != torch.long:
+        raise TypeError(f"node_level: expected dtype torch.long, got {node_level.dtype}")
+    if node_level.shape != (num_nodes,):
+        raise ValueError(f"node_level: expected shape [{num_nodes}], got {tuple(node_level.shape)}")
+    if node_level.device != edge_index.device:
+        raise ValueError(f"node_level: expected device {edge_index.device} (the device of edge_index), "
+                         f"got {node_level.device}")
+    src, dst = edge_index
+    expected = torch.zeros_like(node_level).scatter_reduce(0, dst, node_level[src] + 1, "amax")
+    wrong = expected != node_level
+    if bool(wrong.any()):
+        node = int(wrong.nonzero()[0])
+        raise ValueError(f"node_level: expected the longest-path levels of edge_index (from node_levels), got "
+                         f"level {int(node_level[node])} at node {node} where the edges into it give "
+                         f"{int(expected[node])}")
+
+
+def check_edges_of(name: str, edge_index: Tensor, built_from: Tensor, what: str) -> None:
+    """``edge_index`` is the index tensor the ``name`` argument was built from (an O(E) comparison)."""
+    if edge_index is built_from:
+        return
+    if edge_index.shape != built_from.shape or not torch.equal(edge_index, built_from):
+        raise ValueError(f"{name}: expected one built for this {what}, got one built for another graph with the "
+                         f"same sizes (build it from this graph, or omit it)")

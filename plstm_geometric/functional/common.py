@@ -5,7 +5,7 @@ import importlib
 import torch
 from torch import Tensor
 
-__all__ = ["compute_dtype", "in_compute_dtype", "direct_term", "source_terms", "triton_kernel"]
+__all__ = ["compute_dtype", "in_compute_dtype", "direct_term", "source_terms", "all_finite", "triton_kernel"]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -27,6 +27,18 @@ def direct_term(query: Tensor, key: Tensor, value: Tensor, direct: Tensor) -> Te
 def source_terms(source: Tensor, key_src: Tensor, value_src: Tensor) -> Tensor:
     """``source[e] * key[src e] value[src e]^T``, ``[E, H, K, V]``."""
     return source[:, :, None, None] * key_src[..., :, None] * value_src[..., None, :]
+
+
+def all_finite(*tensors: Tensor) -> bool:
+    """Whether every entry of every tensor is finite (one reduction per tensor, one host sync).
+
+    ``(t * 0).sum()`` is NaN exactly when ``t`` holds a NaN or an inf, never overflows, and is several
+    times faster than ``isfinite(t).all()`` on CPU.
+
+    Dense and concatenated forms multiply structural zeros with every entry (``0 * nan = nan``), which
+    would carry a non-finite input to nodes it cannot reach; ops use this to run their sweep instead.
+    """
+    return not bool(torch.stack([(t * 0).sum() for t in tensors]).isnan().any())
 
 
 def triton_kernel(module: str, name: str, requested: str):

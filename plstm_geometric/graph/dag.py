@@ -41,6 +41,15 @@ def dagify(
         if not isinstance(order, Tensor) or order.shape != (num_nodes,):
             raise ValueError(f"order: expected a tensor of shape [{num_nodes}], got "
                              f"{tuple(order.shape) if isinstance(order, Tensor) else type(order).__name__}")
+        if order.is_complex():
+            raise TypeError(f"order: expected a real tensor, got {order.dtype}")
+        if order.is_floating_point():
+            if not bool(torch.isfinite(order).all()):
+                bad = int((~torch.isfinite(order)).nonzero()[0])
+                raise ValueError(f"order: expected finite ranks, got {order[bad].item()} at node {bad} "
+                                 "(NaN compares false both ways, so the result could have cycles)")
+        elif order.dtype == torch.bool:
+            order = order.long()
         order = order.to(device)
         rank_src, rank_dst = order[src], order[dst]
         lower_first = (rank_src < rank_dst) | ((rank_src == rank_dst) & (src < dst))
@@ -168,7 +177,9 @@ def chain_heads(edge_index: Tensor, num_nodes: int):
 
 def cycle_error(node: int) -> ValueError:
     return ValueError(f"edge_index: the graph has a cycle through node {node}; "
-                      "expected a DAG (orient undirected graphs with dagify)")
+                      "expected a DAG (orient undirected graphs with dagify; for a graph stored with both "
+                      "directions of most edges pass orientation='undirected', since orientation='auto' takes a "
+                      "graph as undirected only when every edge has its reverse)")
 
 
 def node_on_cycle(edge_index: Tensor, unprocessed: Tensor) -> int:

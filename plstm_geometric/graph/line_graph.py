@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 from .dag import expand_ranges, node_levels, out_csr, weak_components
-from ..checks import check_edge_index
+from ..checks import check_edge_index, check_node_level
+from .size import check_line_graph_size
 
 # Ancestor sets for the D-mode pruning are bitsets over the root line nodes of one connected component;
 # this caps their memory (line nodes x words x 8 bytes) so that a pathological graph (hundreds of
@@ -45,6 +46,9 @@ def line_graph(edge_index: Tensor, num_nodes: int, mode: str = "P", node_level: 
     check_edge_index(edge_index, num_nodes)
     if mode not in ("P", "D"):
         raise ValueError(f"mode: expected 'P' or 'D', got {mode!r}")
+    check_line_graph_size(edge_index, num_nodes)  # before allocating (see MAX_LINE_EDGES)
+    if node_level is not None:
+        check_node_level(node_level, edge_index, num_nodes)
     full = full_line_graph(edge_index, num_nodes)
     if mode == "P":
         return full

@@ -9,7 +9,7 @@ from .chains import ChainSchedule, build_chain_schedule
 from .components import ComponentLayout, build_component_layout
 from .dag import inverse_order, level_pointers, node_levels
 from .device import dataclass_to
-from ..checks import check_edge_index, check_index, check_range
+from ..checks import check_edge_index, check_index, check_node_level, check_range
 
 
 @dataclass
@@ -107,7 +107,8 @@ def build_plan(
 
     Validates the structure: indices in range, a DAG (a cycle raises ``ValueError`` naming a node), and
     every line edge ``(e_in, e_out)`` meeting at a node (``dst(e_in) == src(e_out)``). ``node_level``
-    (from :func:`node_levels`) may be passed when already known.
+    (from :func:`node_levels`) may be passed when already known; it is checked in O(N + E) to be exactly
+    the longest-path levels (a ``ValueError`` naming ``node_level`` otherwise).
     """
     check_edge_index(edge_index, num_nodes)
     check_index("line_edge_index", line_edge_index)
@@ -123,6 +124,8 @@ def build_plan(
                          "which do not meet at a node (expected dst(e_in) == src(e_out))")
     if node_level is None:
         node_level = node_levels(edge_index, num_nodes)
+    else:
+        check_node_level(node_level, edge_index, num_nodes)
 
     edge_level = node_level[src]
     edge_level_sorted, edge_order = torch.sort(edge_level, stable=True)

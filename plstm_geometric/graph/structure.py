@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import is_undirected
 
+from ..checks import check_edge_index
 from .dag import dagify, node_levels, reverse_dag, weak_components
 from .line_graph import line_graph
 from .plan import PLSTMPlan, build_plan
@@ -91,6 +92,7 @@ def orient_edges(
     """
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation: expected one of {ORIENTATIONS}, got {orientation!r}")
+    check_edge_index(edge_index, num_nodes)  # before PyG's is_undirected, whose errors name nothing
     if orientation == "auto":
         if is_undirected(edge_index, num_nodes=num_nodes):
             orientation = "undirected"

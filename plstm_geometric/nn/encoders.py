@@ -54,8 +54,19 @@ class FeatureEncoder(torch.nn.Module):
             torch.nn.init.xavier_uniform_(embedding.weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 2 or x.size(1) > len(self.embeddings):
-            raise ValueError(f"x: expected shape [N, F] with F <= {len(self.embeddings)}, got {tuple(x.shape)}")
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+        if x.dtype not in (torch.long, torch.int32, torch.int16, torch.int8, torch.uint8):
+            raise TypeError(f"x: expected an integer tensor of feature values, got {x.dtype}")
+        if x.dim() != 2 or not 1 <= x.size(1) <= len(self.embeddings):
+            raise ValueError(f"x: expected shape [N, F] with 1 <= F <= {len(self.embeddings)}, got {tuple(x.shape)}")
+        if x.size(0):
+            # An out-of-vocabulary value would fail deep inside the embedding lookup (or on GPU, assert).
+            sizes = [embedding.num_embeddings for embedding in self.embeddings[:x.size(1)]]
+            low, high = x.amin(0).tolist(), x.amax(0).tolist()
+            for column, (lo, hi, size) in enumerate(zip(low, high, sizes)):
+                if lo < 0 or hi >= size:
+                    raise ValueError(f"x: expected column {column} in [0, {size - 1}], got values in [{lo}, {hi}]")
         out = 0
         for i in range(x.size(1)):
             out = out + self.embeddings[i](x[:, i])

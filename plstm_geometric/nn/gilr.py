@@ -28,11 +28,13 @@ def _check_max_timescale(max_timescale) -> None:
         raise ValueError(f"max_timescale: expected None or a number > 2, got {max_timescale}")
 
 
-def _check_input(x, in_channels: int) -> None:
+def _check_input(x, in_channels: int, weight: Tensor) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"x: expected a floating-point tensor, got {x.dtype}")
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"x: expected dtype {weight.dtype} (the dtype of the layer), got {x.dtype}")
     if x.dim() != 3 or x.shape[-1] != in_channels:
         raise ValueError(f"x: expected shape [B, T, {in_channels}], got {tuple(x.shape)}")
 
@@ -98,7 +100,7 @@ class GILR(torch.nn.Module):
             _chrono_bias_(self.lin.bias[:self.hidden_channels], self.max_timescale)
 
     def forward(self, x: Tensor, initial_state: Optional[Tensor] = None) -> Tensor:
-        _check_input(x, self.in_channels)
+        _check_input(x, self.in_channels, self.lin.weight)
         return self.forward_projected(self.lin(x), initial_state)
 
     def forward_projected(self, projected: Tensor, initial_state: Optional[Tensor] = None) -> Tensor:
@@ -177,7 +179,7 @@ class GILRLSTM(torch.nn.Module):
 
     def forward(self, x: Tensor, initial_state: Optional[Tuple[Optional[Tensor], Optional[Tensor]]] = None,
                 return_state: bool = False):
-        _check_input(x, self.in_channels)
+        _check_input(x, self.in_channels, self.lin.weight)
         return self.forward_projected(self.lin(x), initial_state, return_state)
 
     def forward_projected(self, projected: Tensor,
@@ -206,6 +208,10 @@ class GILRLSTM(torch.nn.Module):
         cell = linear_recurrence(forget, input_gate * candidate, cell_state)
         out = output * cell
         if return_state:
+            if projected.size(1) == 0:
+                # No step taken: the state is the one given (zero when none was).
+                zero = projected.new_zeros(projected.size(0), hidden)
+                return out, (zero if gilr_state is None else gilr_state, zero if cell_state is None else cell_state)
             return out, (summary[:, -1], cell[:, -1])
         return out
 

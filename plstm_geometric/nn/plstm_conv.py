@@ -193,6 +193,10 @@ class PLSTMConv(MessagePassing):
             raise ValueError(f"normalize_over: expected one of {NORMALIZE_OVER}, got {normalize_over!r}")
         if not alpha > 0:
             raise ValueError(f"alpha: expected a positive number (it keeps the P-mode bound strict), got {alpha}")
+        for name, value in (("heads", heads), ("edge_dim", 1 if edge_dim is None else edge_dim)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected a positive int{' or None' if name == 'edge_dim' else ''}, "
+                                 f"got {value!r}")
         if v_channels is None:
             if out_channels % heads != 0:
                 raise ValueError(f"v_channels: out_channels={out_channels} is not divisible by heads={heads}; "
@@ -312,6 +316,8 @@ class PLSTMConv(MessagePassing):
         if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != in_channels:
             raise ValueError(f"x: expected a tensor of shape [N, {in_channels}], "
                              f"got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        if x.dtype != self.lin_gate.bias.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"x: expected dtype {self.lin_gate.bias.dtype} (the dtype of the layer), got {x.dtype}")
         num_nodes = x.size(0)
         if self.edge_dim is None and edge_attr is not None:
             raise ValueError("edge_attr: given, but the layer was built with edge_dim=None")
@@ -374,7 +380,7 @@ class PLSTMConv(MessagePassing):
                        structure: Optional[PLSTMStructure]) -> PLSTMStructure:
         if structure is None:
             return self.structure(edge_index, num_nodes, order)
-        self._check_structure(structure, num_nodes, order)
+        self._check_structure(structure, num_nodes, order, edge_index)
         return structure
 
     @torch.compiler.disable
@@ -439,7 +445,8 @@ class PLSTMConv(MessagePassing):
     def jittable(self, *args, **kwargs):
         raise RuntimeError(JIT_UNSUPPORTED)
 
-    def _check_structure(self, structure: PLSTMStructure, num_nodes: int, order: Optional[Tensor]) -> None:
+    def _check_structure(self, structure: PLSTMStructure, num_nodes: int, order: Optional[Tensor],
+                         edge_index: Tensor) -> None:
         if not isinstance(structure, PLSTMStructure):
             raise TypeError(f"structure: expected a PLSTMStructure, got {type(structure).__name__}")
         if order is not None:
@@ -450,6 +457,16 @@ class PLSTMConv(MessagePassing):
             raise ValueError(f"structure: has a {structure.line_graph_mode} line graph with reverse="
                              f"{structure.reverse}; this layer (mode={self.mode}) needs a "
                              f"{self.line_graph_mode} line graph with reverse={self.reverse}")
+        # Equal sizes are not enough: every DAG edge must be a column of edge_index (in either direction),
+        # an O(E) check that a structure of another graph fails.
+        edge_id = structure.edge_id
+        if edge_id.numel() and (int(edge_id.min()) < 0 or int(edge_id.max()) >= edge_index.size(1)):
+            raise ValueError(f"structure: built for a graph with more edges than edge_index ({edge_index.size(1)})")
+        dag_src, dag_dst = structure.edge_index.flip(0) if structure.reverse else structure.edge_index
+        src, dst = edge_index[:, edge_id]
+        if not bool((((src == dag_src) & (dst == dag_dst)) | ((src == dag_dst) & (dst == dag_src))).all()):
+            raise ValueError("structure: expected one built for this edge_index, got one built for another graph "
+                             "with the same sizes (build it with conv.structure(edge_index, num_nodes))")
 
     def __repr__(self) -> str:
         options = [f"heads={self.heads}", f"mode={self.mode}"]

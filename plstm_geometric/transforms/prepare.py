@@ -54,6 +54,9 @@ class PreparePLSTM(BaseTransform):
     def forward(self, data: Data) -> PLSTMData:
         num_nodes = data.num_nodes
         if isinstance(self.order, str):
+            if self.order not in data:
+                raise ValueError(f"order: expected the name of a node attribute of the data, got {self.order!r} "
+                                 f"(the data has {sorted(data.keys())})")
             order = data[self.order]
         elif callable(self.order):
             order = self.order(data)

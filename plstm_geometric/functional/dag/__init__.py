@@ -11,9 +11,9 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from ...checks import check_bool, check_gate, check_index, check_tensor
+from ...checks import check_bool, check_edges_of, check_gate, check_index, check_tensor
 from ...graph.plan import PLSTMPlan, build_plan
-from ..common import triton_kernel
+from ..common import all_finite, triton_kernel
 from .chains import plstm_dag_chains
 from .levels import plstm_dag_levels
 from .mixed import mixed_split, plstm_dag_mixed
@@ -102,8 +102,17 @@ def plstm_dag(
                          f"{plan.num_line_edges} line edges; got {num_nodes}, {num_edges}, {num_line_edges}")
     elif plan.device != query.device:
         raise ValueError(f"plan: expected device {query.device}, got {plan.device} (use plan.to(device))")
+    else:
+        # Equal sizes are not enough: a plan of another graph would silently give that graph's answer.
+        check_edges_of("plan", edge_index, plan.edge_index, "edge_index")
+        check_edges_of("plan", line_edge_index, plan.line_edge_index, "line_edge_index")
     if backend == "auto":
         backend = choose_backend(plan)
+    inputs = (query, key, value, source, transition, mark, direct)
+    if backend in ("parallel", "chains", "mixed") and not all_finite(*inputs):
+        # Their dense solve and concatenated scan multiply structural zeros with every entry, so a NaN
+        # would reach unrelated nodes and graphs; the level sweep combines real edges only.
+        backend = "levels"
     # The op sets its own precision (16-bit inputs, float32 states); autocast would push its matmuls
     # back to 16 bits.
     with torch.autocast(query.device.type, enabled=False):

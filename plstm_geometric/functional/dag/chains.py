@@ -24,7 +24,10 @@ def plstm_dag_chains(query: Tensor, key: Tensor, value: Tensor, source: Tensor, 
     src, dst = plan.edge_index[:, schedule.edge_order]
     source_kv = source_terms(source[schedule.edge_order], key[src], value[src])
     is_link = schedule.link_line_id >= 0
-    decay = torch.where(is_link[:, None], transition[schedule.link_line_id.clamp(min=0)], 0.0)
+    if transition.size(0):
+        decay = torch.where(is_link[:, None], transition[schedule.link_line_id.clamp(min=0)], 0.0)
+    else:  # no line edges: every edge starts its own segment (and there is nothing to gather from)
+        decay = torch.zeros_like(source)
 
     states = []
     for level in range(schedule.num_levels):

@@ -105,8 +105,15 @@ class LevelSweep(torch.autograd.Function):
     def backward(ctx, out_grad):
         plan, sweeps = ctx.plan, ctx.sweeps
         src, dst = plan.edge_src, plan.edge_dst
-        if ctx.recompute_states:
-            query, key, value, source, transition, mark, direct = ctx.saved_tensors
+        # Under create_graph=True this backward is itself differentiated: every op below is tracked by
+        # autograd, but saved states are constants to it, so they are rebuilt from the inputs. The Triton
+        # sweeps are not tracked: their second derivatives would be silently wrong, so they refuse.
+        double_backward = torch.is_grad_enabled()
+        if double_backward and sweeps is not SCATTER_SWEEPS:
+            raise RuntimeError("plstm_dag(backend='fused'): double backward (create_graph=True) is not supported; "
+                               "use backend='levels', 'parallel' or 'chains'")
+        if ctx.recompute_states or double_backward:
+            query, key, value, source, transition, mark, direct = ctx.saved_tensors[:7]
             states, readout = sweeps.states_and_readout(plan, query, key, value, source, transition)
         else:
             query, key, value, source, transition, mark, direct, states, readout = ctx.saved_tensors

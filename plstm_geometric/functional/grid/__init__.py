@@ -38,6 +38,7 @@ from torch import Tensor
 
 from ...checks import check_bool, check_tensor
 from ...graph.grid import check_chunk_size
+from ..common import all_finite
 from ..dag import PARALLEL_MAX_EDGES
 from .chunkwise import default_chunk_size, plstm_grid_chunkwise
 from .dag import plstm_grid_dag
@@ -82,6 +83,10 @@ def plstm_grid(
             that backend uses it: given with ``backend="auto"`` it selects ``"chunkwise"``, given with
             another backend it raises a :class:`ValueError`.
 
+    Non-finite inputs (NaN, inf) propagate only downstream, with the same pattern on every backend:
+    ``"chunkwise"`` runs the wavefront sweep on such inputs. Double backward (``create_graph=True``) is
+    supported by ``"chunkwise"`` and ``"dag"``; ``"wavefront"`` raises a ``RuntimeError``.
+
     Returns:
         ``[B, X, Y, H, V]`` in the dtype of ``query``; 16-bit inputs are computed with float32 states.
     """
@@ -102,6 +107,10 @@ def plstm_grid(
         return plstm_grid_dag(query, key, value, gates, recompute_states)
     # Like plstm_dag, the op sets its own precision; autocast would push its contractions to 16 bits.
     with torch.autocast(query.device.type, enabled=False):
+        if backend == "chunkwise" and not all_finite(query, key, value, *gates):
+            # The masked attention inside a chunk multiplies structural zeros with every entry (0 * nan):
+            # the wavefront sweep keeps a non-finite input downstream of its cell, as the recurrence does.
+            backend = "wavefront"
         if backend == "chunkwise":
             if chunk_size is None:
                 chunk_size = default_chunk_size(query.size(-1), value.size(-1), query.size(1), query.size(2))

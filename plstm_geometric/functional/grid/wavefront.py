@@ -163,6 +163,11 @@ class WavefrontSweep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, readout_grad):
+        if torch.is_grad_enabled():
+            # The sweeps below update states and gradients in place; differentiating them again would be
+            # wrong or fail deep inside autograd, so double backward is refused here.
+            raise RuntimeError("plstm_grid(backend='wavefront'): double backward (create_graph=True) is not "
+                               "supported; use backend='chunkwise' or 'dag'")
         steps, wavefronts = ctx.steps, ctx.wavefronts
         if ctx.recompute_states:
             query, key, value, source, transition_from_r, transition_from_d, mark = ctx.saved_tensors

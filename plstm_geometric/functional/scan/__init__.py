@@ -51,13 +51,41 @@ class _LinearRecurrence(torch.autograd.Function):
         ctx.reverse = reverse
         ctx.input_dtype = decay.dtype
         ctx.has_initial_state = initial_state is not None
-        ctx.save_for_backward(decay, out, state)
-        return out.to(decay.dtype)
+        result = out.to(decay.dtype)
+        # The differentiable backward (create_graph=True) needs the output as autograd knows it.
+        ctx.save_for_backward(decay, out, state, result, initial_state)
+        return result
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        decay, out, state = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return _LinearRecurrence.differentiable_backward(ctx, grad_out)
+        return _LinearRecurrence.fast_backward(ctx, grad_out)
+
+    @staticmethod
+    def differentiable_backward(ctx, grad_out):
+        """The backward pass as autograd-tracked ops (the reverse scan is this function again), so that
+        double backward (``create_graph=True``) is exact."""
+        decay, _, _, out, initial_state = ctx.saved_tensors
+        reverse = ctx.reverse
+        zero = torch.zeros_like(decay[:, :1])
+        # g_t = grad_t + a_{t+1} g_{t+1} (forward) or + a_{t-1} g_{t-1} (reverse): the recurrence run the other
+        # way with the decay shifted by one step and zero beyond the end.
+        shifted = torch.cat([zero, decay[:, :-1]], 1) if reverse else torch.cat([decay[:, 1:], zero], 1)
+        grad_h = _LinearRecurrence.apply(shifted, grad_out, None, not reverse, ctx.scan)
+        state = initial_state[:, None] if initial_state is not None else torch.zeros_like(out[:, :1])
+        previous = torch.cat([out[:, 1:], state], 1) if reverse else torch.cat([state, out[:, :-1]], 1)
+        grad_decay = grad_h * previous if ctx.needs_input_grad[0] else None
+        grad_impulse = grad_h if ctx.needs_input_grad[1] else None
+        grad_state = None
+        if ctx.has_initial_state and ctx.needs_input_grad[2]:
+            first = -1 if reverse else 0
+            grad_state = decay[:, first] * grad_h[:, first]
+        return grad_decay, grad_impulse, grad_state, None, None
+
+    @staticmethod
+    def fast_backward(ctx, grad_out):
+        decay, out, state, _, _ = ctx.saved_tensors
         reverse = ctx.reverse
         dtype = out.dtype
         decay = decay.to(dtype).contiguous()
@@ -127,7 +155,8 @@ def linear_recurrence(decay: Tensor, impulse: Tensor, initial_state: Optional[Te
     (total derivative) and :math:`\bar g_t` the incoming gradient,
     :math:`g_t = \bar g_t + a_{t+1} g_{t+1}`, so :math:`\partial L/\partial b_t = g_t`,
     :math:`\partial L/\partial a_t = g_t h_{t-1}` and :math:`\partial L/\partial h_0 = a_0 g_0`.
-    Double backward is not supported.
+    Under ``create_graph=True`` the backward pass is built from autograd-tracked ops (its scan is this
+    function again), so double backward is supported on both backends.
 
     **Backends.** ``"torch"`` is the chunked scan above, on any device. ``"triton"`` runs Triton kernels
     on CUDA (:mod:`plstm_geometric.functional.scan.fused`): each program streams one batch row
