@@ -1,7 +1,7 @@
 """The mixed backend: small graphs through the parallel form, large ones through the level sweep."""
 import torch
 
-from dag_inputs import NAMES, batch_of_graphs, forward_and_grads, random_graph, random_inputs
+from plstm_geometric.testing import NAMES, batch_of_graphs, forward_and_grads, random_graph, random_inputs
 from plstm_geometric.functional.dag import PARALLEL_MAX_EDGES, choose_backend
 from plstm_geometric.graph import build_plan, line_graph
 

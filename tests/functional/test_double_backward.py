@@ -7,7 +7,7 @@ from plstm_geometric.functional import linear_recurrence, plstm_dag, plstm_grid
 from plstm_geometric.functional.grid import GATE_NAMES, GridGates
 from plstm_geometric.graph import line_graph
 
-from dag_inputs import NAMES
+from plstm_geometric.testing import NAMES
 
 
 def small_dag():

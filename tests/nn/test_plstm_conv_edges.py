@@ -4,7 +4,7 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_undirected
 
-from plstm_geometric.benchmarks.molecules import nci_batch
+from plstm_geometric.testing import nci_batch
 from plstm_geometric.graph.structure import orient_edges
 from plstm_geometric.nn import PLSTMConv
 
