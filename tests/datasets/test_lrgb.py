@@ -202,3 +202,28 @@ def test_shared_official_files_have_lrgbs_md5_and_sizes():
     assert len(frame) == 15535
     split = lrgb.read_peptides_split(str(folder / SPLIT_FILE), len(frame))
     assert [len(split[name]) for name in ("train", "valid", "test")] == [10873, 2331, 2331]
+
+
+def test_download_checks_md5_and_leaves_no_file_on_a_mismatch(source, tmp_path, monkeypatch):
+    fetched = []
+
+    def fake_download(url, folder, log=True, filename=None):
+        # serves the tiny files: right for the split (its md5 is patched below), wrong for the CSV
+        fetched.append(url)
+        local = source / "raw" / RAW_FILE if filename == RAW_FILE else source / SPLIT_FILE
+        path = os.path.join(folder, filename)
+        with open(local, "rb") as origin, open(path, "wb") as target:
+            target.write(origin.read())
+        return path
+
+    monkeypatch.setattr(lrgb, "download_url", fake_download)
+    monkeypatch.setitem(MD5, SPLIT_FILE, md5sum(source / SPLIT_FILE))
+    root = tmp_path / "root"
+    with pytest.raises(DatasetFileError, match="md5"):
+        PeptidesFunctional(str(root))
+    assert fetched == [lrgb.URLS[RAW_FILE]]
+    assert not (root / "peptides-functional" / "raw" / RAW_FILE).exists()
+    monkeypatch.setitem(MD5, RAW_FILE, md5sum(source / "raw" / RAW_FILE))
+    dataset = PeptidesFunctional(str(root))
+    assert fetched == [lrgb.URLS[RAW_FILE], lrgb.URLS[RAW_FILE], lrgb.URLS[SPLIT_FILE]]
+    assert len(dataset) == len(SMILES) and len(dataset.get_idx_split()["test"]) == 2
