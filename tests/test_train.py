@@ -47,7 +47,7 @@ def subprocess_env():
     return env
 
 
-@pytest.mark.parametrize("model", ["plstm", "gin", "gin-virtual", "gcn"])
+@pytest.mark.parametrize("model", ["plstm", "gin", "gin-virtual", "gcn", "gine", "gatedgcn"])
 def test_each_model_writes_results_log_and_plot(root, tmp_path, model):
     results = run(tiny(root, tmp_path, model))
     assert json.loads((tmp_path / "results.json").read_text()) == results

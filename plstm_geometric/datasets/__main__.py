@@ -3,13 +3,15 @@
 build-ogb  writes OGB's raw layout for a molecular dataset from a CSV of SMILES (offline).
 prepare    downloads or builds a dataset by name and processes it, then prints a summary;
            with --from PATH it first copies (or, with --link, links) the raw TU text files of a
-           TU dataset from PATH into the data root, so no download is needed.
+           TU dataset, or LRGB's two Peptides-func files (md5-checked), from PATH into the data
+           root, so no download is needed.
 """
 import argparse
 import logging
 import sys
 
 from .build_ogb import MAX_ATOMS, MAX_SMILES_LENGTH, build_ogb_dataset
+from .lrgb import NAME as PEPTIDES_NAME, prepare_peptides
 from .registry import dataset_names, load_dataset
 from .tu import TUGraphDataset, is_tu_name, prepare_tu
 
@@ -41,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
     prepare.add_argument("name", help=f"one of {', '.join(dataset_names())}, or any TU dataset name")
     prepare.add_argument("--root", default="datasets")
     prepare.add_argument("--from", dest="source", default=None, metavar="PATH",
-                         help="folder with the raw TU text files (NAME_A.txt, ...) to copy into the data root")
+                         help="folder with the raw TU text files (NAME_A.txt, ...), or for peptides-func LRGB's "
+                              "CSV and split pickle, to copy into the data root")
     prepare.add_argument("--link", action="store_true", help="with --from: link the files instead of copying")
     return main
 
@@ -61,7 +64,9 @@ def main(argv=None) -> int:
         else:
             if arguments.link and arguments.source is None:
                 raise ValueError("--link: expected --from PATH with it, got no --from")
-            if arguments.source is not None:
+            if arguments.source is not None and arguments.name == PEPTIDES_NAME:
+                prepare_peptides(arguments.source, arguments.root, link=arguments.link)
+            elif arguments.source is not None:
                 if arguments.name in dataset_names() and not is_tu_name(arguments.name):
                     raise ValueError(f"--from: expected a TU dataset name, got {arguments.name!r} (molecular "
                                      f"datasets are built from a CSV with build-ogb)")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .embedded import EmbeddedMolDataset, NAME as EMBEDDED_NAME
+from .lrgb import NAME as PEPTIDES_NAME, PeptidesFunctional
 from .ogb import OGBMolDataset, dataset_dir_name, ogb_mol_names
 from .safe_dataset import check_dataset_name
 from .tu import TU_NAMES, TUGraphDataset, is_tu_name
@@ -14,7 +15,7 @@ from .tu import TU_NAMES, TUGraphDataset, is_tu_name
 def dataset_names() -> list:
     """Every name :func:`load_dataset` accepts without a build (datasets built with ``build-ogb``
     under a root are found by name as well, see :func:`built_dataset_names`)."""
-    return [EMBEDDED_NAME] + ogb_mol_names() + list(TU_NAMES)
+    return [EMBEDDED_NAME] + ogb_mol_names() + list(TU_NAMES) + [PEPTIDES_NAME]
 
 
 def _built_folder(name: str, root) -> str:
@@ -69,6 +70,9 @@ def load_dataset(name: str, root: str = "datasets"):
     * a TU name (:obj:`"MUTAG"`, :obj:`"NCI1"`, :obj:`"PROTEINS"`, :obj:`"ENZYMES"`, ... any name of the TU
       collection, or one whose raw files ``python -m plstm_geometric.datasets prepare NAME --from PATH``
       staged under :obj:`root`): :class:`TUGraphDataset`;
+    * :obj:`"peptides-func"`: LRGB's Peptides-func, :class:`~plstm_geometric.datasets.lrgb.PeptidesFunctional`
+      (downloaded unless ``python -m plstm_geometric.datasets prepare peptides-func --from PATH`` copied
+      the official files under :obj:`root`);
     * any other name that ``python -m plstm_geometric.datasets build-ogb --name NAME --root ROOT``
       has built under :obj:`root`: an :class:`OGBMolDataset` of that folder, its task read off the
       labels (see :func:`built_meta_info`).
@@ -81,6 +85,8 @@ def load_dataset(name: str, root: str = "datasets"):
         return EmbeddedMolDataset(root)
     if name in ogb_mol_names():
         return OGBMolDataset(name, root)
+    if name == PEPTIDES_NAME:
+        return PeptidesFunctional(root)
     if is_tu_name(name, root):
         return TUGraphDataset(name, root)
     folder = _built_folder(name, root)

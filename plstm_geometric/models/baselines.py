@@ -1,9 +1,12 @@
-"""Message-passing baselines for graph property prediction: GIN, GIN with a virtual node, GCN.
+"""Message-passing baselines for graph property prediction: GIN, GIN with a virtual node, GCN, and the
+LRGB baselines GINE and GatedGCN.
 
 They follow the reference GNNs of the OGB molecule examples (node embeddings of width 300, five layers,
 batch norm after every convolution, dropout 0.5, the last layer's embedding mean-pooled and fed to one
 linear layer), so numbers obtained with them are comparable to the OGB leaderboard, and they share the
-constructor style and ``forward(data)`` of :class:`~plstm_geometric.models.PLSTMGraphModel`.
+constructor style and ``forward(data)`` of :class:`~plstm_geometric.models.PLSTMGraphModel`. GINE and
+GatedGCN are the bond-aware message-passing baselines of LRGB (Dwivedi et al. 2022), residual by default
+as in LRGB's configurations.
 """
 
 from typing import Optional
@@ -11,13 +14,13 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.nn import GINConv, GINEConv, global_add_pool
+from torch_geometric.nn import GINConv, GINEConv, ResGatedGraphConv, global_add_pool
 
 from ..nn.bond_gcn_conv import BondGCNConv
 from ..nn.encoders import AtomEncoder, BondEncoder
 from .common import POOLS, check_graph_model_args, reset_module
 
-__all__ = ["GIN", "GINVirtual", "GCN"]
+__all__ = ["GIN", "GINVirtual", "GCN", "GINE", "GatedGCN"]
 
 
 def _mlp(channels: int) -> torch.nn.Sequential:
@@ -237,3 +240,56 @@ class GCN(_MolGNN):
 
     def _make_conv(self, channels: int) -> torch.nn.Module:
         return BondGCNConv(channels)
+
+
+class _EdgeGNN(_MolGNN):
+    """A baseline whose convolution needs edge features: OGB bond embeddings or ``edge_dim`` linear ones;
+    residual connections by default, as in LRGB's configurations of these models."""
+
+    def __init__(self, hidden_channels: int = 300, out_channels: int = 1, num_layers: int = 5, **kwargs):
+        kwargs.setdefault("residual", True)
+        if kwargs.get("encoder", "ogb") == "linear" and kwargs.get("edge_dim") is None:
+            raise ValueError(f"edge_dim: required by {self.__class__.__name__} with encoder='linear' (its "
+                             f"convolution reads edge features), got None")
+        super().__init__(hidden_channels, out_channels, num_layers, **kwargs)
+
+
+class GINE(_EdgeGNN):
+    r"""GIN with edge features (LRGB's ``GINE`` baseline, Hu et al. 2020): each layer is
+
+    .. math::
+        \mathbf{x}'_i = \mathrm{MLP}\Big((1 + \epsilon)\,\mathbf{x}_i
+        + \sum_{j \in \mathcal{N}(i)} \mathrm{ReLU}(\mathbf{x}_j + \mathbf{e}_{ji})\Big)
+
+    (:class:`~torch_geometric.nn.conv.GINEConv`, trainable :math:`\epsilon`, :math:`\mathbf{e}_{ji}` the
+    layer's own bond embedding), followed by batch norm, ReLU (not after the last layer), dropout and, by
+    default, a residual connection; see :class:`_MolGNN` for the stacking. Unlike :class:`GIN` it always
+    reads edge features, so ``encoder="linear"`` needs ``edge_dim``. Same arguments and shapes as
+    :class:`GIN`, with ``residual=True`` by default.
+    """
+
+    def _make_conv(self, channels: int) -> torch.nn.Module:
+        return GINEConv(_mlp(channels), train_eps=True)
+
+
+class GatedGCN(_EdgeGNN):
+    r"""Residual gated graph convolutions with edge features (LRGB's ``GatedGCN`` baseline, Bresson and
+    Laurent 2017): each layer is :class:`~torch_geometric.nn.conv.ResGatedGraphConv`,
+
+    .. math::
+        \mathbf{x}'_i = \mathbf{W}_1 \mathbf{x}_i + \sum_{j \in \mathcal{N}(i)} \eta_{i,j} \odot
+        \mathbf{W}_2 \mathbf{x}_j, \qquad
+        \eta_{i,j} = \sigma(\mathbf{W}_3 \mathbf{x}_i + \mathbf{W}_4 \mathbf{x}_j
+        + \mathbf{W}_5 \mathbf{e}_{ji}),
+
+    with the layer's own bond embedding :math:`\mathbf{e}_{ji}` in the gate (the edge embeddings are not
+    updated from layer to layer, unlike the original GatedGCN), followed by batch norm, ReLU (not after
+    the last layer), dropout and, by default, a residual connection. Same arguments and shapes as
+    :class:`GIN`, with ``residual=True`` by default; ``encoder="linear"`` needs ``edge_dim``.
+    """
+
+    def _make_conv(self, channels: int) -> torch.nn.Module:
+        return ResGatedGraphConv(channels, channels, edge_dim=channels)
+
+    def _conv(self, layer, x, edge_index, edge_embedding):
+        return self.convs[layer](x, edge_index, edge_embedding)

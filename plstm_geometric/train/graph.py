@@ -51,7 +51,7 @@ from .runs import (DEFAULT_THREADS, THREADS_HELP, Diverged, RunError, RunFolder,
                    set_rng_state, set_threads, write_csv, write_json)
 
 PROG = "python -m plstm_geometric.train"
-MODELS = ("plstm", "gin", "gin-virtual", "gcn")
+MODELS = ("plstm", "gin", "gin-virtual", "gcn", "gine", "gatedgcn")
 LOWER_IS_BETTER = ("rmse", "mae")
 # configuration entries that must agree between a checkpoint and the run resuming from it (--epochs may grow)
 RESUME_KEYS = ("dataset", "fold", "model", "hidden", "layers", "heads", "dropout", "pool", "seed", "batch_size", "lr",
@@ -217,7 +217,8 @@ def build_model(args, dataset, out_channels: int) -> torch.nn.Module:
     common = dict(dropout=args.dropout, encoder=encoder, in_channels=in_channels, edge_dim=edge_dim, pool=args.pool)
     if args.model == "plstm":
         return models.PLSTMGraphModel(args.hidden, out_channels, args.layers, heads=args.heads, **common)
-    model_class = {"gin": models.GIN, "gin-virtual": models.GINVirtual, "gcn": models.GCN}[args.model]
+    model_class = {"gin": models.GIN, "gin-virtual": models.GINVirtual, "gcn": models.GCN, "gine": models.GINE,
+                   "gatedgcn": models.GatedGCN}[args.model]
     return model_class(args.hidden, out_channels, args.layers, **common)
 
 

@@ -152,6 +152,6 @@ def test_missing_config_and_preset(tiny, capsys):
 
 
 def test_shipped_configs_load():
-    for name in ("tu", "moleculenet", "molhiv"):
+    for name in ("tu", "moleculenet", "molhiv", "lrgb"):
         config = suite.load_config(Path(suite.REPO) / "benchmarks" / "configs" / f"{name}.json")
         assert {"cpu", "full"} <= set(config["presets"]) and config["published_data"]["results"]

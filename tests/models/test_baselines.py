@@ -4,7 +4,7 @@ from ogb.utils import smiles2graph
 from ogb.utils.features import get_atom_feature_dims
 from torch_geometric.data import Batch, Data
 
-from plstm_geometric.models import GCN, GIN, GINVirtual
+from plstm_geometric.models import GCN, GIN, GINE, GatedGCN, GINVirtual, PLSTMGraphModel
 from plstm_geometric.nn import BondGCNConv
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "C1CC1N"]
@@ -28,7 +28,7 @@ def num_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("model_class", [GIN, GINVirtual, GCN])
+@pytest.mark.parametrize("model_class", [GIN, GINVirtual, GCN, GINE, GatedGCN])
 def test_output_shape_and_gradient(model_class):
     model = model_class(32, 3, num_layers=3)
     out = model(mol_batch())
@@ -52,7 +52,7 @@ def test_parameter_count_matches_ogb_reference(model_class, virtual_node, ogb_le
     assert num_parameters(model) == ogb_leaderboard + 300 * extra_rows
 
 
-@pytest.mark.parametrize("model_class", [GIN, GINVirtual, GCN])
+@pytest.mark.parametrize("model_class", [GIN, GINVirtual, GCN, GINE, GatedGCN])
 def test_graphs_in_a_batch_are_independent_and_node_order_is_irrelevant(model_class):
     model = model_class(16, 2, num_layers=2).eval()
     batched = model(mol_batch())
@@ -171,3 +171,40 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="data.edge_attr"):
         GIN(8, 1)(Batch.from_data_list([Data(x=torch.zeros(2, 9, dtype=torch.long),
                                              edge_index=torch.tensor([[0], [1]]))]))
+
+
+# LRGB's budget: about 500k parameters for Peptides-func (10 tasks); the configurations of
+# benchmarks/configs/lrgb.json
+LRGB_CONFIGS = [
+    (GCN, dict(hidden_channels=290, num_layers=5)),
+    (GINE, dict(hidden_channels=150, num_layers=5)),
+    (GatedGCN, dict(hidden_channels=115, num_layers=5)),
+    (PLSTMGraphModel, dict(hidden_channels=112, num_layers=2, heads=4)),
+]
+
+
+@pytest.mark.parametrize("model_class, config", LRGB_CONFIGS)
+def test_lrgb_configurations_fit_the_500k_budget(model_class, config):
+    model = model_class(out_channels=10, dropout=0.0, **config)
+    assert 400_000 < num_parameters(model) < 500_000
+    batch = mol_batch()
+    out = model(batch)
+    assert out.shape == (len(SMILES), 10)
+    torch.nn.functional.binary_cross_entropy_with_logits(out, torch.ones_like(out)).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("model_class", [GINE, GatedGCN])
+def test_edge_models_read_the_bond_features_and_are_residual(model_class):
+    torch.manual_seed(0)
+    model = model_class(16, 2, num_layers=2).eval()
+    assert model.residual
+    batch = mol_batch()
+    changed = batch.clone()
+    changed.edge_attr = (changed.edge_attr + 1) % 2  # other bond types and conjugation
+    assert not torch.allclose(model(batch), model(changed))
+    with pytest.raises(ValueError, match="edge_dim"):
+        model_class(8, 1, encoder="linear", in_channels=4)
+    data = Data(x=torch.randn(3, 4), edge_index=torch.tensor([[0, 1], [1, 2]]), edge_attr=torch.randn(2, 2))
+    linear = model_class(8, 1, num_layers=2, encoder="linear", in_channels=4, edge_dim=2)
+    assert linear(Batch.from_data_list([data, data])).shape == (2, 1)
