@@ -393,3 +393,20 @@ def test_a_dataset_built_under_a_new_name_trains_by_that_name(tmp_path):
     results = run(["--dataset", "my-set", "--root", str(tmp_path), "--out", str(tmp_path / "run"), "--model", "gin",
                    "--epochs", "1", "--hidden", "8", "--layers", "1", "--batch-size", "16", "--no-progress"])
     assert results["finished"] and results["metric"] == "rmse" and sum(results["num_graphs"].values()) == 60
+
+
+def test_warmup_epochs_ramp_up_then_follow_the_cosine():
+    args = parse_args(["--epochs", "10", "--warmup-epochs", "2", "--lr", "1.0"])
+    rates = [learning_rate(args, epoch) for epoch in range(1, 11)]
+    assert rates[:2] == [0.5, 1.0]
+    assert rates[2] == 1.0 and all(a > b for a, b in zip(rates[2:], rates[3:]))
+    plain = parse_args(["--epochs", "10", "--lr", "1.0"])
+    assert learning_rate(plain, 1) == 1.0 and abs(learning_rate(plain, 6) - 0.5) < 1e-12
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "3", "--warmup-epochs", "3"],
+                                  ["--epochs", "5", "--warmup-epochs", "1", "--schedule", "constant"]])
+def test_meaningless_warmup_is_refused(argv, capsys):
+    with pytest.raises(SystemExit) as error:
+        parse_args(argv)
+    assert error.value.code == 2 and "--warmup-epochs" in capsys.readouterr().err

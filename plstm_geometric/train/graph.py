@@ -12,8 +12,9 @@ git commit). The folder is locked while the run lives: a second run on it stops 
 
 ``--resume`` continues from ``checkpoint.pt``, so a killed run loses at most the epoch it was in; with a
 larger ``--epochs`` it extends a finished run. The learning rate of epoch ``e`` (1-based) of an
-``--epochs N`` run is ``lr * (1 + cos(pi * (e - 1) / N)) / 2`` under the cosine schedule: it is a function
-of ``e`` and ``N`` alone, so an extended run goes on with the schedule of a run that had asked for ``N``
+``--epochs N`` run with ``--warmup-epochs W`` is ``lr * e / W`` for ``e <= W`` and then
+``lr * (1 + cos(pi * (e - 1 - W) / (N - W))) / 2`` under the cosine schedule: it is a function of ``e``,
+``N`` and ``W`` alone, so an extended run goes on with the schedule of a run that had asked for ``N``
 epochs from the start (a warm restart at that run's learning rate of epoch ``e``).
 
 A run whose loss or metric becomes NaN or infinite stops with an error (exit status 1); its last
@@ -48,14 +49,14 @@ from .processes import Processes
 from .runs import (DEFAULT_THREADS, THREADS_HELP, Diverged, RunError, RunFolder, device_description, device_name,
                    float_in, git_commit, int_at_least, load_checkpoint, non_negative_float, non_negative_int,
                    positive_float, positive_int, rng_state, run_cli, save_checkpoint, seed_everything,
-                   set_rng_state, set_threads, write_csv, write_json)
+                   set_rng_state, set_threads, warmup_cosine, write_csv, write_json)
 
 PROG = "python -m plstm_geometric.train"
 MODELS = ("plstm", "gin", "gin-virtual", "gcn", "gine", "gatedgcn")
 LOWER_IS_BETTER = ("rmse", "mae")
 # configuration entries that must agree between a checkpoint and the run resuming from it (--epochs may grow)
 RESUME_KEYS = ("dataset", "fold", "model", "hidden", "layers", "heads", "dropout", "pool", "seed", "batch_size", "lr",
-               "weight_decay", "schedule", "max_train_graphs", "max_eval_graphs", "grad_clip")
+               "weight_decay", "schedule", "warmup_epochs", "max_train_graphs", "max_eval_graphs", "grad_clip")
 CHECKPOINT_KEYS = ("epoch", "config", "model", "optimizer", "best", "history", "rng")
 NUM_FOLDS = 10  # TUGraphDataset.get_idx_split's default
 
@@ -80,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--schedule", default="cosine", choices=("cosine", "constant"),
                         help="learning rate per epoch: cosine decay towards 0 over --epochs, or constant "
                              "(OGB's setting)")
+    parser.add_argument("--warmup-epochs", type=non_negative_int, default=0,
+                        help="epochs of linear learning-rate warm-up before the cosine decay (fewer than --epochs)")
     parser.add_argument("--grad-clip", type=positive_float, default=None,
                         help="clip the gradient norm to this value (default: no clipping)")
     parser.add_argument("--hidden", type=positive_int, default=None,
@@ -112,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.warmup_epochs and (args.schedule != "cosine" or args.warmup_epochs >= args.epochs):
+        parser.error(f"--warmup-epochs: expected fewer than --epochs ({args.epochs}) with --schedule cosine, "
+                     f"got {args.warmup_epochs} with --schedule {args.schedule}")
     if args.fold is not None:
         if not is_tu_name(args.dataset, args.root):
             parser.error(f"--fold: only TU datasets have folds, got --dataset {args.dataset}")
@@ -227,7 +233,7 @@ def learning_rate(args, epoch: int) -> float:
     """The learning rate of ``epoch`` (1-based) of an ``args.epochs``-epoch run (see the module docstring)."""
     if args.schedule == "constant":
         return args.lr
-    return args.lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / args.epochs))
+    return args.lr * warmup_cosine(epoch - 1, args.epochs, args.warmup_epochs)
 
 
 def train_epoch(model, loader, optimizer, loss_fn, args, processes, epoch) -> float:

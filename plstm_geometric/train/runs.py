@@ -305,3 +305,11 @@ def load_checkpoint(path: Path, required=()) -> dict:
     if missing:
         raise RunError(f"{path}: damaged or foreign checkpoint (no {', '.join(map(repr, missing))}); {fix}")
     return checkpoint
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate factor: linear from ``1 / warmup_steps`` up to 1, then cosine down to 0 at the end."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))

@@ -23,9 +23,7 @@ from tqdm import tqdm
 
 from plstm_geometric.datasets.ape import APEDataset
 
-from .runs import (DEFAULT_THREADS, THREADS_HELP, Diverged, RunFolder, device_description, device_name, float_in,
-                   git_commit, non_negative_float, non_negative_int, positive_float, positive_int,
-                   resolve_device, run_cli, set_threads, write_json)
+from .runs import (DEFAULT_THREADS, THREADS_HELP, device_description, device_name, Diverged, float_in, git_commit, non_negative_float, non_negative_int, positive_float, positive_int, resolve_device, run_cli, RunFolder, set_threads, warmup_cosine, write_json)
 
 PROG = "python -m plstm_geometric.train.vision"
 
@@ -82,14 +80,6 @@ def resolve_config(args_or_config) -> argparse.Namespace:
         raise ValueError(f"warmup_fraction: expected a value in [0, 1), got {config['warmup_fraction']}")
     config["test_sizes"] = [int(size) for size in config["test_sizes"]]
     return argparse.Namespace(**config)
-
-
-def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
-    """Learning-rate factor: linear from ``1 / warmup_steps`` up to 1, then cosine down to 0 at the end."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def build_model(config: argparse.Namespace) -> torch.nn.Module:
