@@ -20,6 +20,15 @@ class SizeBucket:
         edge_id, edge_graph, edge_slot, src_slot, dst_slot (LongTensor): the same for edges, with the
             positions of their endpoints; edges are numbered by topological level within a graph.
         line_id, line_graph, line_in_slot, line_out_slot (LongTensor): the same for line edges.
+        node_map (LongTensor): ``[graphs * max_nodes]`` the node at every padded position, or the batch's
+            node count (a zero row the op appends) where the position is padding.
+        node_row, edge_row, dst_row (LongTensor): flat padded positions ``graph * max + slot`` of the
+            bucket's nodes, of its edges and of their destinations.
+        src_entry (LongTensor): flat position of every edge's nonzero ``(edge_slot, src_slot)`` in a
+            ``[graphs, max_edges, max_nodes]`` matrix.
+        line_entry (LongTensor): flat position of every line edge's ``(out_slot, in_slot)`` in a
+            ``[graphs, max_edges, max_edges]`` matrix; ``line_in_row``, ``line_out_row`` are its edges'
+            flat padded positions.
     """
 
     num_graphs: int
@@ -37,6 +46,14 @@ class SizeBucket:
     line_graph: Tensor
     line_in_slot: Tensor
     line_out_slot: Tensor
+    node_map: Tensor
+    node_row: Tensor
+    edge_row: Tensor
+    dst_row: Tensor
+    src_entry: Tensor
+    line_entry: Tensor
+    line_in_row: Tensor
+    line_out_row: Tensor
 
     def to(self, device) -> "SizeBucket":
         return dataclass_to(self, device)
@@ -95,14 +112,28 @@ def build_component_layout(edge_index: Tensor, line_edge_index: Tensor, num_node
         node_id = (graph_in_bucket[node_component] >= 0).nonzero().view(-1)
         edge_id = (graph_in_bucket[edge_component] >= 0).nonzero().view(-1)
         line_id = (graph_in_bucket[line_component] >= 0).nonzero().view(-1)
+        num_graphs, max_nodes = members.numel(), int(nodes_per[members].max())
+        max_edges = int(edges_per[members].max())
+        node_graph, edge_graph = graph_in_bucket[node_component[node_id]], graph_in_bucket[edge_component[edge_id]]
+        line_graph = graph_in_bucket[line_component[line_id]]
+        src_slot, dst_slot = node_slot[src[edge_id]], node_slot[dst[edge_id]]
+        line_in_slot, line_out_slot = edge_slot[e_in[line_id]], edge_slot[e_out[line_id]]
+        # Flat positions in the padded per-graph tensors, so that the op places and gathers rows with one
+        # index per tensor and never recomputes them.
+        node_row = node_graph * max_nodes + node_slot[node_id]
+        edge_row = edge_graph * max_edges + edge_slot[edge_id]
+        node_map = torch.full((num_graphs * max_nodes,), num_nodes, dtype=torch.long, device=device)
+        node_map[node_row] = node_id
         buckets.append(SizeBucket(
-            num_graphs=members.numel(), max_nodes=int(nodes_per[members].max()),
-            max_edges=int(edges_per[members].max()),
-            node_id=node_id, node_graph=graph_in_bucket[node_component[node_id]], node_slot=node_slot[node_id],
-            edge_id=edge_id, edge_graph=graph_in_bucket[edge_component[edge_id]], edge_slot=edge_slot[edge_id],
-            src_slot=node_slot[src[edge_id]], dst_slot=node_slot[dst[edge_id]],
-            line_id=line_id, line_graph=graph_in_bucket[line_component[line_id]],
-            line_in_slot=edge_slot[e_in[line_id]], line_out_slot=edge_slot[e_out[line_id]],
+            num_graphs=num_graphs, max_nodes=max_nodes, max_edges=max_edges,
+            node_id=node_id, node_graph=node_graph, node_slot=node_slot[node_id],
+            edge_id=edge_id, edge_graph=edge_graph, edge_slot=edge_slot[edge_id],
+            src_slot=src_slot, dst_slot=dst_slot,
+            line_id=line_id, line_graph=line_graph, line_in_slot=line_in_slot, line_out_slot=line_out_slot,
+            node_map=node_map, node_row=node_row, edge_row=edge_row, dst_row=edge_graph * max_nodes + dst_slot,
+            src_entry=edge_row * max_nodes + src_slot,
+            line_entry=(line_graph * max_edges + line_out_slot) * max_edges + line_in_slot,
+            line_in_row=line_graph * max_edges + line_in_slot, line_out_row=line_graph * max_edges + line_out_slot,
         ))
     return ComponentLayout(
         max_edges=int(edges_per.max()) if num_components else 0,
