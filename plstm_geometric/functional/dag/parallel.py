@@ -104,15 +104,17 @@ class ParallelForm(torch.autograd.Function):
             bucket_out = (gating * scores) @ node_value
             out[:, bucket.node_id] = bucket_out.view(heads, graphs * max_nodes, -1)[:, bucket.node_row]
             saved.append((padded, transfer, reach, gating, scores))
-        ctx.layout, ctx.saved = layout, saved
+        ctx.layout = layout
         ctx.channels = (key_channels, value_channels)
-        ctx.save_for_backward(query, key, value, source, transition, mark)
+        # Everything through save_for_backward, so that saved-tensor hooks (activation checkpointing for
+        # recompute_states=True, offloading) see the per-bucket intermediates too.
+        ctx.save_for_backward(query, key, value, source, transition, mark, *(t for part in saved for t in part))
         return out.transpose(0, 1)
 
     @staticmethod
     def backward(ctx, out_grad):
         layout = ctx.layout
-        query, key, value, source, transition, mark = ctx.saved_tensors
+        query, key, value, source, transition, mark, *saved = ctx.saved_tensors
         if torch.is_grad_enabled():
             # create_graph=True: the saved intermediates are constants to autograd, so the gradients are
             # taken through the tracked dense form instead.
@@ -130,7 +132,8 @@ class ParallelForm(torch.autograd.Function):
         transition_grad = transition.new_zeros(heads, transition.size(0))
         mark_grad = mark.new_zeros(heads, mark.size(0))
         mark_t = mark.t()
-        for bucket, (padded, transfer, reach, gating, scores) in zip(layout.buckets, ctx.saved):
+        per_bucket = [saved[i:i + 5] for i in range(0, len(saved), 5)]
+        for bucket, (padded, transfer, reach, gating, scores) in zip(layout.buckets, per_bucket):
             graphs, max_nodes, max_edges = bucket.num_graphs, bucket.max_nodes, bucket.max_edges
             batch = heads * graphs
             node_query, node_key, node_value = padded.split([key_channels, key_channels, value_channels], dim=2)
