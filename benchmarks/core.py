@@ -1,12 +1,17 @@
-"""Forward+backward of plstm_dag on a batch of real molecules against a per-edge loop and GINConv.
+"""Forward+backward of plstm_dag on a batch of real molecules against a per-edge loop and GINConv, and of
+PLSTMConv against GINConv on a batch of 64 LRGB peptides (deep graphs: about 150 levels).
 
-    python -m benchmarks.core [--device cuda] [--graphs 128] [--repeats 20]
+    python -m benchmarks.core [--device cuda] [--graphs 128] [--repeats 20] [--threads 1] [--skip-peptides]
 
 Molecules: RDKit's NCI sample with OGB features, oriented by atom index; 4 heads, K = V = 24. The
 per-edge loop is :func:`plstm_geometric.functional.plstm_dag_reference` (one edge at a time, like the
 authors' reference implementation), timed once since it takes seconds. GINConv gets hidden size 96
 (= 4 heads x 24) on the same (undirected) batch. ``backend="fused"`` (Triton kernels) is timed on CUDA
 only: elsewhere its kernels run in Triton's interpreter.
+
+Peptides: the first 64 graphs of Peptides-func (``benchmarks/gpu_data/peptides64.pt``, OGB features embedded
+as in :mod:`benchmarks.layer`), one PLSTMConv (hidden 64, 4 heads, bond features, structure precomputed)
+per backend that can run such graphs, next to GINConv of the same width in the same run.
 """
 import argparse
 
@@ -18,6 +23,8 @@ from plstm_geometric.functional.dag import BACKENDS, choose_backend
 from plstm_geometric.graph import build_plan, dagify, line_graph
 from plstm_geometric.testing import nci_batch
 from .timing import measure, peak_memory
+
+PEPTIDE_BACKENDS = ("auto", "levels", "mixed")
 
 
 def molecule_workload(num_graphs: int, heads: int, channels: int, device: torch.device, mode: str = "P"):
@@ -40,6 +47,48 @@ def molecule_workload(num_graphs: int, heads: int, channels: int, device: torch.
     return batch, edge_index, line_edge_index, plan, inputs
 
 
+def peptide_rows(device: torch.device, repeats: int):
+    """(name, seconds) of PLSTMConv per backend and of GINConv on 64 peptides, forward + backward."""
+    from torch_geometric.nn import GINConv as GIN
+
+    from benchmarks.gpu_check import load_graphs
+    from benchmarks.layer import HEADS, HIDDEN, embed, mlp
+    from plstm_geometric.nn import PLSTMConv
+
+    data = load_graphs("peptides64")
+    generator = torch.Generator().manual_seed(0)
+    x = embed(data.x, generator).to(device).requires_grad_()
+    edge_attr = embed(data.edge_attr, generator).to(device)
+    edge_index = data.edge_index.to(device)
+    conv = PLSTMConv(HIDDEN, HIDDEN, heads=HEADS, edge_dim=HIDDEN).to(device)
+    structure = conv.structure(edge_index, x.size(0))
+    plan = structure.plan
+    print(f"\n64 peptides: {x.size(0)} atoms, {plan.num_edges} DAG edges, {plan.num_levels} levels "
+          f"({plan.chains.num_levels} after chain contraction); backend='auto' picks {choose_backend(plan)!r}")
+    rows = []
+    for backend in PEPTIDE_BACKENDS:
+        conv.backend = backend
+
+        def step():
+            conv.zero_grad(set_to_none=True)
+            conv(x, edge_index, edge_attr, structure=structure).square().mean().backward()
+
+        rows.append((f"PLSTMConv backend={backend}", measure(step, device, repeats)))
+    gin = GIN(mlp()).to(device)
+
+    def gin_step():
+        gin.zero_grad(set_to_none=True)
+        gin(x, edge_index).square().mean().backward()
+
+    rows.append((f"GINConv({HIDDEN})", measure(gin_step, device, repeats)))
+    gin_seconds = rows[-1][1]
+    print("\n| layer (64 peptides) | fwd+bwd ms | / GINConv |")
+    print("|---|---|---|")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds * 1e3:.2f} | {seconds / gin_seconds:.2f}x |")
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -48,7 +97,10 @@ def main(argv=None):
     parser.add_argument("--channels", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-loop", action="store_true", help="do not time the per-edge loop")
+    parser.add_argument("--skip-peptides", action="store_true", help="do not time the peptide batch")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     batch, edge_index, line_edge_index, plan, inputs = molecule_workload(args.graphs, args.heads, args.channels, device)
     levels = plan.num_levels
@@ -96,6 +148,8 @@ def main(argv=None):
     if not args.skip_loop:
         loop = rows[-1][1]
         print(f"per-edge loop / fastest plstm_dag = {loop / fastest_plstm:.0f}x")
+    if not args.skip_peptides:
+        rows += [(name, seconds, float("nan")) for name, seconds in peptide_rows(device, max(3, args.repeats // 4))]
     return rows
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import is_undirected
 
-from ..checks import check_edge_index
+from ..checks import check_edge_index, check_node_level
 from .dag import dagify, node_levels, reverse_dag, weak_components
 from .line_graph import line_graph
 from .plan import PLSTMPlan, build_plan
@@ -152,6 +152,7 @@ def plstm_structure(
     line_graph_mode: str = "P",
     reverse: bool = False,
     line_edge_index: Optional[Tensor] = None,
+    node_level: Optional[Tensor] = None,
 ) -> PLSTMStructure:
     r"""Builds the :class:`PLSTMStructure` of one sweep over a DAG from :func:`orient_edges`.
 
@@ -159,7 +160,9 @@ def plstm_structure(
     (:func:`~plstm_geometric.graph.reverse_dag`, which keeps edge ids, so ``edge_id`` stays valid). The
     line graph of the swept DAG is computed unless ``line_edge_index`` is given (e.g. precomputed by
     :class:`~plstm_geometric.transforms.PreparePLSTM`); the plan is always built here, because plans of
-    single graphs cannot be batched while index tensors can.
+    single graphs cannot be batched while index tensors can. ``node_level`` (the levels of the swept DAG,
+    e.g. stored by :class:`~plstm_geometric.transforms.PreparePLSTM`; they batch without offsets) skips
+    their computation; it is verified in O(N + E) (see :func:`~plstm_geometric.graph.build_plan`).
     """
     if line_graph_mode not in LINE_GRAPH_MODES:
         raise ValueError(f"line_graph_mode: expected one of {LINE_GRAPH_MODES}, got {line_graph_mode!r}")
@@ -167,7 +170,11 @@ def plstm_structure(
         raise ValueError(f"edge_id: expected shape [{dag_edge_index.size(1)}] (one id per DAG edge), "
                          f"got {tuple(edge_id.shape)}")
     edge_index = reverse_dag(dag_edge_index) if reverse else dag_edge_index
-    levels = node_levels(edge_index, num_nodes)
+    if node_level is None:
+        levels = node_levels(edge_index, num_nodes)
+    else:
+        check_node_level(node_level, edge_index, num_nodes)
+        levels = node_level
     if line_edge_index is None:
         line_edge_index = line_graph(edge_index, num_nodes, mode=line_graph_mode, node_level=levels)
     plan = build_plan(edge_index, line_edge_index, num_nodes, node_level=levels)

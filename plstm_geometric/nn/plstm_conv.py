@@ -338,13 +338,14 @@ class PLSTMConv(MessagePassing):
         meeting_node = dst[incoming_edge]
         heads, qk_channels, v_channels = self.heads, self.qk_channels, self.v_channels
 
-        query = self.lin_query(x).view(num_nodes, heads, qk_channels) * qk_channels ** -0.5
-        key = self.lin_key(x).view(num_nodes, heads, qk_channels)
-        value = self.lin_value(x).view(num_nodes, heads, v_channels)
+        query, key, value, node_gate = self._node_projections(x)
+        query = query.view(num_nodes, heads, qk_channels) * qk_channels ** -0.5
+        key = key.view(num_nodes, heads, qk_channels)
+        value = value.view(num_nodes, heads, v_channels)
 
         # Gate arithmetic (sigmoids, the P-mode sums of magnitudes) runs in at least float32 under bf16
         # autocast; the gates are handed to the op in the dtype of the query.
-        node_gate = at_least_float32(self.lin_gate(x)).view(num_nodes, 4, heads)
+        node_gate = at_least_float32(node_gate).view(num_nodes, 4, heads)
         if self.edge_dim is not None:
             edge_gate = self.lin_edge_gate(edge_attr)[structure.edge_id]
         else:
@@ -372,6 +373,14 @@ class PLSTMConv(MessagePassing):
                           direct.to(dtype), structure)
         out = self.norm(out).reshape(num_nodes, heads * v_channels)
         return self.lin_out(out)
+
+    def _node_projections(self, x: Tensor):
+        """Query, key, value and node gate terms of ``x`` from one matrix product (one ``[N, C]`` pass
+        forward and backward instead of four)."""
+        lins = (self.lin_query, self.lin_key, self.lin_value, self.lin_gate)
+        weight = torch.cat([lin.weight for lin in lins])
+        bias = torch.cat([lin.weight.new_zeros(lin.out_channels) if lin.bias is None else lin.bias for lin in lins])
+        return F.linear(x, weight, bias).split([lin.out_channels for lin in lins], dim=1)
 
     # Integer work and the level loops stay outside torch.compile: Dynamo sees each as one opaque call, so a
     # compiled model neither breaks its graph inside them nor recompiles for every batch's sizes.

@@ -13,6 +13,11 @@ def line_graph_key(line_graph_mode: str, reverse: bool) -> str:
     return f"line_edge_index_{line_graph_mode.lower()}_{DIRECTIONS[int(reverse)]}"
 
 
+def node_level_key(reverse: bool) -> str:
+    """Attribute name of the precomputed node levels of a sweep, e.g. ``dag_node_level_forward``."""
+    return f"dag_node_level_{DIRECTIONS[int(reverse)]}"
+
+
 class PLSTMData(Data):
     r"""A :class:`~torch_geometric.data.Data` carrying the pLSTM structure computed by
     :class:`~plstm_geometric.transforms.PreparePLSTM`, batched correctly by PyG's
@@ -26,7 +31,9 @@ class PLSTMData(Data):
       by the number of original edges;
     * ``line_edge_index_{p,d}_{forward,reverse}`` ``[2, L]``: line graphs of the DAG (``forward``) or of
       the reversed DAG (``reverse``, same edge ids); they index DAG *edges*, so batching offsets them by
-      the number of DAG edges.
+      the number of DAG edges;
+    * ``dag_node_level_{forward,reverse}`` ``[N]``: topological levels of the nodes in each sweep
+      (levels are per graph, so batching concatenates them as they are).
 
     Registered with :func:`torch.serialization.add_safe_globals`, so datasets saved with it load with
     ``torch.load(..., weights_only=True)`` once this module is imported.
@@ -62,7 +69,7 @@ class PLSTMData(Data):
         (:meth:`check_plstm_structure`), so that a transform applied after
         :class:`~plstm_geometric.transforms.PreparePLSTM` which reorders or drops edges raises a
         ``ValueError`` instead of silently giving edge features to the wrong edges. The structure is not
-        rebuilt: its line graphs are what precomputing saves."""
+        rebuilt: its line graphs and node levels are what precomputing saves."""
         line_graph_mode = line_graph_mode_of(mode)
         key = line_graph_key(line_graph_mode, reverse)
         if not self.has_plstm_structure(line_graph_mode, reverse):
@@ -70,8 +77,10 @@ class PLSTMData(Data):
                              f"{line_graph_mode!r} and direction {DIRECTIONS[int(reverse)]!r}")
         if check:
             self.check_plstm_structure()
+        # Data prepared before levels were stored has none: they are then computed here.
+        node_level = self[node_level_key(reverse)] if node_level_key(reverse) in self else None
         return plstm_structure(self.dag_edge_index, self.dag_edge_id, self.num_nodes, line_graph_mode, reverse,
-                               line_edge_index=self[key])
+                               line_edge_index=self[key], node_level=node_level)
 
 
 torch.serialization.add_safe_globals([PLSTMData])

@@ -4,8 +4,8 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
-from ..graph import line_graph, reverse_dag
-from .data import DIRECTIONS, PLSTMData, line_graph_key
+from ..graph import line_graph, node_levels, reverse_dag
+from .data import DIRECTIONS, PLSTMData, line_graph_key, node_level_key
 from ..graph.structure import LINE_GRAPH_MODES, ORIENTATIONS, orient_edges
 
 
@@ -15,8 +15,8 @@ class PreparePLSTM(BaseTransform):
     Orients the graph into a DAG exactly as :class:`~plstm_geometric.nn.PLSTMConv` does (see
     :func:`~plstm_geometric.graph.orient_edges`) and stores it with the requested line
     graphs on a :class:`~plstm_geometric.transforms.PLSTMData`, whose batching offsets every index
-    correctly. Layers then take ``data.plstm_structure(mode, reverse)``; only the level schedule (plan)
-    is rebuilt per mini-batch. Results equal those computed from ``edge_index`` on the fly.
+    correctly, and the node levels of each sweep. Layers then take ``data.plstm_structure(mode, reverse)``;
+    only the level schedule (plan) is rebuilt per mini-batch, from the stored levels. Results equal those computed from ``edge_index`` on the fly.
 
     Args:
         order (str or callable, optional): how to rank nodes when orienting an undirected graph: the name
@@ -69,8 +69,10 @@ class PreparePLSTM(BaseTransform):
         for direction in self.directions:
             reverse = direction == "reverse"
             swept = reverse_dag(dag_edge_index) if reverse else dag_edge_index
+            levels = node_levels(swept, num_nodes)
+            out[node_level_key(reverse)] = levels
             for mode in self.modes:
-                out[line_graph_key(mode, reverse)] = line_graph(swept, num_nodes, mode=mode)
+                out[line_graph_key(mode, reverse)] = line_graph(swept, num_nodes, mode=mode, node_level=levels)
         return out
 
     def __repr__(self) -> str:

@@ -171,3 +171,23 @@ def test_recompute_states_must_be_a_bool():
     inputs, edge_index, line_edge_index = random_case()
     with pytest.raises(TypeError, match="recompute_states: expected a bool"):
         plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, recompute_states="yes")
+
+
+def test_parallel_form_saves_its_dense_intermediates_through_saved_tensor_hooks():
+    # Activation checkpointing (recompute_states=True) and offloading act through these hooks: a tensor
+    # kept outside them would stay alive between forward and backward.
+    inputs, edge_index, line_edge_index = random_case(seed=4)
+    inputs = {name: tensor.detach().requires_grad_() for name, tensor in inputs.items()}
+    plan = build_plan(edge_index, line_edge_index, inputs["query"].size(0))
+    shapes = []
+
+    def pack(tensor):
+        shapes.append(tuple(tensor.shape))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan, backend="parallel")
+    heads = inputs["query"].size(1)
+    for bucket in plan.layout.buckets:
+        reach = (heads * bucket.num_graphs, bucket.max_edges, bucket.max_nodes)
+        assert reach in shapes

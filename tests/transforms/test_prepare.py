@@ -6,7 +6,7 @@ from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.loader import DataLoader
 
 from plstm_geometric.testing import nci_batch
-from plstm_geometric.graph import dagify, line_graph, reverse_dag
+from plstm_geometric.graph import dagify, line_graph, node_levels, reverse_dag
 from plstm_geometric.nn import PLSTMConv
 from plstm_geometric.transforms import PLSTMData, PreparePLSTM
 
@@ -195,3 +195,17 @@ def test_a_transform_that_adds_edges_afterwards_raises():
     prepared.edge_index = torch.cat([prepared.edge_index, extra], dim=1)
     with pytest.raises(ValueError, match="edges are not part of the stored DAG"):
         prepared.plstm_structure("P")
+
+
+def test_node_levels_are_stored_batch_unchanged_and_used():
+    graphs = [PreparePLSTM()(graph) for graph in molecules(6)]
+    batch = next(iter(DataLoader(graphs, batch_size=6)))
+    for reverse, key in ((False, "dag_node_level_forward"), (True, "dag_node_level_reverse")):
+        swept = reverse_dag(batch.dag_edge_index) if reverse else batch.dag_edge_index
+        assert torch.equal(batch[key], node_levels(swept, batch.num_nodes)), key
+        structure = batch.plstm_structure("P", reverse)
+        assert structure.plan.node_level is batch[key]
+    # The stored levels are what the plan is built from, so wrong ones are refused, not used.
+    batch.dag_node_level_forward = batch.dag_node_level_forward + 1
+    with pytest.raises(ValueError, match="node_level"):
+        batch.plstm_structure("P", reverse=False)

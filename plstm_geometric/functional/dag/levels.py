@@ -38,15 +38,32 @@ def propagate(values: Tensor, weights: Tensor, gather: Tensor, scatter: Tensor, 
 
 
 def sweep_states(plan: PLSTMPlan, source_kv: Tensor, transition: Tensor) -> Tensor:
-    """All cell states ``[E, H, K, V]`` (scheduled order) from the source terms and transitions."""
-    return propagate(source_kv.clone(), transition, plan.line_in_by_out, plan.line_out_by_out,
+    """All cell states ``[E, H, K, V]`` (scheduled order) from the source terms and transitions; the
+    states are accumulated in ``source_kv`` itself (a fresh temporary of the caller: no copy)."""
+    return propagate(source_kv, transition, plan.line_in_by_out, plan.line_out_by_out,
                      plan.line_out_level_ptr, range(1, plan.num_levels))
 
 
-def sweep_state_grads(plan: PLSTMPlan, mark_grad: Tensor, transition_by_in: Tensor) -> Tensor:
-    """Gradients ``[E, H, K, V]`` of all cell states, by the transposed recurrence from the last level."""
-    return propagate(mark_grad, transition_by_in, plan.line_out_by_in, plan.line_in_by_in,
-                     plan.line_in_level_ptr, range(plan.num_levels - 2, -1, -1))
+def sweep_state_grads(plan: PLSTMPlan, mark_grad: Tensor, transition_by_in: Tensor, states: Tensor):
+    """Gradients ``[E, H, K, V]`` of all cell states, by the transposed recurrence from the last level
+    (accumulated in ``mark_grad``), and the gradient ``[L, H]`` of the transitions in the backward
+    (by-``e_in``) order.
+
+    Transition ``l`` carries ``C_{e_in}`` into ``C_{e_out}``: its gradient is ``<G_{e_out}, C_{e_in}>``. The
+    sweep gathers every final ``G_{e_out}`` of a level anyway, so the contraction is taken there, level by
+    level, instead of from two gathered ``[L, H, K, V]`` copies afterwards.
+    """
+    values, gather, scatter, ptr = mark_grad, plan.line_out_by_in, plan.line_in_by_in, plan.line_in_level_ptr
+    transition_grad = transition_by_in.new_zeros(transition_by_in.shape)
+    for level in range(plan.num_levels - 2, -1, -1):
+        lo, hi = ptr[level], ptr[level + 1]
+        if lo == hi:
+            continue
+        incoming = scatter[lo:hi]
+        gathered = values[gather[lo:hi]]
+        transition_grad[lo:hi] = (gathered * states[incoming]).sum((-1, -2))
+        values.index_add_(0, incoming, gathered * transition_by_in[lo:hi, :, None, None])
+    return values, transition_grad
 
 
 class Sweeps(NamedTuple):
@@ -75,9 +92,9 @@ def scatter_state_and_transition_grads(plan: PLSTMPlan, query: Tensor, mark: Ten
     dst = plan.edge_dst
     seed = mark[:, :, None, None] * query[dst][..., :, None] * out_grad[dst][..., None, :]
     # transition is stored in forward order (by e_out); the backward sweep wants it by e_in.
-    state_grads = sweep_state_grads(plan, seed, transition[plan.line_by_out_for_in])
-    # Transition l carries C_{e_in} into C_{e_out}: its gradient is <G_{e_out}, C_{e_in}>.
-    transition_grad = (state_grads[plan.line_out_by_out] * states[plan.line_in_by_out]).sum((-1, -2))
+    state_grads, grad_by_in = sweep_state_grads(plan, seed, transition[plan.line_by_out_for_in], states)
+    transition_grad = torch.empty_like(grad_by_in)
+    transition_grad[plan.line_by_out_for_in] = grad_by_in
     return state_grads, transition_grad
 
 
