@@ -97,8 +97,6 @@ ROW_BUDGET_S = 3.0
 
 DAG_BACKENDS = ("levels", "parallel", "chains", "fused")
 GRID_BACKENDS = ("chunkwise", "wavefront", "dag")
-GRID_GATES = ("source_r", "source_d", "transition_rr", "transition_dd", "transition_rd", "transition_dr",
-              "mark_r", "mark_d", "direct")
 
 
 class CapReached(BaseException):
@@ -413,6 +411,7 @@ def auto_pick(plan) -> str:
 
 def item_grid(run: ItemRun, out: Path):
     from plstm_geometric.functional import plstm_grid
+    from plstm_geometric.functional.grid import GATE_NAMES, GridGates
 
     batch, size, heads, channels = (2, 8, 3, 8) if run.quick else (64, 24, 3, 64)
     repeats, warmup = (1, 1) if run.quick else (5, 1)
@@ -421,12 +420,13 @@ def item_grid(run: ItemRun, out: Path):
                           "value_dim": channels, "sweeps": 1, "dtype": "float32"})
     generator = torch.Generator().manual_seed(0)
     shapes = {name: (batch, size, size, heads, channels) for name in ("query", "key", "value")}
-    shapes.update({name: (batch, size, size, heads) for name in GRID_GATES})
-    inputs = leaves(generator, run.device, shapes, gates=GRID_GATES)
+    shapes.update({name: (batch, size, size, heads) for name in GATE_NAMES})
+    inputs = leaves(generator, run.device, shapes, gates=GATE_NAMES)
     reference = None
     for backend in GRID_BACKENDS:
         def forward(backend=backend):
-            return plstm_grid(**inputs, backend=backend)
+            gates = GridGates(**{name: inputs[name] for name in GATE_NAMES})
+            return plstm_grid(inputs["query"], inputs["key"], inputs["value"], gates, backend=backend)
 
         extra = {}
         try:

@@ -126,7 +126,7 @@ def test_dry_run_prints_commands_and_states(tiny, capsys):
     ({"datasets": {"NOSUCHSET": {"folds": 10}}}, "datasets.NOSUCHSET: no TU data at"),
     ({"datasets": {"ogbg-molnosuch": {"seeds": [0]}}}, "datasets.ogbg-molnosuch: unknown OGB dataset"),
     ({"models": {"gat": {"args": {}}}}, "models.gat.model: unknown model 'gat'"),
-    ({"args": {"warmup_epochs": 5}}, "args.warmup_epochs: the training CLI"),
+    ({"args": {"warmup_epochs_typo": 5}}, "args.warmup_epochs_typo: the training CLI"),
     ({"args": {"fold": 1}}, "args.fold: is set by the suite"),
     ({"args": {"schedule": "linear"}}, "args.schedule: expected one of"),
     ({"presets": {"cpu": {"models": ["gin"]}}}, "presets.cpu.models: 'gin' is not in models"),
