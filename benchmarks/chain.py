@@ -5,6 +5,7 @@
 Forward+backward, float32, 1 head, K = V = 8 by default. Also times building the plan (node levels,
 line graph, schedule), since one level per node used to cost there too.
 """
+
 import argparse
 import time
 
@@ -12,6 +13,7 @@ import torch
 
 from plstm_geometric.functional import plstm_dag
 from plstm_geometric.graph import build_plan, line_graph
+
 from .timing import measure
 
 
@@ -33,21 +35,30 @@ def main(argv=None):
     start = time.perf_counter()
     contracted_levels = plan.chains.num_levels
     chain_seconds = time.perf_counter() - start
-    print(f"chain of {num_nodes} nodes: plan {plan_seconds:.2f} s ({plan.num_levels} levels), "
-          f"chain schedule {chain_seconds:.2f} s ({contracted_levels} contracted levels); device {device}")
+    print(
+        f"chain of {num_nodes} nodes: plan {plan_seconds:.2f} s ({plan.num_levels} levels), "
+        f"chain schedule {chain_seconds:.2f} s ({contracted_levels} contracted levels); device {device}"
+    )
 
     def leaf(*shape):
         return torch.rand(*shape, device=device).requires_grad_()
 
-    inputs = dict(query=leaf(num_nodes, heads, channels), key=leaf(num_nodes, heads, channels),
-                  value=leaf(num_nodes, heads, channels), source=leaf(num_nodes - 1, heads),
-                  transition=leaf(num_nodes - 2, heads), mark=leaf(num_nodes - 1, heads),
-                  direct=leaf(num_nodes, heads))
+    inputs = dict(
+        query=leaf(num_nodes, heads, channels),
+        key=leaf(num_nodes, heads, channels),
+        value=leaf(num_nodes, heads, channels),
+        source=leaf(num_nodes - 1, heads),
+        transition=leaf(num_nodes - 2, heads),
+        mark=leaf(num_nodes - 1, heads),
+        direct=leaf(num_nodes, heads),
+    )
     times = {}
     for backend in ("levels", "chains"):
+
         def step(backend=backend):
-            plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan,
-                      backend=backend).sum().backward()
+            plstm_dag(
+                **inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan, backend=backend
+            ).sum().backward()
 
         times[backend] = measure(step, device, repeats=args.repeats, warmup=1)
     print("| backend | steps | fwd+bwd s |")

@@ -13,6 +13,7 @@ Peptides: the first 64 graphs of Peptides-func (``benchmarks/gpu_data/peptides64
 as in :mod:`benchmarks.layer`), one PLSTMConv (hidden 64, 4 heads, bond features, structure precomputed)
 per backend that can run such graphs, next to GINConv of the same width in the same run.
 """
+
 import argparse
 
 import torch
@@ -22,6 +23,7 @@ from plstm_geometric.functional import plstm_dag, plstm_dag_reference
 from plstm_geometric.functional.dag import BACKENDS, choose_backend
 from plstm_geometric.graph import build_plan, dagify, line_graph
 from plstm_geometric.testing import nci_batch
+
 from .timing import measure, peak_memory
 
 PEPTIDE_BACKENDS = ("auto", "levels", "mixed")
@@ -40,10 +42,15 @@ def molecule_workload(num_graphs: int, heads: int, channels: int, device: torch.
         return tensor.to(device).requires_grad_()
 
     num_nodes, num_edges, num_line = batch.num_nodes, edge_index.size(1), line_edge_index.size(1)
-    inputs = dict(query=leaf(num_nodes, heads, channels), key=leaf(num_nodes, heads, channels),
-                  value=leaf(num_nodes, heads, channels), source=leaf(num_edges, heads, gate=True),
-                  transition=leaf(num_line, heads, gate=True), mark=leaf(num_edges, heads, gate=True),
-                  direct=leaf(num_nodes, heads, gate=True))
+    inputs = dict(
+        query=leaf(num_nodes, heads, channels),
+        key=leaf(num_nodes, heads, channels),
+        value=leaf(num_nodes, heads, channels),
+        source=leaf(num_edges, heads, gate=True),
+        transition=leaf(num_line, heads, gate=True),
+        mark=leaf(num_edges, heads, gate=True),
+        direct=leaf(num_nodes, heads, gate=True),
+    )
     return batch, edge_index, line_edge_index, plan, inputs
 
 
@@ -63,8 +70,10 @@ def peptide_rows(device: torch.device, repeats: int):
     conv = PLSTMConv(HIDDEN, HIDDEN, heads=HEADS, edge_dim=HIDDEN).to(device)
     structure = conv.structure(edge_index, x.size(0))
     plan = structure.plan
-    print(f"\n64 peptides: {x.size(0)} atoms, {plan.num_edges} DAG edges, {plan.num_levels} levels "
-          f"({plan.chains.num_levels} after chain contraction); backend='auto' picks {choose_backend(plan)!r}")
+    print(
+        f"\n64 peptides: {x.size(0)} atoms, {plan.num_edges} DAG edges, {plan.num_levels} levels "
+        f"({plan.chains.num_levels} after chain contraction); backend='auto' picks {choose_backend(plan)!r}"
+    )
     rows = []
     for backend in PEPTIDE_BACKENDS:
         conv.backend = backend
@@ -104,27 +113,33 @@ def main(argv=None):
     device = torch.device(args.device)
     batch, edge_index, line_edge_index, plan, inputs = molecule_workload(args.graphs, args.heads, args.channels, device)
     levels = plan.num_levels
-    print(f"{args.graphs} molecules: {batch.num_nodes} atoms, {edge_index.size(1)} DAG edges, "
-          f"{line_edge_index.size(1)} line edges, {levels} levels; device {device}")
+    print(
+        f"{args.graphs} molecules: {batch.num_nodes} atoms, {edge_index.size(1)} DAG edges, "
+        f"{line_edge_index.size(1)} line edges, {levels} levels; device {device}"
+    )
 
     print(f"backend='auto' picks {choose_backend(plan)!r}")
     rows = []
     for backend in BACKENDS:
         if backend == "fused" and device.type != "cuda":
-            print("backend='fused' not timed: off CUDA its Triton kernels run in the interpreter, "
-                  "whose timings say nothing about the kernels")
+            print(
+                "backend='fused' not timed: off CUDA its Triton kernels run in the interpreter, "
+                "whose timings say nothing about the kernels"
+            )
             continue
 
         def step(backend=backend):
-            out = plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan,
-                            backend=backend)
+            out = plstm_dag(
+                **inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan, backend=backend
+            )
             out.sum().backward()
 
         rows.append((f"plstm_dag backend={backend}", measure(step, device, args.repeats), peak_memory(step, device)))
 
     hidden = args.heads * args.channels
-    gin = GINConv(torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-                                      torch.nn.Linear(hidden, hidden))).to(device)
+    gin = GINConv(
+        torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden))
+    ).to(device)
     x = torch.randn(batch.num_nodes, hidden, device=device, requires_grad=True)
 
     def gin_step():
@@ -133,6 +148,7 @@ def main(argv=None):
     rows.append((f"GINConv({hidden})", measure(gin_step, device, args.repeats), peak_memory(gin_step, device)))
 
     if not args.skip_loop:
+
         def loop_step():
             plstm_dag_reference(**inputs, edge_index=edge_index, line_edge_index=line_edge_index).sum().backward()
 

@@ -60,6 +60,7 @@ CUDA). Off CUDA the Triton paths (``plstm_dag`` backend ``fused``, ``linear_recu
 useful size, times nothing about the kernels, and the kernels' correctness under the interpreter is
 covered by the test suite.
 """
+
 import argparse
 import datetime
 import gc
@@ -122,12 +123,21 @@ def write_atomic(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # One item's run: the rows it measured, its deadline and its timing helpers.
 
+
 class ItemRun:
     def __init__(self, name: str, device: torch.device, quick: bool, deadline: float, on_change):
         self.name, self.device, self.quick, self.deadline = name, device, quick, deadline
         self.on_change = on_change
-        self.record = {"name": name, "status": "running", "cap_s": None, "seconds": None, "rows": [],
-                       "info": {}, "error": None, "traceback": None}
+        self.record = {
+            "name": name,
+            "status": "running",
+            "cap_s": None,
+            "seconds": None,
+            "rows": [],
+            "info": {},
+            "error": None,
+            "traceback": None,
+        }
 
     @property
     def cuda(self) -> bool:
@@ -141,8 +151,15 @@ class ItemRun:
             raise CapReached()
 
     def add(self, workload: str, method: str, metric: str, value, unit: str, status: str = "ok", **extra):
-        row = {"workload": workload, "method": method, "metric": metric,
-               "value": None if value is None else float(value), "unit": unit, "status": status, **extra}
+        row = {
+            "workload": workload,
+            "method": method,
+            "metric": metric,
+            "value": None if value is None else float(value),
+            "unit": unit,
+            "status": status,
+            **extra,
+        }
         self.record["rows"].append(row)
         self.on_change(self.record)
         return row
@@ -188,16 +205,33 @@ class ItemRun:
         torch.cuda.synchronize(self.device)
         return torch.cuda.max_memory_allocated(self.device) / 2**20, before / 2**20
 
-    def timed(self, workload: str, method: str, fn, repeats: int, warmup: int, metric: str = "fwd_bwd_ms",
-              memory: bool = False, **extra):
+    def timed(
+        self,
+        workload: str,
+        method: str,
+        fn,
+        repeats: int,
+        warmup: int,
+        metric: str = "fwd_bwd_ms",
+        memory: bool = False,
+        **extra,
+    ):
         """Time ``fn`` as one row (and its peak memory as a second row when ``memory``); a failure becomes
         an ``error: ...`` row and the item goes on. Returns the median seconds, or None."""
         self.check_time()
         try:
             seconds, runs = self.seconds(fn, repeats, warmup)
         except Exception as error:
-            self.add(workload, method, metric, None, "ms", status=f"error: {error_summary(error)}",
-                     traceback=traceback_tail(error), **extra)
+            self.add(
+                workload,
+                method,
+                metric,
+                None,
+                "ms",
+                status=f"error: {error_summary(error)}",
+                traceback=traceback_tail(error),
+                **extra,
+            )
             free_memory()
             return None
         self.add(workload, method, metric, seconds * 1e3, "ms", repeats=runs, **extra)
@@ -224,8 +258,15 @@ class ItemRun:
         try:
             value = fn()
         except Exception as error:
-            self.add(workload, method, metric, None, unit, status=f"error: {error_summary(error)}",
-                     traceback=traceback_tail(error))
+            self.add(
+                workload,
+                method,
+                metric,
+                None,
+                unit,
+                status=f"error: {error_summary(error)}",
+                traceback=traceback_tail(error),
+            )
             free_memory()
             return None
         self.add(workload, method, metric, value, unit)
@@ -257,6 +298,7 @@ def max_deviation(out, reference) -> float:
 # ---------------------------------------------------------------------------------------------------------
 # Data shipped with the check.
 
+
 def load_graphs(name: str, num_graphs=None, device="cpu"):
     """A PyG ``Data`` holding the first ``num_graphs`` graphs of ``gpu_data/<name>.pt`` as one batch
     (``x``, ``edge_index``, ``edge_attr`` int64, ``batch``, ``num_graphs``)."""
@@ -270,9 +312,12 @@ def load_graphs(name: str, num_graphs=None, device="cpu"):
         raise ValueError(f"num_graphs: expected 1 ... {total} for {name}, got {num_graphs}")
     nodes = int(counts[:num_graphs].sum())
     edges = int(stored["num_edges"][:num_graphs].long().sum())
-    data = Data(x=stored["x"][:nodes].long(), edge_index=stored["edge_index"][:, :edges].long(),
-                edge_attr=stored["edge_attr"][:edges].long(),
-                batch=torch.repeat_interleave(torch.arange(num_graphs), counts[:num_graphs]))
+    data = Data(
+        x=stored["x"][:nodes].long(),
+        edge_index=stored["edge_index"][:, :edges].long(),
+        edge_attr=stored["edge_attr"][:edges].long(),
+        batch=torch.repeat_interleave(torch.arange(num_graphs), counts[:num_graphs]),
+    )
     data.num_graphs = num_graphs
     return data.to(device)
 
@@ -280,20 +325,32 @@ def load_graphs(name: str, num_graphs=None, device="cpu"):
 # ---------------------------------------------------------------------------------------------------------
 # The items.
 
+
 def item_gpu_tests(run: ItemRun, out: Path):
     if not run.cuda:
         return "skipped: no CUDA"
     log = out / "logs" / "gpu_tests_pytest.log"
     log.parent.mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
-               "--continue-on-collection-errors", "tests"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "gpu",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--continue-on-collection-errors",
+        "tests",
+    ]
     run.info("command", " ".join(command[1:]))
     timeout = max(run.time_left() - 5, 1)
     status = "ok"
     with open(log, "w") as handle:
         try:
-            returncode = subprocess.run(command, check=False, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                                        timeout=timeout).returncode
+            returncode = subprocess.run(
+                command, check=False, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout
+            ).returncode
         except subprocess.TimeoutExpired:
             returncode, status = None, "partial: cap"
     text = log.read_text(errors="replace")
@@ -354,10 +411,20 @@ def dag_workload(run: ItemRun, workload: str, data, heads: int, channels: int) -
     run.info(workload, graph_statistics(plan, data, edge_index, line_edge_index, time.perf_counter() - start))
     generator = torch.Generator().manual_seed(0)
     num_nodes, num_edges, num_line = data.num_nodes, edge_index.size(1), line_edge_index.size(1)
-    inputs = leaves(generator, run.device, {
-        "query": (num_nodes, heads, channels), "key": (num_nodes, heads, channels),
-        "value": (num_nodes, heads, channels), "source": (num_edges, heads), "transition": (num_line, heads),
-        "mark": (num_edges, heads), "direct": (num_nodes, heads)}, gates=("source", "transition", "mark", "direct"))
+    inputs = leaves(
+        generator,
+        run.device,
+        {
+            "query": (num_nodes, heads, channels),
+            "key": (num_nodes, heads, channels),
+            "value": (num_nodes, heads, channels),
+            "source": (num_edges, heads),
+            "transition": (num_line, heads),
+            "mark": (num_edges, heads),
+            "direct": (num_nodes, heads),
+        },
+        gates=("source", "transition", "mark", "direct"),
+    )
     reference = None
     for backend in DAG_BACKENDS:
         if backend == "fused" and not run.cuda:
@@ -365,8 +432,9 @@ def dag_workload(run: ItemRun, workload: str, data, heads: int, channels: int) -
             continue
 
         def forward(backend=backend):
-            return plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan,
-                             backend=backend)
+            return plstm_dag(
+                **inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan, backend=backend
+            )
 
         extra = {}
         try:
@@ -378,23 +446,35 @@ def dag_workload(run: ItemRun, workload: str, data, heads: int, channels: int) -
             extra["finite"] = bool(torch.isfinite(out_backend).all())
         except Exception as error:
             extra["forward_error"] = error_summary(error)
-        run.timed(workload, backend, lambda forward=forward: forward().sum().backward(), repeats, warmup,
-                  memory=True, **extra)
+        run.timed(
+            workload, backend, lambda forward=forward: forward().sum().backward(), repeats, warmup, memory=True, **extra
+        )
     hidden = heads * channels
-    gin = GINConv(torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-                                      torch.nn.Linear(hidden, hidden))).to(run.device)
+    gin = GINConv(
+        torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden))
+    ).to(run.device)
     x = torch.randn(num_nodes, hidden, generator=generator).to(run.device).requires_grad_()
-    run.timed(workload, f"GINConv({hidden})", lambda: gin(x, data.edge_index).sum().backward(), repeats, warmup,
-              memory=True)
+    run.timed(
+        workload, f"GINConv({hidden})", lambda: gin(x, data.edge_index).sum().backward(), repeats, warmup, memory=True
+    )
 
 
 def graph_statistics(plan, data, edge_index, line_edge_index, plan_seconds):
     """What a backend rule can read: sizes, levels, component layout, contracted levels, auto's pick."""
-    stats = {"graphs": int(data.num_graphs), "nodes": int(data.num_nodes), "dag_edges": int(edge_index.size(1)),
-             "line_edges": int(line_edge_index.size(1)), "plan_s": round(plan_seconds, 4)}
-    for key, read in (("levels", lambda: plan.num_levels), ("max_component_edges", lambda: plan.layout.max_edges),
-                      ("padded_edges", lambda: plan.layout.padded_edges),
-                      ("contracted_levels", lambda: plan.chains.num_levels), ("auto_backend", lambda: auto_pick(plan))):
+    stats = {
+        "graphs": int(data.num_graphs),
+        "nodes": int(data.num_nodes),
+        "dag_edges": int(edge_index.size(1)),
+        "line_edges": int(line_edge_index.size(1)),
+        "plan_s": round(plan_seconds, 4),
+    }
+    for key, read in (
+        ("levels", lambda: plan.num_levels),
+        ("max_component_edges", lambda: plan.layout.max_edges),
+        ("padded_edges", lambda: plan.layout.padded_edges),
+        ("contracted_levels", lambda: plan.chains.num_levels),
+        ("auto_backend", lambda: auto_pick(plan)),
+    ):
         try:
             value = read()
             stats[key] = value if isinstance(value, str) else int(value)
@@ -416,14 +496,26 @@ def item_grid(run: ItemRun, out: Path):
     batch, size, heads, channels = (2, 8, 3, 8) if run.quick else (64, 24, 3, 64)
     repeats, warmup = (1, 1) if run.quick else (5, 1)
     workload = f"B{batch} {size}x{size} H{heads} K=V={channels}"
-    run.info("workload", {"batch": batch, "X": size, "Y": size, "heads": heads, "key_dim": channels,
-                          "value_dim": channels, "sweeps": 1, "dtype": "float32"})
+    run.info(
+        "workload",
+        {
+            "batch": batch,
+            "X": size,
+            "Y": size,
+            "heads": heads,
+            "key_dim": channels,
+            "value_dim": channels,
+            "sweeps": 1,
+            "dtype": "float32",
+        },
+    )
     generator = torch.Generator().manual_seed(0)
     shapes = {name: (batch, size, size, heads, channels) for name in ("query", "key", "value")}
     shapes.update({name: (batch, size, size, heads) for name in GATE_NAMES})
     inputs = leaves(generator, run.device, shapes, gates=GATE_NAMES)
     reference = None
     for backend in GRID_BACKENDS:
+
         def forward(backend=backend):
             gates = GridGates(**{name: inputs[name] for name in GATE_NAMES})
             return plstm_grid(inputs["query"], inputs["key"], inputs["value"], gates, backend=backend)
@@ -439,8 +531,9 @@ def item_grid(run: ItemRun, out: Path):
         except Exception as error:
             extra["forward_error"] = error_summary(error)
         free_memory()
-        run.timed(workload, backend, lambda forward=forward: forward().sum().backward(), repeats, warmup,
-                  memory=True, **extra)
+        run.timed(
+            workload, backend, lambda forward=forward: forward().sum().backward(), repeats, warmup, memory=True, **extra
+        )
         free_memory()
     return "ok"
 
@@ -457,14 +550,26 @@ def item_chain(run: ItemRun, out: Path):
         edge_index = torch.stack([torch.arange(nodes - 1), torch.arange(1, nodes)]).to(run.device)
         line_edge_index = line_graph(edge_index, nodes)
         plan = build_plan(edge_index, line_edge_index, nodes)
-        inputs = leaves(generator, run.device, {
-            "query": (nodes, heads, channels), "key": (nodes, heads, channels), "value": (nodes, heads, channels),
-            "source": (nodes - 1, heads), "transition": (nodes - 2, heads), "mark": (nodes - 1, heads),
-            "direct": (nodes, heads)}, gates=("source", "transition", "mark", "direct"))
+        inputs = leaves(
+            generator,
+            run.device,
+            {
+                "query": (nodes, heads, channels),
+                "key": (nodes, heads, channels),
+                "value": (nodes, heads, channels),
+                "source": (nodes - 1, heads),
+                "transition": (nodes - 2, heads),
+                "mark": (nodes - 1, heads),
+                "direct": (nodes, heads),
+            },
+            gates=("source", "transition", "mark", "direct"),
+        )
 
         def step(backend):
-            plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan,
-                      backend=backend).sum().backward()
+            plstm_dag(
+                **inputs, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan, backend=backend
+            ).sum().backward()
+
         return plan, step
 
     workload = f"chain {num_nodes:,} nodes, H{heads} K=V={channels}"
@@ -506,8 +611,9 @@ def item_scan(run: ItemRun, out: Path):
         extra = {}
         try:
             with torch.no_grad():
-                extra["max_abs_diff_vs_torch"] = max_deviation(linear_recurrence(decay, impulse, backend=backend),
-                                                               reference)
+                extra["max_abs_diff_vs_torch"] = max_deviation(
+                    linear_recurrence(decay, impulse, backend=backend), reference
+                )
         except Exception as error:
             extra["forward_error"] = error_summary(error)
 
@@ -516,8 +622,13 @@ def item_scan(run: ItemRun, out: Path):
                 linear_recurrence(decay, impulse, backend=backend)
 
         run.timed(workload, backend, forward, repeats, warmup, metric="fwd_ms", **extra)
-        run.timed(workload, backend, lambda backend=backend: linear_recurrence(decay, impulse, backend=backend)
-                  .sum().backward(), repeats, warmup)
+        run.timed(
+            workload,
+            backend,
+            lambda backend=backend: linear_recurrence(decay, impulse, backend=backend).sum().backward(),
+            repeats,
+            warmup,
+        )
     del decay, impulse, reference
     free_memory()
 
@@ -541,8 +652,7 @@ def item_scan(run: ItemRun, out: Path):
 
         seconds = run.timed(workload, backend, forward, repeats, warmup, metric="ms")
         if seconds:
-            run.add(workload, backend, "bandwidth", 12 * numel / seconds / 1e9, "GB/s",
-                    bytes_per_element=12)
+            run.add(workload, backend, "bandwidth", 12 * numel / seconds / 1e9, "GB/s", bytes_per_element=12)
     return "ok"
 
 
@@ -553,12 +663,16 @@ def item_lstm(run: ItemRun, out: Path):
     repeats, warmup = (1, 1) if run.quick else (5, 1)
     workload = f"batch 1, T{length}, {channels}->{channels}"
     run.info("sequence_length", length)
-    layers = {"GILRLSTM": GILRLSTM(channels, channels).to(run.device),
-              "nn.LSTM (cuDNN)" if run.cuda else "nn.LSTM": torch.nn.LSTM(channels, channels, batch_first=True)
-              .to(run.device)}
+    layers = {
+        "GILRLSTM": GILRLSTM(channels, channels).to(run.device),
+        "nn.LSTM (cuDNN)" if run.cuda else "nn.LSTM": torch.nn.LSTM(channels, channels, batch_first=True).to(
+            run.device
+        ),
+    }
     x = torch.randn(1, length, channels, generator=torch.Generator().manual_seed(0)).to(run.device)
     x.requires_grad_()
     for name, layer in layers.items():
+
         def forward(layer=layer):
             with torch.no_grad():
                 layer(x)
@@ -581,19 +695,34 @@ def item_training(run: ItemRun, out: Path):
     repeats, warmup = (1, 1) if run.quick else (5, 2)
     graphs, hidden, layers = (16, 16, 1) if run.quick else (128, 64, 2)
     data = load_graphs("nci1024", graphs, run.device)
-    model = PLSTMGraphModel(hidden, 10, layers, heads=4, encoder="linear", in_channels=data.x.size(1),
-                            edge_dim=data.edge_attr.size(1)).to(run.device)
+    model = PLSTMGraphModel(
+        hidden, 10, layers, heads=4, encoder="linear", in_channels=data.x.size(1), edge_dim=data.edge_attr.size(1)
+    ).to(run.device)
     target = torch.randn(graphs, 10, generator=torch.Generator().manual_seed(0)).to(run.device)
-    training_rows(run, f"nci{graphs}, hidden {hidden}, {layers} blocks, 4 heads", "PLSTMGraphModel", model,
-                  lambda: torch.nn.functional.mse_loss(model(data), target), repeats, warmup)
+    training_rows(
+        run,
+        f"nci{graphs}, hidden {hidden}, {layers} blocks, 4 heads",
+        "PLSTMGraphModel",
+        model,
+        lambda: torch.nn.functional.mse_loss(model(data), target),
+        repeats,
+        warmup,
+    )
 
     images, side, patch, dim, depth = (2, 8, 2, 12, 1) if run.quick else (32, 32, 4, 96, 2)
     vis = PLSTMVis(side, patch, 3, 10, dim=dim, heads=3, depth=depth).to(run.device)
     generator = torch.Generator().manual_seed(1)
     pixels = torch.randn(images, 3, side, side, generator=generator).to(run.device)
     labels = torch.randint(0, 10, (images,), generator=generator).to(run.device)
-    training_rows(run, f"{images} images {side}x{side}, patch {patch}, dim {dim}, depth {depth}, 3 heads",
-                  "PLSTMVis", vis, lambda: torch.nn.functional.cross_entropy(vis(pixels), labels), repeats, warmup)
+    training_rows(
+        run,
+        f"{images} images {side}x{side}, patch {patch}, dim {dim}, depth {depth}, 3 heads",
+        "PLSTMVis",
+        vis,
+        lambda: torch.nn.functional.cross_entropy(vis(pixels), labels),
+        repeats,
+        warmup,
+    )
     return "ok"
 
 
@@ -613,12 +742,20 @@ def training_rows(run: ItemRun, workload: str, method: str, model, loss_fn, repe
         run.info(f"{method} losses", [float(loss) for loss in losses])
 
 
-ITEMS = {"gpu_tests": item_gpu_tests, "dag": item_dag, "grid": item_grid, "chain": item_chain,
-         "scan": item_scan, "lstm": item_lstm, "training": item_training}
+ITEMS = {
+    "gpu_tests": item_gpu_tests,
+    "dag": item_dag,
+    "grid": item_grid,
+    "chain": item_chain,
+    "scan": item_scan,
+    "lstm": item_lstm,
+    "training": item_training,
+}
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Running items in-process or in their own process, and writing the report.
+
 
 def run_item_here(name: str, device: torch.device, quick: bool, deadline: float, out: Path, on_change) -> dict:
     """Run one item in this process; its cap is enforced by the deadline and, in the main thread, SIGALRM."""
@@ -662,14 +799,24 @@ def run_item_isolated(name: str, device: torch.device, quick: bool, deadline: fl
     partial = out / "logs" / f"{name}.partial.json"
     log = out / "logs" / f"{name}.log"
     partial.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "benchmarks.gpu_check", "--child", name, "--device", str(device),
-               "--out", str(out), "--deadline", repr(deadline)] + (["--quick"] if quick else [])
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.gpu_check",
+        "--child",
+        name,
+        "--device",
+        str(device),
+        "--out",
+        str(out),
+        "--deadline",
+        repr(deadline),
+    ] + (["--quick"] if quick else [])
     start = time.time()
     record = {"name": name, "status": "running", "rows": [], "info": {}, "error": None, "traceback": None}
     killed = False
     with open(log, "w") as handle:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             while True:
                 try:
@@ -716,39 +863,60 @@ def _kill_group(process) -> None:
 def header(device: torch.device, quick: bool, commit, caps: dict, budget: float, isolate: bool) -> dict:
     try:
         import torch_geometric
+
         pyg = torch_geometric.__version__
     except Exception as error:
         pyg = f"unavailable ({error_summary(error)})"
     try:
         import triton
+
         triton_version = triton.__version__
     except Exception:
         triton_version = None
     if device.type == "cuda":
         properties = torch.cuda.get_device_properties(device)
-        name = (f"{properties.name}, {properties.total_memory / 2**30:.0f} GiB, "
-                f"capability {properties.major}.{properties.minor}")
+        name = (
+            f"{properties.name}, {properties.total_memory / 2**30:.0f} GiB, "
+            f"capability {properties.major}.{properties.minor}"
+        )
     else:
         name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
-    return {"device": name, "device_type": device.type, "torch": torch.__version__, "torch_geometric": pyg,
-            "triton": triton_version, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-            "python": platform.python_version(), "commit": commit or git_commit(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "mode": "quick" if quick else "full", "isolated_items": isolate, "caps_s": caps, "budget_s": budget}
+    return {
+        "device": name,
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "torch_geometric": pyg,
+        "triton": triton_version,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "python": platform.python_version(),
+        "commit": commit or git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "mode": "quick" if quick else "full",
+        "isolated_items": isolate,
+        "caps_s": caps,
+        "budget_s": budget,
+    }
 
 
 def git_commit() -> str:
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=ROOT, capture_output=True, text=True,
-                                timeout=10)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     commit = result.stdout.strip()
     if result.returncode != 0 or not commit:
         return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=ROOT,
-                           capture_output=True, text=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.strip()
     return commit + (" (uncommitted changes)" if dirty else "")
 
 
@@ -757,8 +925,11 @@ class Report:
 
     def __init__(self, out: Path, head: dict, names):
         self.out = out
-        self.data = {"schema": SCHEMA, "header": head,
-                     "items": [{"name": name, "status": "pending", "rows": []} for name in names]}
+        self.data = {
+            "schema": SCHEMA,
+            "header": head,
+            "items": [{"name": name, "status": "pending", "rows": []} for name in names],
+        }
 
     def update(self, record: dict) -> None:
         items = self.data["items"]
@@ -772,14 +943,22 @@ class Report:
 
     def markdown(self) -> str:
         head = self.data["header"]
-        lines = ["# plstm_geometric GPU check", "",
-                 (f"{head['date']} · {head['device']} · torch {head['torch']} · torch_geometric "
-                  f"{head['torch_geometric']} · triton {head['triton']} · CUDA {head['cuda']} · "
-                  f"cuDNN {head['cudnn']} · commit {head['commit']} · mode {head['mode']}"), "",
-                 "Caps (s): " + ", ".join(f"{name} {cap:g}" for name, cap in head["caps_s"].items())
-                 + f"; budget {head['budget_s']:g} s.", "",
-                 "| item | status | s | workload | method | metric | value | unit | note |",
-                 "|---|---|---|---|---|---|---|---|---|"]
+        lines = [
+            "# plstm_geometric GPU check",
+            "",
+            (
+                f"{head['date']} · {head['device']} · torch {head['torch']} · torch_geometric "
+                f"{head['torch_geometric']} · triton {head['triton']} · CUDA {head['cuda']} · "
+                f"cuDNN {head['cudnn']} · commit {head['commit']} · mode {head['mode']}"
+            ),
+            "",
+            "Caps (s): "
+            + ", ".join(f"{name} {cap:g}" for name, cap in head["caps_s"].items())
+            + f"; budget {head['budget_s']:g} s.",
+            "",
+            "| item | status | s | workload | method | metric | value | unit | note |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for item in self.data["items"]:
             seconds = item.get("seconds")
             prefix = f"| {item['name']} | {item['status']} | {'' if seconds is None else seconds} "
@@ -788,11 +967,19 @@ class Report:
             if not item["rows"] and not item.get("error"):
                 lines.append(prefix + "| | | | | | |")
             for row in item["rows"]:
-                note = row["status"] if row["status"] != "ok" else ", ".join(
-                    f"{key} {_number(value)}" for key, value in row.items()
-                    if key not in ("workload", "method", "metric", "value", "unit", "status", "traceback"))
-                lines.append(prefix + f"| {row['workload']} | {row['method']} | {row['metric']} | "
-                             f"{_number(row['value'])} | {row['unit']} | {_cell(note)} |")
+                note = (
+                    row["status"]
+                    if row["status"] != "ok"
+                    else ", ".join(
+                        f"{key} {_number(value)}"
+                        for key, value in row.items()
+                        if key not in ("workload", "method", "metric", "value", "unit", "status", "traceback")
+                    )
+                )
+                lines.append(
+                    prefix + f"| {row['workload']} | {row['method']} | {row['metric']} | "
+                    f"{_number(row['value'])} | {row['unit']} | {_cell(note)} |"
+                )
         return "\n".join(lines) + "\n"
 
 
@@ -828,13 +1015,23 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat (the CI smoke run)")
     parser.add_argument("--items", nargs="+", choices=list(CAPS), default=list(CAPS), help="items to run, in order")
     parser.add_argument("--cap", action="append", metavar="NAME=SECONDS", help="change one item's cap")
-    parser.add_argument("--budget", type=float, default=None,
-                        help=f"seconds for the whole run (default {BUDGET_S}, quick {QUICK_BUDGET_S})")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help=f"seconds for the whole run (default {BUDGET_S}, quick {QUICK_BUDGET_S})",
+    )
     isolation = parser.add_mutually_exclusive_group()
-    isolation.add_argument("--isolate", dest="isolate", action="store_true", default=None,
-                           help="run each item in its own process (default on CUDA)")
-    isolation.add_argument("--no-isolate", dest="isolate", action="store_false",
-                           help="run every item in this process (default on CPU)")
+    isolation.add_argument(
+        "--isolate",
+        dest="isolate",
+        action="store_true",
+        default=None,
+        help="run each item in its own process (default on CUDA)",
+    )
+    isolation.add_argument(
+        "--no-isolate", dest="isolate", action="store_false", help="run every item in this process (default on CPU)"
+    )
     parser.add_argument("--commit", default=None, help="the commit to record (default: git rev-parse HEAD)")
     parser.add_argument("--child", choices=list(CAPS), help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
@@ -844,8 +1041,14 @@ def parse_args(argv):
 def child_main(args) -> None:
     """Run one item for an isolating parent, writing the record to ``logs/<item>.partial.json`` as it grows."""
     partial = args.out / "logs" / f"{args.child}.partial.json"
-    run_item_here(args.child, torch.device(args.device), args.quick, args.deadline, args.out,
-                  lambda record: write_atomic(partial, json.dumps(record) + "\n"))
+    run_item_here(
+        args.child,
+        torch.device(args.device),
+        args.quick,
+        args.deadline,
+        args.out,
+        lambda record: write_atomic(partial, json.dumps(record) + "\n"),
+    )
 
 
 def main(argv=None) -> dict:
@@ -870,8 +1073,17 @@ def main(argv=None) -> dict:
     for name in args.items:
         deadline = min(time.time() + caps[name], end)
         if deadline - time.time() < MIN_ITEM_S:
-            report.update({"name": name, "status": "skipped: cap", "rows": [], "info": {}, "seconds": 0,
-                           "error": "the run's budget was spent before this item", "traceback": None})
+            report.update(
+                {
+                    "name": name,
+                    "status": "skipped: cap",
+                    "rows": [],
+                    "info": {},
+                    "seconds": 0,
+                    "error": "the run's budget was spent before this item",
+                    "traceback": None,
+                }
+            )
             continue
         try:
             record = runner(name, device, args.quick, deadline, args.out, report.update)

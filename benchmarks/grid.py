@@ -9,6 +9,7 @@ Each backend is timed separately (median of ``--repeats`` after a warm-up), and 
 forward+backward adds is reported (:func:`~benchmarks.timing.peak_memory`: allocator peak
 on CUDA, resident-set peak on CPU). ``auto`` is listed with the backend it picked.
 """
+
 import argparse
 
 import torch
@@ -16,13 +17,15 @@ import torch
 from plstm_geometric.functional.grid import GATE_NAMES, GridGates, choose_backend, plstm_grid
 from plstm_geometric.functional.grid.chunkwise import default_chunk_size
 from plstm_geometric.graph.grid import check_chunk_size
+
 from .timing import measure, peak_memory
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
-def grid_workload(batch: int, X: int, Y: int, heads: int, channels: int, device: torch.device,
-                  dtype: torch.dtype = torch.float32):
+def grid_workload(
+    batch: int, X: int, Y: int, heads: int, channels: int, device: torch.device, dtype: torch.dtype = torch.float32
+):
     """Leaf tensors for :func:`plstm_grid`: ``[batch, X, Y, heads, channels]`` q/k/v and sigmoid gates."""
     generator = torch.Generator(device="cpu").manual_seed(0)
 
@@ -47,19 +50,30 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--recompute-states", action="store_true")
     parser.add_argument("--backends", nargs="+", default=["auto", "chunkwise", "wavefront", "dag"])
-    parser.add_argument("--chunk-sizes", type=int, nargs="+", default=None,
-                        help="chunk edge lengths to time the chunkwise backend at (default: its own rule)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's); on an oversubscribed machine 1 avoids "
-                             "OpenMP wake-up stalls that dominate many small ops")
+    parser.add_argument(
+        "--chunk-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="chunk edge lengths to time the chunkwise backend at (default: its own rule)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's); on an oversubscribed machine 1 avoids "
+        "OpenMP wake-up stalls that dominate many small ops",
+    )
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     X, Y = args.size
     inputs = grid_workload(args.batch, X, Y, args.heads, args.channels, device, DTYPES[args.dtype])
-    print(f"plstm_grid forward+backward: batch {args.batch}, {X}x{Y} grid, {args.heads} heads, "
-          f"K = V = {args.channels}, {args.dtype}, device {device}, {torch.get_num_threads()} CPU threads")
+    print(
+        f"plstm_grid forward+backward: batch {args.batch}, {X}x{Y} grid, {args.heads} heads, "
+        f"K = V = {args.channels}, {args.dtype}, device {device}, {torch.get_num_threads()} CPU threads"
+    )
 
     runs = []
     for backend in args.backends:
@@ -67,10 +81,18 @@ def main(argv=None):
         runs.extend((backend, size) for size in sizes)
     rows = []
     for backend, chunk_size in runs:
+
         def step(backend=backend, chunk_size=chunk_size):
             gates = GridGates(**{name: inputs[name] for name in GATE_NAMES})
-            out = plstm_grid(inputs["query"], inputs["key"], inputs["value"], gates, backend=backend, recompute_states=args.recompute_states,
-                             chunk_size=chunk_size)
+            out = plstm_grid(
+                inputs["query"],
+                inputs["key"],
+                inputs["value"],
+                gates,
+                backend=backend,
+                recompute_states=args.recompute_states,
+                chunk_size=chunk_size,
+            )
             out.float().sum().backward()
 
         name = backend

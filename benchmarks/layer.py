@@ -10,6 +10,7 @@ layers that take them. The molecules come from ``benchmarks/gpu_data/nci1024.pt`
 Each entry is the median of ``--repeats`` timed calls after warm-up; the ratio column divides by GATConv's
 time in the same configuration.
 """
+
 import argparse
 import statistics
 import time
@@ -40,12 +41,14 @@ def layers(edge_index: torch.Tensor, num_nodes: int):
     plstm = PLSTMConv(HIDDEN, HIDDEN, heads=HEADS, edge_dim=HIDDEN)
     structure = plstm.structure(edge_index, num_nodes)
     return [
-        ("PLSTMConv (structure precomputed)", plstm,
-         lambda layer, x, edge_attr: layer(x, edge_index, edge_attr, structure=structure)),
+        (
+            "PLSTMConv (structure precomputed)",
+            plstm,
+            lambda layer, x, edge_attr: layer(x, edge_index, edge_attr, structure=structure),
+        ),
         ("PLSTMConv", plstm, lambda layer, x, edge_attr: layer(x, edge_index, edge_attr)),
         ("GINConv", GINConv(mlp()), lambda layer, x, edge_attr: layer(x, edge_index)),
-        ("GATConv", GATConv(HIDDEN, HIDDEN // HEADS, heads=HEADS),
-         lambda layer, x, edge_attr: layer(x, edge_index)),
+        ("GATConv", GATConv(HIDDEN, HIDDEN // HEADS, heads=HEADS), lambda layer, x, edge_attr: layer(x, edge_index)),
         ("GINEConv", GINEConv(mlp(), edge_dim=HIDDEN), lambda layer, x, edge_attr: layer(x, edge_index, edge_attr)),
     ]
 
@@ -71,6 +74,7 @@ def step_fn(layer, call, x, edge_attr):
     def step():
         layer.zero_grad(set_to_none=True)
         call(layer, x, edge_attr).square().mean().backward()
+
     return step
 
 
@@ -82,17 +86,26 @@ def run(molecules, threads, repeats: int, warmup: int):
         entries = layers(edge_index, x.size(0))
         for num_threads in threads:
             torch.set_num_threads(num_threads)
-            times = {name: median_ms(step_fn(layer, call, x, edge_attr), repeats, warmup)
-                     for name, layer, call in entries}
+            times = {
+                name: median_ms(step_fn(layer, call, x, edge_attr), repeats, warmup) for name, layer, call in entries
+            }
             for name in times:
-                rows.append((num_molecules, x.size(0), edge_index.size(1), num_threads, name, times[name],
-                             times[name] / times["GATConv"]))
+                rows.append(
+                    (
+                        num_molecules,
+                        x.size(0),
+                        edge_index.size(1),
+                        num_threads,
+                        name,
+                        times[name],
+                        times[name] / times["GATConv"],
+                    )
+                )
     return rows
 
 
 def markdown(rows) -> str:
-    lines = ["| molecules (nodes, edges) | threads | layer | fwd+bwd ms | / GATConv |",
-             "|---|---|---|---|---|"]
+    lines = ["| molecules (nodes, edges) | threads | layer | fwd+bwd ms | / GATConv |", "|---|---|---|---|---|"]
     for molecules, nodes, edges, threads, name, ms, ratio in rows:
         lines.append(f"| {molecules} ({nodes}, {edges}) | {threads} | {name} | {ms:.2f} | {ratio:.2f}x |")
     return "\n".join(lines)
@@ -112,12 +125,14 @@ def profile(num_molecules: int, rows: int = 25) -> str:
         for _ in range(5):
             step()
     return f"{name}, {num_molecules} molecules, 5 steps:\n" + prof.key_averages().table(
-        sort_by="self_cpu_time_total", row_limit=rows)
+        sort_by="self_cpu_time_total", row_limit=rows
+    )
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--molecules", type=int, nargs="+", default=[128, 1024])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=10)

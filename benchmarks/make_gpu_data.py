@@ -17,6 +17,7 @@ Each file is a dict of tensors, stored compactly and widened to int64 by ``gpu_c
 whole batch, edges grouped by graph), ``num_nodes`` and ``num_edges`` int32 ``[G]`` (per graph, in order).
 Only tensors, so ``torch.load(weights_only=True)`` reads them.
 """
+
 import argparse
 import gzip
 import io
@@ -33,8 +34,14 @@ DEFAULT_LRGB = HERE.parent / ".." / "shared" / "data" / "lrgb"
 class SplitUnpickler(pickle.Unpickler):
     """Reads the LRGB split file: numpy int64 arrays in a dict, nothing else may be constructed."""
 
-    ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                         ("numpy", "ndarray"), ("numpy", "dtype")})
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+        }
+    )
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
@@ -65,10 +72,13 @@ def featurise(smiles_list, count):
     x, edge_attr = torch.cat(xs), torch.cat(edge_attrs)
     if x.min() < 0 or x.max() > 255 or edge_attr.min() < 0 or edge_attr.max() > 255:
         raise ValueError("features do not fit in uint8")
-    return {"x": x.to(torch.uint8), "edge_attr": edge_attr.to(torch.uint8),
-            "edge_index": torch.cat(edge_indices, dim=1).to(torch.int32),
-            "num_nodes": torch.tensor(num_nodes, dtype=torch.int32),
-            "num_edges": torch.tensor(num_edges, dtype=torch.int32)}
+    return {
+        "x": x.to(torch.uint8),
+        "edge_attr": edge_attr.to(torch.uint8),
+        "edge_index": torch.cat(edge_indices, dim=1).to(torch.int32),
+        "num_nodes": torch.tensor(num_nodes, dtype=torch.int32),
+        "num_edges": torch.tensor(num_edges, dtype=torch.int32),
+    }
 
 
 def nci_smiles():
@@ -95,12 +105,16 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=HERE / "gpu_data")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, graphs in (("nci1024", featurise(nci_smiles(), 1024)),
-                         ("peptides64", featurise(peptide_smiles(args.lrgb, 64), 64))):
+    for name, graphs in (
+        ("nci1024", featurise(nci_smiles(), 1024)),
+        ("peptides64", featurise(peptide_smiles(args.lrgb, 64), 64)),
+    ):
         path = args.out / f"{name}.pt"
         torch.save(graphs, path)
-        print(f"{path}: {len(graphs['num_nodes'])} graphs, {graphs['x'].size(0)} nodes, "
-              f"{graphs['edge_index'].size(1)} edges, {path.stat().st_size / 2**20:.2f} MiB")
+        print(
+            f"{path}: {len(graphs['num_nodes'])} graphs, {graphs['x'].size(0)} nodes, "
+            f"{graphs['edge_index'].size(1)} edges, {path.stat().st_size / 2**20:.2f} MiB"
+        )
 
 
 if __name__ == "__main__":

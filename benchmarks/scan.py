@@ -15,6 +15,7 @@ On CUDA every scan column is timed for both backends of ``linear_recurrence``, `
 
 Run ``python -m benchmarks.scan [--device cpu|cuda] [--quick]``.
 """
+
 import argparse
 import functools
 import importlib.util
@@ -44,6 +45,7 @@ def measure(fns, device, repeats):
     The closures are run in turn within each repeat, so that on a shared machine a burst of foreign load
     hits the quantities that are compared with each other alike.
     """
+
     def synchronize():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -61,9 +63,11 @@ def measure(fns, device, repeats):
 
 def forward_backward(fn, *inputs):
     """A closure running ``fn(*inputs)`` and a backward pass of its sum."""
+
     def run():
         out = fn(*inputs)
         (out[0] if isinstance(out, tuple) else out).sum().backward()
+
     return run
 
 
@@ -84,16 +88,33 @@ def bench_vs_loop(device, length, channels, repeats, backends=("torch",)):
     with torch.no_grad():
         *scan_forward, loop_forward = measure(
             [functools.partial(scan, decay, impulse) for scan in scans(backends)]
-            + [functools.partial(sequential_recurrence, decay, impulse)], device, repeats)
+            + [functools.partial(sequential_recurrence, decay, impulse)],
+            device,
+            repeats,
+        )
     *scan_training, loop_training = measure(
         [forward_backward(scan, decay, impulse) for scan in scans(backends)]
-        + [forward_backward(sequential_recurrence, decay, impulse)], device, repeats)
-    rows = [[name] + [f"{t * 1e3:.2f}" for t in scan_times] + [f"{loop_time * 1e3:.1f}"]
-            + [f"{loop_time / t:.0f}x" for t in scan_times]
-            for name, scan_times, loop_time in [("forward", scan_forward, loop_forward),
-                                                ("forward + backward", scan_training, loop_training)]]
-    return table([f"B=1, D={channels}, T={length}"] + [f"{backend} scan (ms)" for backend in backends]
-                 + ["Python loop (ms)"] + [f"speed-up ({backend})" for backend in backends], rows)
+        + [forward_backward(sequential_recurrence, decay, impulse)],
+        device,
+        repeats,
+    )
+    rows = [
+        [name]
+        + [f"{t * 1e3:.2f}" for t in scan_times]
+        + [f"{loop_time * 1e3:.1f}"]
+        + [f"{loop_time / t:.0f}x" for t in scan_times]
+        for name, scan_times, loop_time in [
+            ("forward", scan_forward, loop_forward),
+            ("forward + backward", scan_training, loop_training),
+        ]
+    ]
+    return table(
+        [f"B=1, D={channels}, T={length}"]
+        + [f"{backend} scan (ms)" for backend in backends]
+        + ["Python loop (ms)"]
+        + [f"speed-up ({backend})" for backend in backends],
+        rows,
+    )
 
 
 def bench_vs_lstm(device, lengths, channels, repeats, backends=("torch",)):
@@ -105,19 +126,34 @@ def bench_vs_lstm(device, lengths, channels, repeats, backends=("torch",)):
         decay = torch.rand(1, length, channels, device=device, requires_grad=True)
         impulse = torch.randn(1, length, channels, device=device, requires_grad=True)
         with torch.no_grad():
-            forward = measure([functools.partial(scan, decay, impulse) for scan in scans(backends)]
-                              + [functools.partial(gilr_lstm, x), functools.partial(lstm, x)], device, repeats)
-        training = measure([forward_backward(scan, decay, impulse) for scan in scans(backends)]
-                           + [forward_backward(gilr_lstm, x), forward_backward(lstm, x)], device, repeats)
+            forward = measure(
+                [functools.partial(scan, decay, impulse) for scan in scans(backends)]
+                + [functools.partial(gilr_lstm, x), functools.partial(lstm, x)],
+                device,
+                repeats,
+            )
+        training = measure(
+            [forward_backward(scan, decay, impulse) for scan in scans(backends)]
+            + [forward_backward(gilr_lstm, x), forward_backward(lstm, x)],
+            device,
+            repeats,
+        )
         forward_rate = [length / t for t in forward]
         training_rate = [length / t for t in training]
         # The last two columns of each group are GILR-LSTM and nn.LSTM.
-        rows.append([length] + [f"{r:,.0f}" for r in forward_rate + training_rate]
-                    + [f"{forward_rate[-2] / forward_rate[-1]:.1f}x",
-                       f"{training_rate[-2] / training_rate[-1]:.1f}x"])
-    header = (["T"] + [f"scan fwd ({backend})" for backend in backends] + ["GILR-LSTM fwd", "nn.LSTM fwd"]
-              + [f"scan fwd+bwd ({backend})" for backend in backends] + ["GILR-LSTM fwd+bwd", "nn.LSTM fwd+bwd"]
-              + ["GILR-LSTM/LSTM fwd", "GILR-LSTM/LSTM fwd+bwd"])
+        rows.append(
+            [length]
+            + [f"{r:,.0f}" for r in forward_rate + training_rate]
+            + [f"{forward_rate[-2] / forward_rate[-1]:.1f}x", f"{training_rate[-2] / training_rate[-1]:.1f}x"]
+        )
+    header = (
+        ["T"]
+        + [f"scan fwd ({backend})" for backend in backends]
+        + ["GILR-LSTM fwd", "nn.LSTM fwd"]
+        + [f"scan fwd+bwd ({backend})" for backend in backends]
+        + ["GILR-LSTM fwd+bwd", "nn.LSTM fwd+bwd"]
+        + ["GILR-LSTM/LSTM fwd", "GILR-LSTM/LSTM fwd+bwd"]
+    )
     return table(header, rows)
 
 
@@ -127,17 +163,36 @@ def bench_bandwidth(device, elements, repeats, backends=("torch",)):
     decay = torch.rand(batch_size, length, channels, device=device)
     impulse = torch.randn(batch_size, length, channels, device=device)
     numel = decay.numel()
-    *scan_times, copy = measure([functools.partial(scan, decay, impulse) for scan in scans(backends)]
-                                + [impulse.clone], device, repeats)
+    *scan_times, copy = measure(
+        [functools.partial(scan, decay, impulse) for scan in scans(backends)] + [impulse.clone], device, repeats
+    )
     copy_bandwidth = 8 * numel / copy / 1e9
     rows = []
     for backend, scan in zip(backends, scan_times):
         scan_bandwidth = 12 * numel / scan / 1e9
-        rows.append([f"[{batch_size}, {length}, {channels}] float32 ({numel:,} elements)", backend,
-                     f"{scan * 1e3:.2f}", f"{scan_bandwidth:.1f}", f"{copy * 1e3:.2f}", f"{copy_bandwidth:.1f}",
-                     f"{scan_bandwidth / copy_bandwidth:.2f}"])
-    return table(["shape", "backend", "scan (ms)", "scan GB/s (12 B/elem)", "clone (ms)", "clone GB/s (8 B/elem)",
-                  "scan/clone bandwidth"], rows)
+        rows.append(
+            [
+                f"[{batch_size}, {length}, {channels}] float32 ({numel:,} elements)",
+                backend,
+                f"{scan * 1e3:.2f}",
+                f"{scan_bandwidth:.1f}",
+                f"{copy * 1e3:.2f}",
+                f"{copy_bandwidth:.1f}",
+                f"{scan_bandwidth / copy_bandwidth:.2f}",
+            ]
+        )
+    return table(
+        [
+            "shape",
+            "backend",
+            "scan (ms)",
+            "scan GB/s (12 B/elem)",
+            "clone (ms)",
+            "clone GB/s (8 B/elem)",
+            "scan/clone bandwidth",
+        ],
+        rows,
+    )
 
 
 def timed_backends(device):
@@ -155,8 +210,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, not a measurement)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--bandwidth-elements", type=int, default=None,
-                        help="B*T*D of the bandwidth test (default 2**28 on CUDA, 2**24 on CPU)")
+    parser.add_argument(
+        "--bandwidth-elements",
+        type=int,
+        default=None,
+        help="B*T*D of the bandwidth test (default 2**28 on CUDA, 2**24 on CPU)",
+    )
     parser.add_argument("--max-lstm-length", type=int, default=131072, help="longest T of the LSTM table")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -164,12 +223,12 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     channels = 32
     loop_length = 4096 if args.quick else 65536
-    lstm_lengths = [4096 * 2 ** k for k in range(6) if 4096 * 2 ** k <= args.max_lstm_length]
+    lstm_lengths = [4096 * 2**k for k in range(6) if 4096 * 2**k <= args.max_lstm_length]
     if args.quick:
         lstm_lengths = lstm_lengths[:2]
-    elements = args.bandwidth_elements or (2 ** 28 if device.type == "cuda" else 2 ** 24)
+    elements = args.bandwidth_elements or (2**28 if device.type == "cuda" else 2**24)
     if args.quick:
-        elements = min(elements, 2 ** 20)
+        elements = min(elements, 2**20)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# linear_recurrence benchmark on {name} (torch {torch.__version__})\n")

@@ -6,6 +6,7 @@ The sweep's only scatter is ``states.index_add_(0, e_out, rows)`` with rows ``[L
 torch_scatter is an optional extra; plstm_dag uses it only where this benchmark shows a gain, and so far
 it shows none (docs/benchmarks.md), so the op is pure torch.
 """
+
 import argparse
 
 import torch
@@ -31,8 +32,13 @@ def main(argv=None):
     for rows in (50, 200, 1000):
         index = torch.randint(0, states.size(0), (rows,), device=device)
         update = torch.randn(rows, *states.shape[1:], device=device)
-        torch_time = measure(lambda: states.index_add_(0, index, update), device, args.repeats)
-        scatter_time = measure(lambda: scatter_add(update, index, dim=0, out=states), device, args.repeats)
+        # default arguments bind this iteration's tensors (the lambdas run inside the loop anyway)
+        torch_time = measure(
+            lambda index=index, update=update: states.index_add_(0, index, update), device, args.repeats
+        )
+        scatter_time = measure(
+            lambda index=index, update=update: scatter_add(update, index, dim=0, out=states), device, args.repeats
+        )
         rows_out.append((rows, torch_time, scatter_time))
         print(f"| {rows} | {torch_time * 1e6:.1f} | {scatter_time * 1e6:.1f} | {scatter_time / torch_time:.2f} |")
     return rows_out

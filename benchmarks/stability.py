@@ -18,10 +18,10 @@ pre-activations of +10 (``"+10"``) or of random sign (``"+-10"``). It reports
 * whether the outputs and the gradients of a random readout (w.r.t. every input, the transition
   pre-activations included) are finite.
 """
+
 import argparse
 import math
 import time
-from typing import Dict, Tuple
 
 import torch
 from torch import Tensor
@@ -48,24 +48,35 @@ def transition_preactivation(num_line_edges: int, heads: int, sign: str, generat
     return preactivation
 
 
-def incoming_state_norms(structure: PLSTMStructure, key: Tensor, value: Tensor, source: Tensor,
-                         transition: Tensor) -> Tensor:
+def incoming_state_norms(
+    structure: PLSTMStructure, key: Tensor, value: Tensor, source: Tensor, transition: Tensor
+) -> Tensor:
     r"""``[N, H]`` Frobenius norms of :math:`\sum_{e \to n} C_e`, read out through ``plstm_dag``.
 
     Every head is replicated :math:`K` times with the query set to unit vector :math:`j` in copy :math:`j`
     (mark 1, direct 0), so copy :math:`j` outputs row :math:`j` of the incoming state.
     """
     num_nodes, heads, qk_channels = key.shape
+
     def replicate(tensor: Tensor) -> Tensor:
         return tensor.repeat_interleave(qk_channels, dim=1)
+
     basis = torch.eye(qk_channels, dtype=key.dtype).repeat(heads, 1)  # [H * K, K]
     query = basis.expand(num_nodes, -1, -1)
     num_edges = structure.edge_index.size(1)
     with torch.no_grad():
-        rows = plstm_dag(query, replicate(key), replicate(value), replicate(source), replicate(transition),
-                         key.new_ones(num_edges, heads * qk_channels),
-                         key.new_zeros(num_nodes, heads * qk_channels),
-                         structure.edge_index, structure.line_edge_index, plan=structure.plan)
+        rows = plstm_dag(
+            query,
+            replicate(key),
+            replicate(value),
+            replicate(source),
+            replicate(transition),
+            key.new_ones(num_edges, heads * qk_channels),
+            key.new_zeros(num_nodes, heads * qk_channels),
+            structure.edge_index,
+            structure.line_edge_index,
+            plan=structure.plan,
+        )
     # float64 for the norm: squares of float32 states near 1e20 would overflow on their own.
     return rows.double().view(num_nodes, heads, qk_channels, -1).pow(2).sum((-1, -2)).sqrt()
 
@@ -76,14 +87,30 @@ def magnitude_bound(structure: PLSTMStructure, source: Tensor, transition: Tenso
     num_nodes, heads = structure.num_nodes, source.size(1)
     ones = source.new_ones(num_nodes, heads, 1)
     with torch.no_grad():
-        bound = plstm_dag(ones, ones, ones, source.abs(), transition.abs(), source.new_ones(source.shape),
-                          source.new_zeros(num_nodes, heads), structure.edge_index, structure.line_edge_index,
-                          plan=structure.plan)
+        bound = plstm_dag(
+            ones,
+            ones,
+            ones,
+            source.abs(),
+            transition.abs(),
+            source.new_ones(source.shape),
+            source.new_zeros(num_nodes, heads),
+            structure.edge_index,
+            structure.line_edge_index,
+            plan=structure.plan,
+        )
     return bound.squeeze(-1)
 
 
-def finite_gradients(structure: PLSTMStructure, mode: str, key: Tensor, value: Tensor, source_preactivation: Tensor,
-                     preactivation: Tensor, generator: torch.Generator) -> Tuple[bool, bool, float]:
+def finite_gradients(
+    structure: PLSTMStructure,
+    mode: str,
+    key: Tensor,
+    value: Tensor,
+    source_preactivation: Tensor,
+    preactivation: Tensor,
+    generator: torch.Generator,
+) -> tuple[bool, bool, float]:
     """Output finite?, all gradients finite?, largest gradient magnitude; for a random readout."""
     num_nodes, heads, _ = key.shape
     inputs = {
@@ -97,11 +124,21 @@ def finite_gradients(structure: PLSTMStructure, mode: str, key: Tensor, value: T
     }
     for tensor in inputs.values():
         tensor.requires_grad_(True)
-    transition = constrain_transition(inputs["transition_preactivation"], structure.line_edge_index,
-                                      structure.edge_index.size(1), mode)
-    out = plstm_dag(inputs["query"], inputs["key"], inputs["value"], torch.sigmoid(inputs["source_preactivation"]),
-                    transition, inputs["mark"], inputs["direct"], structure.edge_index, structure.line_edge_index,
-                    plan=structure.plan)
+    transition = constrain_transition(
+        inputs["transition_preactivation"], structure.line_edge_index, structure.edge_index.size(1), mode
+    )
+    out = plstm_dag(
+        inputs["query"],
+        inputs["key"],
+        inputs["value"],
+        torch.sigmoid(inputs["source_preactivation"]),
+        transition,
+        inputs["mark"],
+        inputs["direct"],
+        structure.edge_index,
+        structure.line_edge_index,
+        plan=structure.plan,
+    )
     out_finite = bool(torch.isfinite(out).all())
     readout = torch.randn(out.shape, generator=generator)
     (out * readout).sum().backward()
@@ -111,8 +148,16 @@ def finite_gradients(structure: PLSTMStructure, mode: str, key: Tensor, value: T
     return out_finite, grads_finite, largest
 
 
-def measure(edge_index: Tensor, num_nodes: int, mode: str, sign: str, heads: int = 2, qk_channels: int = 4,
-            v_channels: int = 4, seed: int = 0) -> Dict[str, object]:
+def measure(
+    edge_index: Tensor,
+    num_nodes: int,
+    mode: str,
+    sign: str,
+    heads: int = 2,
+    qk_channels: int = 4,
+    v_channels: int = 4,
+    seed: int = 0,
+) -> dict[str, object]:
     """All figures of one (graph, mode, transition sign) case, in float32."""
     generator = torch.Generator().manual_seed(seed)
     dag_edge_index, edge_id = orient_edges(edge_index, num_nodes, orientation="dag")
@@ -127,8 +172,9 @@ def measure(edge_index: Tensor, num_nodes: int, mode: str, sign: str, heads: int
 
     norms = incoming_state_norms(structure, key, value, source, transition)
     bound = magnitude_bound(structure, source, transition)
-    out_finite, grads_finite, largest_grad = finite_gradients(structure, mode, key, value, source_preactivation,
-                                                              preactivation, generator)
+    out_finite, grads_finite, largest_grad = finite_gradients(
+        structure, mode, key, value, source_preactivation, preactivation, generator
+    )
     return {
         "num_edges": num_edges,
         "num_line_edges": num_line_edges,
@@ -141,7 +187,7 @@ def measure(edge_index: Tensor, num_nodes: int, mode: str, sign: str, heads: int
     }
 
 
-def graphs(scale: float = 1.0) -> Dict[str, Tuple[Tensor, int]]:
+def graphs(scale: float = 1.0) -> dict[str, tuple[Tensor, int]]:
     """The benchmark graphs: a chain, a grid and two random DAGs (30,000 and 100,000 nodes)."""
     chain_nodes = max(2, int(10_000 * scale))
     side = max(2, int(round(100 * math.sqrt(scale))))
@@ -160,8 +206,10 @@ def main(argv=None) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="shrink all graphs (e.g. 0.01 for a quick run)")
     parser.add_argument("--signs", nargs="+", default=["+10", "+-10"], choices=["+10", "+-10"])
     args = parser.parse_args(argv)
-    header = (f"{'graph':<20} {'mode':<14} {'T~':<5} {'max |state|':>12} {'triangle':>11} {'paper':>9} "
-              f"{'out ok':>6} {'grad ok':>7} {'max |grad|':>11} {'s':>6}")
+    header = (
+        f"{'graph':<20} {'mode':<14} {'T~':<5} {'max |state|':>12} {'triangle':>11} {'paper':>9} "
+        f"{'out ok':>6} {'grad ok':>7} {'max |grad|':>11} {'s':>6}"
+    )
     print(header)
     for name, (edge_index, num_nodes) in graphs(args.scale).items():
         for mode in MODES:
@@ -172,9 +220,12 @@ def main(argv=None) -> None:
                 except ValueError as error:
                     print(f"{name:<20} {mode:<14} {sign:<5} not run: {error}")
                     continue
-                print(f"{name:<20} {mode:<14} {sign:<5} {row['max_state_norm']:>12.4g} {row['triangle_bound']:>11.4g} "
-                      f"{row['paper_bound']:>9.4g} {str(row['output_finite']):>6} {str(row['gradients_finite']):>7} "
-                      f"{row['max_gradient']:>11.4g} {time.perf_counter() - start:>6.1f}", flush=True)
+                print(
+                    f"{name:<20} {mode:<14} {sign:<5} {row['max_state_norm']:>12.4g} {row['triangle_bound']:>11.4g} "
+                    f"{row['paper_bound']:>9.4g} {str(row['output_finite']):>6} {str(row['gradients_finite']):>7} "
+                    f"{row['max_gradient']:>11.4g} {time.perf_counter() - start:>6.1f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

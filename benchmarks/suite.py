@@ -57,8 +57,7 @@ TRAIN_MODULE = "plstm_geometric.train"
 TOP_KEYS = {"name", "description", "root", "published", "display", "args", "datasets", "models", "presets"}
 DATASET_KEYS = {"label", "kind", "folds", "run_folds", "seeds", "args"}
 MODEL_KEYS = {"model", "label", "args"}
-PRESET_KEYS = {"description", "datasets", "models", "args", "dataset_args", "model_args", "seeds", "run_folds",
-               "jobs"}
+PRESET_KEYS = {"description", "datasets", "models", "args", "dataset_args", "model_args", "seeds", "run_folds", "jobs"}
 DISPLAY_KEYS = {"scale", "digits"}
 KINDS = ("tu", "ogb", "other")
 # flags the suite sets itself for every run
@@ -73,11 +72,17 @@ class SuiteError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------- the CLI
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cli_flags() -> dict:
     """The training CLI's flags from its ``--help``: ``{dest: {"flag", "takes_value", "choices"}}``."""
-    result = subprocess.run([sys.executable, "-m", TRAIN_MODULE, "--help"], capture_output=True, text=True,
-                            env=child_env(), cwd=os.getcwd(), timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", TRAIN_MODULE, "--help"],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=os.getcwd(),
+        timeout=300,
+    )
     if result.returncode != 0:
         raise SuiteError(f"python -m {TRAIN_MODULE} --help failed ({result.returncode}): {result.stderr[-2000:]}")
     flags = {}
@@ -122,13 +127,17 @@ def _check_keys(source, where, entry, allowed):
         _fail(source, where, f"expected an object, got {type(entry).__name__}")
     unknown = sorted(set(entry) - allowed)
     if unknown:
-        _fail(source, f"{where}.{unknown[0]}" if where else unknown[0],
-              f"unknown key (expected one of {sorted(allowed)})")
+        _fail(
+            source, f"{where}.{unknown[0]}" if where else unknown[0], f"unknown key (expected one of {sorted(allowed)})"
+        )
 
 
 def _check_int_list(source, key, value, low=0):
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                           and v >= low for v in value):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value)
+    ):
         _fail(source, key, f"expected a non-empty list of ints >= {low}, got {value!r}")
     if len(set(value)) != len(value):
         _fail(source, key, f"expected distinct values, got {value!r}")
@@ -184,8 +193,11 @@ def load_config(path) -> dict:
             _fail(source, f"{where}.kind", f"expected one of {KINDS}, got {kind!r}")
         if kind == "tu":
             if "folds" not in entry:
-                _fail(source, f"{where}.folds", "missing: a TU dataset needs the fold count of its protocol "
-                                                "(10 for the protocol of Errica et al.)")
+                _fail(
+                    source,
+                    f"{where}.folds",
+                    "missing: a TU dataset needs the fold count of its protocol (10 for the protocol of Errica et al.)",
+                )
             if not isinstance(entry["folds"], int) or isinstance(entry["folds"], bool) or entry["folds"] < 3:
                 _fail(source, f"{where}.folds", f"expected an int >= 3, got {entry['folds']!r}")
         elif "folds" in entry or "run_folds" in entry:
@@ -257,8 +269,9 @@ def load_published(path) -> dict:
         if not isinstance(rows, list):
             _fail(source, f"results.{dataset}", "expected a list of {model, mean, std, scale, source}")
         for i, row in enumerate(rows):
-            _check_keys(source, f"results.{dataset}[{i}]", row, {"model", "mean", "std", "scale", "source",
-                                                                  "params", "note"})
+            _check_keys(
+                source, f"results.{dataset}[{i}]", row, {"model", "mean", "std", "scale", "source", "params", "note"}
+            )
             for key in ("model", "mean", "source"):
                 if key not in row:
                     _fail(source, f"results.{dataset}[{i}].{key}", "missing (required)")
@@ -273,8 +286,11 @@ def _flag_args(source, key, args, flags) -> list:
     tokens = []
     for name, value in args.items():
         if name not in flags:
-            _fail(source, f"{key}.{name}", f"the training CLI (python -m {TRAIN_MODULE}) has no "
-                                           f"--{name.replace('_', '-')} flag")
+            _fail(
+                source,
+                f"{key}.{name}",
+                f"the training CLI (python -m {TRAIN_MODULE}) has no --{name.replace('_', '-')} flag",
+            )
         flag = flags[name]
         if value is None:
             continue
@@ -297,13 +313,17 @@ def data_problem(name: str, kind: str, root: str):
     if kind == "tu":
         folder = Path(root) / "TU" / name
         if not ((folder / "raw" / f"{name}_A.txt").is_file() or (folder / "processed").is_dir()):
-            return (f"no TU data at {folder}/raw/{name}_A.txt; copy the TUDataset text files there "
-                    f"(python -m plstm_geometric.datasets prepare {name}) or pass --allow-download")
+            return (
+                f"no TU data at {folder}/raw/{name}_A.txt; copy the TUDataset text files there "
+                f"(python -m plstm_geometric.datasets prepare {name}) or pass --allow-download"
+            )
     elif kind == "ogb":
         folder = Path(root) / name.replace("-", "_")
         if not folder.is_dir():
-            return (f"no dataset folder {folder}; build it offline (python -m plstm_geometric.datasets build-ogb "
-                    f"--csv CSV --name {name} --root {root}) or pass --allow-download")
+            return (
+                f"no dataset folder {folder}; build it offline (python -m plstm_geometric.datasets build-ogb "
+                f"--csv CSV --name {name} --root {root}) or pass --allow-download"
+            )
     return None
 
 
@@ -319,8 +339,7 @@ def ogb_names() -> list:
     return [name for name in header[1:] if name.startswith("ogbg-mol")]
 
 
-def plan(config: dict, config_path, preset_name=None, out=None, root=None, allow_download=False,
-         threads=None) -> dict:
+def plan(config: dict, config_path, preset_name=None, out=None, root=None, allow_download=False, threads=None) -> dict:
     """The runs of ``config`` under ``preset_name``: every command, checked against the CLI and the data."""
     source = str(config_path)
     presets = config["presets"]
@@ -328,8 +347,9 @@ def plan(config: dict, config_path, preset_name=None, out=None, root=None, allow
         raise SuiteError(f"{source}: presets.{preset_name}: no such preset (the config has {sorted(presets)})")
     preset = presets.get(preset_name, {}) if preset_name else {}
     root = root or config.get("root", "datasets")
-    out = Path(out if out is not None else Path("results") / (config["name"] + (f"-{preset_name}" if preset_name
-                                                                                 else "")))
+    out = Path(
+        out if out is not None else Path("results") / (config["name"] + (f"-{preset_name}" if preset_name else ""))
+    )
     flags = cli_flags()
     known_ogb = ogb_names()
     dataset_names = preset.get("datasets", list(config["datasets"]))
@@ -337,8 +357,11 @@ def plan(config: dict, config_path, preset_name=None, out=None, root=None, allow
     for key in model_keys:
         model = config["models"][key]["model"]
         if flags["model"]["choices"] is not None and model not in flags["model"]["choices"]:
-            _fail(source, f"models.{key}.model", f"unknown model {model!r} (the training CLI offers "
-                                                 f"{flags['model']['choices']})")
+            _fail(
+                source,
+                f"models.{key}.model",
+                f"unknown model {model!r} (the training CLI offers {flags['model']['choices']})",
+            )
     runs = []
     for name in dataset_names:
         entry = config["datasets"][name]
@@ -353,8 +376,11 @@ def plan(config: dict, config_path, preset_name=None, out=None, root=None, allow
         folds = [None]
         if kind == "tu":
             if entry["folds"] != 10 and "num_folds" not in flags:
-                _fail(source, f"datasets.{name}.folds", f"the training CLI splits TU sets into 10 folds (it has no "
-                                                        f"--num-folds flag), got {entry['folds']}")
+                _fail(
+                    source,
+                    f"datasets.{name}.folds",
+                    f"the training CLI splits TU sets into 10 folds (it has no --num-folds flag), got {entry['folds']}",
+                )
             folds = preset.get("run_folds", entry.get("run_folds", list(range(entry["folds"]))))
             bad = [k for k in folds if k >= entry["folds"]]
             if bad:
@@ -362,12 +388,17 @@ def plan(config: dict, config_path, preset_name=None, out=None, root=None, allow
         for key in model_keys:
             model = config["models"][key]
             args = {}
-            layers = [("args", config["args"]), (f"datasets.{name}.args", entry["args"]),
-                      (f"models.{key}.args", model["args"])]
+            layers = [
+                ("args", config["args"]),
+                (f"datasets.{name}.args", entry["args"]),
+                (f"models.{key}.args", model["args"]),
+            ]
             if preset_name:
-                layers += [(f"presets.{preset_name}.args", preset.get("args", {})),
-                           (f"presets.{preset_name}.dataset_args.{name}", preset.get("dataset_args", {}).get(name, {})),
-                           (f"presets.{preset_name}.model_args.{key}", preset.get("model_args", {}).get(key, {}))]
+                layers += [
+                    (f"presets.{preset_name}.args", preset.get("args", {})),
+                    (f"presets.{preset_name}.dataset_args.{name}", preset.get("dataset_args", {}).get(name, {})),
+                    (f"presets.{preset_name}.model_args.{key}", preset.get("model_args", {}).get(key, {})),
+                ]
             for where, layer in layers:
                 _flag_args(source, where, layer, flags)  # names the layer a bad flag came from
                 args.update(layer)
@@ -379,16 +410,42 @@ def plan(config: dict, config_path, preset_name=None, out=None, root=None, allow
             for fold, seed in itertools.product(folds, seeds):
                 part = (f"fold{fold}" if fold is not None else "") + ("-" if fold is not None else "") + f"seed{seed}"
                 run_dir = out / "runs" / name / key / part
-                command = [sys.executable, "-m", TRAIN_MODULE, "--dataset", name, "--model", model["model"],
-                           "--root", str(root)]
+                command = [
+                    sys.executable,
+                    "-m",
+                    TRAIN_MODULE,
+                    "--dataset",
+                    name,
+                    "--model",
+                    model["model"],
+                    "--root",
+                    str(root),
+                ]
                 command += ["--fold", str(fold)] if fold is not None else []
                 command += ["--seed", str(seed), "--out", str(run_dir), "--no-progress"] + tokens
                 expected = {"dataset": name, "model": model["model"], "fold": fold, "seed": seed}
                 expected.update({k: v for k, v in args.items() if k not in OPERATIONAL_FLAGS})
-                runs.append({"dataset": name, "model_key": key, "model": model["model"], "fold": fold, "seed": seed,
-                             "run_dir": str(run_dir.relative_to(out)), "command": command, "expected": expected})
-    return {"config": config, "config_path": str(config_path), "preset": preset_name, "out": str(out),
-            "root": str(root), "runs": runs, "jobs": preset.get("jobs", 1)}
+                runs.append(
+                    {
+                        "dataset": name,
+                        "model_key": key,
+                        "model": model["model"],
+                        "fold": fold,
+                        "seed": seed,
+                        "run_dir": str(run_dir.relative_to(out)),
+                        "command": command,
+                        "expected": expected,
+                    }
+                )
+    return {
+        "config": config,
+        "config_path": str(config_path),
+        "preset": preset_name,
+        "out": str(out),
+        "root": str(root),
+        "runs": runs,
+        "jobs": preset.get("jobs", 1),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -401,8 +458,11 @@ def read_json(path: Path):
 
 def _same(recorded, wanted) -> bool:
     if isinstance(wanted, list):
-        return isinstance(recorded, list) and len(recorded) == len(wanted) and all(
-            _same(r, w) for r, w in zip(recorded, wanted))
+        return (
+            isinstance(recorded, list)
+            and len(recorded) == len(wanted)
+            and all(_same(r, w) for r, w in zip(recorded, wanted))
+        )
     if isinstance(wanted, (int, float)) and not isinstance(wanted, bool) and isinstance(recorded, (int, float)):
         return math.isclose(float(recorded), float(wanted), rel_tol=1e-12, abs_tol=0.0)
     return recorded == wanted
@@ -458,8 +518,13 @@ class Runner:
             finally:
                 with self.lock:
                     self.processes.discard(process)
-        attempt = {"start": start_time, "wall_s": time.perf_counter() - start, "returncode": returncode,
-                   "resumed": resume, "command": command}
+        attempt = {
+            "start": start_time,
+            "wall_s": time.perf_counter() - start,
+            "returncode": returncode,
+            "resumed": resume,
+            "command": command,
+        }
         record = read_json(run_dir / "suite_run.json") or {"attempts": []}
         record["attempts"].append(attempt)
         record["expected"] = run["expected"]
@@ -495,8 +560,10 @@ def execute(the_plan: dict, jobs=None, max_runs=None, rerun_changed=False, progr
     stale = [(run, detail) for run, (state, detail) in zip(runs, states) if state == "stale"]
     if stale and not rerun_changed:
         run, detail = stale[0]
-        raise SuiteError(f"{out / run['run_dir']}: holds a run with another configuration ({detail}); use another "
-                         f"--out, or pass --rerun-changed to run it again ({len(stale)} such run(s))")
+        raise SuiteError(
+            f"{out / run['run_dir']}: holds a run with another configuration ({detail}); use another "
+            f"--out, or pass --rerun-changed to run it again ({len(stale)} such run(s))"
+        )
     todo = [(run, state == "resume") for run, (state, _) in zip(runs, states) if state != "done"]
     if max_runs is not None:
         todo = todo[:max_runs]
@@ -512,15 +579,22 @@ def execute(the_plan: dict, jobs=None, max_runs=None, rerun_changed=False, progr
     runner = Runner()
     failures = []
     done_before = len(runs) - len([s for s, _ in states if s != "done"])
-    bar = tqdm(total=len(runs), initial=done_before, desc=the_plan["config"]["name"], unit="run",
-               disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(runs),
+        initial=done_before,
+        desc=the_plan["config"]["name"],
+        unit="run",
+        disable=not progress,
+        file=sys.stderr,
+    )
     jobs = jobs or the_plan["jobs"]
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
-    old_handler = signal.signal(signal.SIGTERM, interrupted) if threading.current_thread() is threading.main_thread() \
-        else None
+    old_handler = (
+        signal.signal(signal.SIGTERM, interrupted) if threading.current_thread() is threading.main_thread() else None
+    )
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             pending = {pool.submit(runner.run, run, out, resume): run for run, resume in todo}
@@ -534,8 +608,10 @@ def execute(the_plan: dict, jobs=None, max_runs=None, rerun_changed=False, progr
                             continue
                         if attempt["returncode"] != 0:
                             failures.append(run)
-                            bar.write(f"failed ({attempt['returncode']}): {run['run_dir']} (see "
-                                      f"{out / run['run_dir'] / 'train.log'})")
+                            bar.write(
+                                f"failed ({attempt['returncode']}): {run['run_dir']} (see "
+                                f"{out / run['run_dir'] / 'train.log'})"
+                            )
                         bar.update(1)
                         bar.set_postfix_str(run["run_dir"])
             except BaseException:
@@ -583,26 +659,45 @@ def collect(out) -> dict:
             status = "stale" if mismatch else ("done" if results.get("finished") else "partial")
         metrics = results.get("metrics", {}) if status == "done" else {}
         times = results.get("epoch_times_s", [])
-        rows.append({
-            "dataset": run["dataset"], "model_key": run["model_key"], "model": run["model"], "fold": run["fold"],
-            "seed": run["seed"], "status": status, "metric": results.get("metric"),
-            "lower_is_better": results.get("lower_is_better"),
-            "train": metrics.get("train"), "valid": metrics.get("valid"), "test": metrics.get("test"),
-            "best_epoch": results.get("best_epoch") if status == "done" else None,
-            "epochs": results.get("epochs_completed"), "num_parameters": results.get("num_parameters"),
-            "epoch_time_s": sum(times) / len(times) if times else None,
-            "wall_s": sum(a["wall_s"] for a in record["attempts"]) if record["attempts"] else None,
-            "device": results.get("device"), "git_commit": results.get("git_commit"),
-            "run_dir": run["run_dir"], "command": " ".join(run["command"]),
-        })
+        rows.append(
+            {
+                "dataset": run["dataset"],
+                "model_key": run["model_key"],
+                "model": run["model"],
+                "fold": run["fold"],
+                "seed": run["seed"],
+                "status": status,
+                "metric": results.get("metric"),
+                "lower_is_better": results.get("lower_is_better"),
+                "train": metrics.get("train"),
+                "valid": metrics.get("valid"),
+                "test": metrics.get("test"),
+                "best_epoch": results.get("best_epoch") if status == "done" else None,
+                "epochs": results.get("epochs_completed"),
+                "num_parameters": results.get("num_parameters"),
+                "epoch_time_s": sum(times) / len(times) if times else None,
+                "wall_s": sum(a["wall_s"] for a in record["attempts"]) if record["attempts"] else None,
+                "device": results.get("device"),
+                "git_commit": results.get("git_commit"),
+                "run_dir": run["run_dir"],
+                "command": " ".join(run["command"]),
+            }
+        )
     aggregate = []
-    for (dataset, key), group in itertools.groupby(sorted(rows, key=lambda r: (r["dataset"], r["model_key"])),
-                                                   key=lambda r: (r["dataset"], r["model_key"])):
+    for (dataset, key), group in itertools.groupby(
+        sorted(rows, key=lambda r: (r["dataset"], r["model_key"])), key=lambda r: (r["dataset"], r["model_key"])
+    ):
         group = list(group)
         done = [r for r in group if r["status"] == "done"]
-        entry = {"dataset": dataset, "model_key": key, "model": group[0]["model"], "runs": len(done),
-                 "planned": len(group), "metric": next((r["metric"] for r in group if r["metric"]), None),
-                 "lower_is_better": next((r["lower_is_better"] for r in group if r["metric"]), None)}
+        entry = {
+            "dataset": dataset,
+            "model_key": key,
+            "model": group[0]["model"],
+            "runs": len(done),
+            "planned": len(group),
+            "metric": next((r["metric"] for r in group if r["metric"]), None),
+            "lower_is_better": next((r["lower_is_better"] for r in group if r["metric"]), None),
+        }
         for split in ("train", "valid", "test"):
             entry[f"{split}_mean"], entry[f"{split}_std"] = _mean_std([r[split] for r in done])
         params = sorted({r["num_parameters"] for r in group if r["num_parameters"] is not None})
@@ -647,8 +742,11 @@ def _cell(mean, std, scale, digits, bold=False):
 def _duration(seconds):
     if seconds is None:
         return "–"
-    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else (f"{seconds / 60:.1f} min" if seconds >= 60
-                                                              else f"{seconds:.1f} s")
+    return (
+        f"{seconds / 3600:.2f} h"
+        if seconds >= 3600
+        else (f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s")
+    )
 
 
 def render(out, collected=None) -> str:
@@ -662,10 +760,10 @@ def render(out, collected=None) -> str:
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     model_keys = list(dict.fromkeys(r["model_key"] for r in rows))
     by = {(a["dataset"], a["model_key"]): a for a in aggregate}
-    metric_of = {d: next((a["metric"] for a in aggregate if a["dataset"] == d and a["metric"]), None)
-                 for d in datasets}
-    lower_of = {d: next((a["lower_is_better"] for a in aggregate if a["dataset"] == d and a["metric"]), None)
-                for d in datasets}
+    metric_of = {d: next((a["metric"] for a in aggregate if a["dataset"] == d and a["metric"]), None) for d in datasets}
+    lower_of = {
+        d: next((a["lower_is_better"] for a in aggregate if a["dataset"] == d and a["metric"]), None) for d in datasets
+    }
     label = {d: config["datasets"].get(d, {}).get("label", d) for d in datasets}
     model_label = {k: config["models"].get(k, {}).get("label", k) for k in model_keys}
     preset = suite.get("preset")
@@ -679,13 +777,18 @@ def render(out, collected=None) -> str:
     header = ["model"] + [f"{label[d]} ({metric_of[d] or '?'} {'↓' if lower_of[d] else '↑'})" for d in datasets]
     if same_metric and len(datasets) > 1:
         header.append("avg")
-    lines += ["Test metric at each run's best-validation epoch, mean ± standard deviation (population) over "
-              "the folds or seeds; the best of our models per dataset in bold. Published numbers in italics.", "",
-              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += [
+        "Test metric at each run's best-validation epoch, mean ± standard deviation (population) over "
+        "the folds or seeds; the best of our models per dataset in bold. Published numbers in italics.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     best = {}
     for d in datasets:
-        means = [(by[(d, k)]["test_mean"], k) for k in model_keys if by.get((d, k)) and by[(d, k)]["test_mean"]
-                 is not None]
+        means = [
+            (by[(d, k)]["test_mean"], k) for k in model_keys if by.get((d, k)) and by[(d, k)]["test_mean"] is not None
+        ]
         if means:
             best[d] = (min if lower_of[d] else max)(means)[1]
     for k in model_keys:
@@ -735,8 +838,10 @@ def render(out, collected=None) -> str:
     if used_sources:
         lines.append("")
 
-    lines += ["| dataset | model | params | runs | epochs | valid | test | s / epoch | wall time |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| dataset | model | params | runs | epochs | valid | test | s / epoch | wall time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for d in datasets:
         scale, digits = _display(config, metric_of[d])
         for k in model_keys:
@@ -744,29 +849,42 @@ def render(out, collected=None) -> str:
             if entry is None:
                 continue
             params = entry["num_parameters"]
-            params = f"{params:,}" if isinstance(params, int) else (", ".join(f"{p:,}" for p in params) if params
-                                                                     else "–")
+            params = (
+                f"{params:,}" if isinstance(params, int) else (", ".join(f"{p:,}" for p in params) if params else "–")
+            )
             epochs = ", ".join(str(e) for e in entry["epochs"]) or "–"
-            lines.append(f"| {label[d]} | {model_label[k]} | {params} | {entry['runs']}/{entry['planned']} | {epochs} | "
-                         f"{_cell(entry['valid_mean'], entry['valid_std'], scale, digits)} | "
-                         f"{_cell(entry['test_mean'], entry['test_std'], scale, digits)} | "
-                         f"{entry['epoch_time_s']:.2f} | {_duration(entry['wall_s'])} |"
-                         if entry["epoch_time_s"] is not None else
-                         f"| {label[d]} | {model_label[k]} | {params} | {entry['runs']}/{entry['planned']} | {epochs} "
-                         f"| – | – | – | {_duration(entry['wall_s'])} |")
+            lines.append(
+                f"| {label[d]} | {model_label[k]} | {params} | {entry['runs']}/{entry['planned']} | {epochs} | "
+                f"{_cell(entry['valid_mean'], entry['valid_std'], scale, digits)} | "
+                f"{_cell(entry['test_mean'], entry['test_std'], scale, digits)} | "
+                f"{entry['epoch_time_s']:.2f} | {_duration(entry['wall_s'])} |"
+                if entry["epoch_time_s"] is not None
+                else f"| {label[d]} | {model_label[k]} | {params} | {entry['runs']}/{entry['planned']} | {epochs} "
+                f"| – | – | – | {_duration(entry['wall_s'])} |"
+            )
     lines.append("")
 
     invocations = suite.get("invocations", [])
     commits = sorted({r["git_commit"] for r in rows if r["git_commit"]})
     devices = sorted({r["device"] for r in rows if r["device"]})
     total = sum(r["wall_s"] or 0.0 for r in rows)
-    suite_command = "python -m benchmarks.suite " + os.path.relpath(suite["config_path"]) + (
-        f" --preset {preset}" if preset else "") + f" --out {suite['out']}"
-    lines += ["Rerun (resumes; finished runs are kept):", "", f"    {suite_command}", "",
-              f"Commit: {', '.join(f'`{c[:10]}`' for c in commits) or 'unknown'}"
-              + (" (the checkout had uncommitted changes)" if any(i.get("git", {}).get("dirty") for i in invocations)
-                 else "") + f"; device: {', '.join(devices) or 'unknown'}; wall time of all runs: {_duration(total)}"
-              + f" ({sum(r['status'] == 'done' for r in rows)}/{len(rows)} runs finished).", ""]
+    suite_command = (
+        "python -m benchmarks.suite "
+        + os.path.relpath(suite["config_path"])
+        + (f" --preset {preset}" if preset else "")
+        + f" --out {suite['out']}"
+    )
+    lines += [
+        "Rerun (resumes; finished runs are kept):",
+        "",
+        f"    {suite_command}",
+        "",
+        f"Commit: {', '.join(f'`{c[:10]}`' for c in commits) or 'unknown'}"
+        + (" (the checkout had uncommitted changes)" if any(i.get("git", {}).get("dirty") for i in invocations) else "")
+        + f"; device: {', '.join(devices) or 'unknown'}; wall time of all runs: {_duration(total)}"
+        + f" ({sum(r['status'] == 'done' for r in rows)}/{len(rows)} runs finished).",
+        "",
+    ]
     templates = []
     for run in suite["runs"]:
         command = [Path(run["command"][0]).name] + run["command"][1:]
@@ -785,9 +903,11 @@ def render(out, collected=None) -> str:
 
 # ---------------------------------------------------------------------------------------------- main
 def run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.suite", description=__doc__.split("\n\n")[0],
-                                     epilog="python -m benchmarks.suite render RESULTS_DIR... prints the markdown "
-                                            "of finished results folders.")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.suite",
+        description=__doc__.split("\n\n")[0],
+        epilog="python -m benchmarks.suite render RESULTS_DIR... prints the markdown of finished results folders.",
+    )
     parser.add_argument("config", help="suite config (JSON), e.g. benchmarks/configs/tu.json")
     parser.add_argument("--preset", default=None, help="a preset of the config (e.g. cpu, full)")
     parser.add_argument("--out", default=None, help="results folder (default: results/<name>-<preset>)")
@@ -796,10 +916,16 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="--threads of every run (overrides the config)")
     parser.add_argument("--max-runs", type=int, default=None, help="start at most this many runs, then stop")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and each run's state, run nothing")
-    parser.add_argument("--allow-download", action="store_true",
-                        help="do not require the data under the root (the training CLI may download it)")
-    parser.add_argument("--rerun-changed", action="store_true",
-                        help="run again, from scratch, runs whose folder holds another configuration")
+    parser.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="do not require the data under the root (the training CLI may download it)",
+    )
+    parser.add_argument(
+        "--rerun-changed",
+        action="store_true",
+        help="run again, from scratch, runs whose folder holds another configuration",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -808,8 +934,9 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "render":
-            parser = argparse.ArgumentParser(prog="python -m benchmarks.suite render",
-                                             description="Markdown of suite results folders, to stdout.")
+            parser = argparse.ArgumentParser(
+                prog="python -m benchmarks.suite render", description="Markdown of suite results folders, to stdout."
+            )
             parser.add_argument("results", nargs="+", help="results folders written by the suite")
             args = parser.parse_args(argv[1:])
             print("\n".join(render(folder) for folder in args.results), end="")
@@ -832,8 +959,11 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finished = sum(r["status"] == "done" for r in collected["rows"])
-    print(f"{finished}/{len(collected['rows'])} runs finished, {len(collected['failed'])} failed in this call; "
-          f"table in {Path(the_plan['out']) / 'results.md'}", file=sys.stderr)
+    print(
+        f"{finished}/{len(collected['rows'])} runs finished, {len(collected['failed'])} failed in this call; "
+        f"table in {Path(the_plan['out']) / 'results.md'}",
+        file=sys.stderr,
+    )
     return 1 if collected["failed"] else 0
 
 

@@ -1,5 +1,6 @@
 """Wall-clock timing that is honest on both CPU and CUDA (synchronises, warms up, takes the median), and
 peak memory of one call on both."""
+
 import ctypes
 import ctypes.util
 import functools
@@ -7,8 +8,8 @@ import gc
 import math
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -63,7 +64,7 @@ def _status_kib(status: Path, field: str) -> int:
     return math.nan
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _glibc():
     """glibc, with its mmap threshold fixed at 128 KiB (by default the threshold grows after frees, and
     freed blocks below it stay in the heap, reused without showing up in the resident set); None where

@@ -3,13 +3,22 @@
 One rule everywhere: a :class:`TypeError` for a wrong type or dtype, a :class:`ValueError` for a wrong
 shape, value or device, and the message ``"name: expected ..., got ..."`` with the argument's name.
 """
-from typing import Optional
 
 import torch
 from torch import Tensor
 
-__all__ = ["check_index", "check_range", "check_edge_index", "check_tensor", "check_gate", "check_bool",
-           "check_positive_int", "check_node_level", "check_edges_of", "unused_argument"]
+__all__ = [
+    "check_index",
+    "check_range",
+    "check_edge_index",
+    "check_tensor",
+    "check_gate",
+    "check_bool",
+    "check_positive_int",
+    "check_node_level",
+    "check_edges_of",
+    "unused_argument",
+]
 
 
 def check_index(name: str, index: Tensor, rows: int = 2) -> None:
@@ -39,8 +48,7 @@ def check_edge_index(edge_index: Tensor, num_nodes: int, name: str = "edge_index
     check_range(name, edge_index, num_nodes, "node")
 
 
-def check_tensor(name: str, tensor: Tensor, reference: Optional[Tensor] = None,
-                 reference_name: str = "query") -> None:
+def check_tensor(name: str, tensor: Tensor, reference: Tensor | None = None, reference_name: str = "query") -> None:
     """A floating-point tensor; with ``reference``, of its dtype and on its device."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(tensor).__name__}")
@@ -48,11 +56,13 @@ def check_tensor(name: str, tensor: Tensor, reference: Optional[Tensor] = None,
         raise TypeError(f"{name}: expected a floating-point tensor, got {tensor.dtype}")
     if reference is not None:
         if tensor.dtype != reference.dtype:
-            raise TypeError(f"{name}: expected dtype {reference.dtype} (the dtype of {reference_name}), "
-                            f"got {tensor.dtype}")
+            raise TypeError(
+                f"{name}: expected dtype {reference.dtype} (the dtype of {reference_name}), got {tensor.dtype}"
+            )
         if tensor.device != reference.device:
-            raise ValueError(f"{name}: expected device {reference.device} (the device of {reference_name}), "
-                             f"got {tensor.device}")
+            raise ValueError(
+                f"{name}: expected device {reference.device} (the device of {reference_name}), got {tensor.device}"
+            )
 
 
 def check_gate(name: str, gate: Tensor, rows: int, heads: int, query: Tensor) -> None:
@@ -74,8 +84,7 @@ def check_positive_int(name: str, value) -> None:
 
 def unused_argument(name: str, value, backend: str, used_by: str) -> None:
     """Refuses an argument that the chosen backend would ignore, instead of dropping it silently."""
-    raise ValueError(f"{name}: expected the default with backend={backend!r} (only {used_by} uses it), "
-                     f"got {value!r}")
+    raise ValueError(f"{name}: expected the default with backend={backend!r} (only {used_by} uses it), got {value!r}")
 
 
 def check_node_level(node_level: Tensor, edge_index: Tensor, num_nodes: int) -> None:
@@ -92,16 +101,19 @@ def check_node_level(node_level: Tensor, edge_index: Tensor, num_nodes: int) -> 
     if node_level.shape != (num_nodes,):
         raise ValueError(f"node_level: expected shape [{num_nodes}], got {tuple(node_level.shape)}")
     if node_level.device != edge_index.device:
-        raise ValueError(f"node_level: expected device {edge_index.device} (the device of edge_index), "
-                         f"got {node_level.device}")
+        raise ValueError(
+            f"node_level: expected device {edge_index.device} (the device of edge_index), got {node_level.device}"
+        )
     src, dst = edge_index
     expected = torch.zeros_like(node_level).scatter_reduce(0, dst, node_level[src] + 1, "amax")
     wrong = expected != node_level
     if bool(wrong.any()):
         node = int(wrong.nonzero()[0])
-        raise ValueError(f"node_level: expected the longest-path levels of edge_index (from node_levels), got "
-                         f"level {int(node_level[node])} at node {node} where the edges into it give "
-                         f"{int(expected[node])}")
+        raise ValueError(
+            f"node_level: expected the longest-path levels of edge_index (from node_levels), got "
+            f"level {int(node_level[node])} at node {node} where the edges into it give "
+            f"{int(expected[node])}"
+        )
 
 
 def check_edges_of(name: str, edge_index: Tensor, built_from: Tensor, what: str) -> None:
@@ -109,5 +121,7 @@ def check_edges_of(name: str, edge_index: Tensor, built_from: Tensor, what: str)
     if edge_index is built_from:
         return
     if edge_index.shape != built_from.shape or not torch.equal(edge_index, built_from):
-        raise ValueError(f"{name}: expected one built for this {what}, got one built for another graph with the "
-                         f"same sizes (build it from this graph, or omit it)")
+        raise ValueError(
+            f"{name}: expected one built for this {what}, got one built for another graph with the "
+            f"same sizes (build it from this graph, or omit it)"
+        )

@@ -11,14 +11,29 @@ API_MD = pathlib.Path(__file__).resolve().parents[1] / "docs" / "api.md"
 def test_api_md_is_up_to_date():
     assert API_MD.is_file(), f"{API_MD} is missing: run `{COMMAND}`"
     assert API_MD.read_text(encoding="utf-8") == render_api(), (
-        f"docs/api.md differs from the docstrings: regenerate it with `{COMMAND}`")
+        f"docs/api.md differs from the docstrings: regenerate it with `{COMMAND}`"
+    )
 
 
 def test_every_subpackage_export_is_documented():
     text = render_api()
-    for name in ("dagify", "line_graph", "build_plan", "plstm_dag", "plstm_grid", "linear_recurrence", "PLSTMConv",
-                 "PLSTM2D", "GILRLSTM", "PreparePLSTM", "PLSTMGraphModel", "PLSTMVis", "GIN", "APEDataset",
-                 "load_dataset"):
+    for name in (
+        "dagify",
+        "line_graph",
+        "build_plan",
+        "plstm_dag",
+        "plstm_grid",
+        "linear_recurrence",
+        "PLSTMConv",
+        "PLSTM2D",
+        "GILRLSTM",
+        "PreparePLSTM",
+        "PLSTMGraphModel",
+        "PLSTMVis",
+        "GIN",
+        "APEDataset",
+        "load_dataset",
+    ):
         assert f"### `{name}`" in text, name
     assert "#### `PLSTMConv.forward`" in text
     assert "(self" not in text  # methods are shown as called, without self

@@ -1,4 +1,5 @@
 """Randomised bad inputs to the public functions: only a clear error naming an argument, or a correct result."""
+
 import random
 import re
 
@@ -57,9 +58,15 @@ def dag_case(rng):
     line_edge_index = line_graph(edge_index, num_nodes)
     E, L = edge_index.size(1), line_edge_index.size(1)
     rand = lambda *s: torch.randn(*s, generator=generator, dtype=torch.float64)  # noqa: E731
-    inputs = dict(query=rand(num_nodes, 1, 2), key=rand(num_nodes, 1, 2), value=rand(num_nodes, 1, 2),
-                  source=rand(E, 1).sigmoid(), transition=rand(L, 1).sigmoid(), mark=rand(E, 1).sigmoid(),
-                  direct=rand(num_nodes, 1).sigmoid())
+    inputs = dict(
+        query=rand(num_nodes, 1, 2),
+        key=rand(num_nodes, 1, 2),
+        value=rand(num_nodes, 1, 2),
+        source=rand(E, 1).sigmoid(),
+        transition=rand(L, 1).sigmoid(),
+        mark=rand(E, 1).sigmoid(),
+        direct=rand(num_nodes, 1).sigmoid(),
+    )
     return num_nodes, edge_index, line_edge_index, inputs
 
 
@@ -67,8 +74,12 @@ def test_fuzz_plstm_dag():
     rng = random.Random(0)
     for _ in range(120):
         num_nodes, edge_index, line_edge_index, inputs = dag_case(rng)
-        kwargs = dict(inputs, edge_index=edge_index, line_edge_index=line_edge_index,
-                      backend=rng.choice(["levels", "parallel", "chains", "auto"]))
+        kwargs = dict(
+            inputs,
+            edge_index=edge_index,
+            line_edge_index=line_edge_index,
+            backend=rng.choice(["levels", "parallel", "chains", "auto"]),
+        )
         name = rng.choice(list(kwargs))
         if name == "backend":
             kwargs[name] = rng.choice(["LEVELS", "", None, 1])
@@ -101,8 +112,12 @@ def test_fuzz_structure_functions():
             kwargs = dict(edge_index=corrupt(edge_index, rng), num_nodes=num_nodes, mode=rng.choice(["P", "D", "x"]))
             call(line_graph, kwargs)
         else:
-            kwargs = dict(edge_index=edge_index, line_edge_index=line_edge_index, num_nodes=num_nodes,
-                          node_level=node_levels(edge_index, num_nodes))
+            kwargs = dict(
+                edge_index=edge_index,
+                line_edge_index=line_edge_index,
+                num_nodes=num_nodes,
+                node_level=node_levels(edge_index, num_nodes),
+            )
             name = rng.choice(list(kwargs))
             kwargs[name] = corrupt(kwargs[name], rng)
             call(build_plan, kwargs)
@@ -111,8 +126,12 @@ def test_fuzz_structure_functions():
 def test_fuzz_linear_recurrence():
     rng = random.Random(2)
     for _ in range(80):
-        kwargs = dict(decay=torch.rand(2, rng.randrange(0, 12), 3), impulse=None, initial_state=torch.rand(2, 3),
-                      reverse=rng.choice([False, True]))
+        kwargs = dict(
+            decay=torch.rand(2, rng.randrange(0, 12), 3),
+            impulse=None,
+            initial_state=torch.rand(2, 3),
+            reverse=rng.choice([False, True]),
+        )
         kwargs["impulse"] = torch.randn_like(kwargs["decay"])
         name = rng.choice(list(kwargs))
         kwargs[name] = corrupt(kwargs[name], rng) if name != "reverse" else rng.choice([0, "yes", None])

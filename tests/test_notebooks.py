@@ -1,5 +1,6 @@
 """The notebooks in notebooks/ run top to bottom, each draws at least one figure, and the committed copies
 carry no outputs."""
+
 import os
 import pathlib
 
@@ -27,7 +28,8 @@ def test_notebook_outputs_stripped(path):
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, (
                 f"{path.name}, cell {index}: outputs or an execution count are committed; clear them before "
-                "committing (Jupyter: Edit > Clear Outputs of All Cells, then save)")
+                "committing (Jupyter: Edit > Clear Outputs of All Cells, then save)"
+            )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
@@ -41,11 +43,17 @@ def test_notebook_executes_and_draws(path, monkeypatch):
     # thread does on a busy machine (each small op then waits for a core: milliseconds instead of microseconds).
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    client = NotebookClient(
+        notebook, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK_DIR)}}
+    )
     client.execute()  # raises CellExecutionError, with the cell and its traceback, if a cell fails
-    figures = [output for cell in notebook.cells if cell.cell_type == "code"
-               for output in cell.outputs if "image/png" in output.get("data", {})]
+    figures = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "image/png" in output.get("data", {})
+    ]
     assert figures, f"{path.name}: executed, but no cell displayed a figure (image/png output)"
 
 
@@ -60,6 +68,11 @@ def test_published_copy_is_executed_and_current(path):
     assert published.exists(), f"{published.name}: no executed copy; run python tools/execute_notebooks.py"
     source, executed = nbformat.read(path, as_version=4), nbformat.read(published, as_version=4)
     assert [cell.source for cell in executed.cells] == [cell.source for cell in source.cells], (
-        f"{path.name}: the executed copy is stale; run python tools/execute_notebooks.py {path.stem}")
-    assert any("image/png" in output.get("data", {}) for cell in executed.cells if cell.cell_type == "code"
-               for output in cell.outputs), f"{published.name}: no figure in the executed copy"
+        f"{path.name}: the executed copy is stale; run python tools/execute_notebooks.py {path.stem}"
+    )
+    assert any(
+        "image/png" in output.get("data", {})
+        for cell in executed.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    ), f"{published.name}: no figure in the executed copy"

@@ -1,4 +1,5 @@
 """The package built from pyproject.toml: what the wheel holds, its metadata, and the core dependencies."""
+
 import ast
 import pathlib
 import shutil
@@ -29,8 +30,22 @@ def wheel(tmp_path_factory):
             shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(REPO / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-                    "-w", str(out), str(source)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (path,) = out.glob("*.whl")
     return path
 

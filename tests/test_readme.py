@@ -1,5 +1,6 @@
 """README's Python example must run as written, its commands and those of docs/ must name modules that exist,
 and its install and test commands must be the ones CI runs."""
+
 import importlib.util
 import pathlib
 import re

@@ -31,9 +31,32 @@ def root(tmp_path_factory):
 
 def tiny(root, out, model="gin", epochs=2, *extra):
     # one thread: tiny tensors on a shared machine are many times faster without OpenMP synchronisation
-    return ["--root", root, "--out", str(out), "--model", model, "--epochs", str(epochs), "--hidden", "16",
-            "--layers", "2", "--heads", "2", "--max-train-graphs", "48", "--max-eval-graphs", "21",
-            "--batch-size", "16", "--threads", "1", "--no-progress", *extra]
+    return [
+        "--root",
+        root,
+        "--out",
+        str(out),
+        "--model",
+        model,
+        "--epochs",
+        str(epochs),
+        "--hidden",
+        "16",
+        "--layers",
+        "2",
+        "--heads",
+        "2",
+        "--max-train-graphs",
+        "48",
+        "--max-eval-graphs",
+        "21",
+        "--batch-size",
+        "16",
+        "--threads",
+        "1",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def read_log(out):
@@ -72,15 +95,16 @@ def test_target_scaler_ignores_missing_labels():
     y = torch.tensor([[1.0, float("nan")], [3.0, 10.0], [5.0, 14.0]])
     scaler = TargetScaler(y)
     assert torch.allclose(scaler.mean, torch.tensor([3.0, 12.0]))
-    assert torch.allclose(scaler.std, torch.tensor([2.0, 2.0 ** 1.5]))
+    assert torch.allclose(scaler.std, torch.tensor([2.0, 2.0**1.5]))
     assert torch.allclose(scaler.unscale(scaler.scale(y[1:])), y[1:])
 
 
 def test_losses_leave_out_missing_labels():
     out = torch.tensor([[0.5, -1.0], [2.0, 0.0]])
     y = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([0.5, 2.0, 0.0]),
-                                                                   torch.tensor([1.0, 0.0, 1.0]))
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.tensor([0.5, 2.0, 0.0]), torch.tensor([1.0, 0.0, 1.0])
+    )
     assert torch.allclose(loss_function("binary classification", "rocauc", None)(out, y), expected)
     scaler = TargetScaler(torch.tensor([[0.0, 0.0], [2.0, 4.0]]))  # mean (1, 2), std (sqrt 2, sqrt 8)
     scaled = (y - scaler.mean) / scaler.std
@@ -117,8 +141,13 @@ def test_killed_run_resumes_from_its_checkpoint(root, tmp_path):
     # a run killed hard (SIGKILL: no cleanup at all) once its epoch-2 checkpoint is on disk
     killed = tmp_path / "killed"
     checkpoint = killed / "checkpoint.pt"
-    process = subprocess.Popen([sys.executable, "-m", "plstm_geometric.train", *tiny(root, killed, "gin", epochs)],
-                               cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "plstm_geometric.train", *tiny(root, killed, "gin", epochs)],
+        cwd=REPO,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline, seen = time.monotonic() + 120, None
         while time.monotonic() < deadline and process.poll() is None:
@@ -158,13 +187,48 @@ def test_two_process_ddp_matches_a_single_process(root, tmp_path):
     # the same optimisation steps: one full batch of 32 graphs in one process equals two processes with
     # 16 graphs each, since DDP averages the two half-batch mean gradients. 21 evaluation graphs split
     # 11 / 10 over the processes check that gathering restores every prediction exactly once.
-    common = ["--model", "plstm", "--dropout", "0", "--hidden", "16", "--layers", "1", "--heads", "2",
-              "--epochs", "2", "--max-train-graphs", "32", "--max-eval-graphs", "21", "--root", root, "--threads", "1",
-              "--no-progress"]
+    common = [
+        "--model",
+        "plstm",
+        "--dropout",
+        "0",
+        "--hidden",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--epochs",
+        "2",
+        "--max-train-graphs",
+        "32",
+        "--max-eval-graphs",
+        "21",
+        "--root",
+        root,
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     single = run([*common, "--batch-size", "32", "--out", str(tmp_path / "single")])
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-               "127.0.0.1", "--master_port", str(free_port()), "-m", "plstm_geometric.train", *common,
-               "--batch-size", "16", "--out", str(tmp_path / "ddp")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "plstm_geometric.train",
+        *common,
+        "--batch-size",
+        "16",
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
     completed = subprocess.run(command, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     ddp = json.loads((tmp_path / "ddp" / "results.json").read_text())
@@ -187,19 +251,38 @@ def test_runs_on_cuda(root, tmp_path, model):
 
 
 # ---------------------------------------------------------------------------------------------- flags
-@pytest.mark.parametrize("flags, name", [
-    (["--grad-clip", "0"], "--grad-clip"), (["--grad-clip", "-1"], "--grad-clip"),
-    (["--max-train-graphs", "0"], "--max-train-graphs"), (["--max-train-graphs", "-5"], "--max-train-graphs"),
-    (["--max-train-graphs", "1"], "--max-train-graphs"), (["--max-eval-graphs", "0"], "--max-eval-graphs"),
-    (["--epochs", "0"], "--epochs"), (["--batch-size", "0"], "--batch-size"), (["--batch-size", "1"], "--batch-size"),
-    (["--lr", "0"], "--lr"), (["--lr", "-1e-3"], "--lr"), (["--lr", "nan"], "--lr"), (["--lr", "inf"], "--lr"),
-    (["--weight-decay", "-1"], "--weight-decay"), (["--dropout", "1"], "--dropout"),
-    (["--dropout", "nan"], "--dropout"),
-    (["--threads", "0"], "--threads"), (["--hidden", "0"], "--hidden"), (["--heads", "-2"], "--heads"),
-    (["--seed", "-1"], "--seed"), (["--num-workers", "-1"], "--num-workers"), (["--epochs", "two"], "--epochs"),
-    (["--fold", "1"], "--fold"), (["--dataset", "MUTAG", "--fold", "10"], "--fold"),
-    (["--pool", "max"], "--pool"), (["--device", "tpu"], "--device"), (["--device", "banana"], "--device"),
-])
+@pytest.mark.parametrize(
+    "flags, name",
+    [
+        (["--grad-clip", "0"], "--grad-clip"),
+        (["--grad-clip", "-1"], "--grad-clip"),
+        (["--max-train-graphs", "0"], "--max-train-graphs"),
+        (["--max-train-graphs", "-5"], "--max-train-graphs"),
+        (["--max-train-graphs", "1"], "--max-train-graphs"),
+        (["--max-eval-graphs", "0"], "--max-eval-graphs"),
+        (["--epochs", "0"], "--epochs"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--batch-size", "1"], "--batch-size"),
+        (["--lr", "0"], "--lr"),
+        (["--lr", "-1e-3"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--lr", "inf"], "--lr"),
+        (["--weight-decay", "-1"], "--weight-decay"),
+        (["--dropout", "1"], "--dropout"),
+        (["--dropout", "nan"], "--dropout"),
+        (["--threads", "0"], "--threads"),
+        (["--hidden", "0"], "--hidden"),
+        (["--heads", "-2"], "--heads"),
+        (["--seed", "-1"], "--seed"),
+        (["--num-workers", "-1"], "--num-workers"),
+        (["--epochs", "two"], "--epochs"),
+        (["--fold", "1"], "--fold"),
+        (["--dataset", "MUTAG", "--fold", "10"], "--fold"),
+        (["--pool", "max"], "--pool"),
+        (["--device", "tpu"], "--device"),
+        (["--device", "banana"], "--device"),
+    ],
+)
 def test_meaningless_flags_are_argparse_errors(capsys, flags, name):
     with pytest.raises(SystemExit) as exit_info:
         parse_args(flags)
@@ -227,8 +310,14 @@ def test_no_arguments_is_the_main_job():
     args = parse_args([])
     assert (args.dataset, args.model, args.root, args.threads) == ("nci-tpsa", "plstm", "datasets", 1)
     # the package runs as a module (its __main__) and as the console script's function
-    completed = subprocess.run([sys.executable, "-m", "plstm_geometric.train", "--epochs", "0"], cwd=REPO,
-                               env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-m", "plstm_geometric.train", "--epochs", "0"],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 2 and "--epochs" in completed.stderr
 
 
@@ -244,9 +333,11 @@ def test_one_training_graph_is_refused(root, tmp_path, monkeypatch):
     dataset = real_load("nci-tpsa", root)
     split = dataset.get_idx_split()
     # a dataset whose training split holds one graph: the limit flags cannot express it, a small set can
-    monkeypatch.setattr(type(dataset), "get_idx_split",
-                        lambda self, *a, **k: {"train": split["train"][:1], "valid": split["valid"][:3],
-                                               "test": split["test"][:3]})
+    monkeypatch.setattr(
+        type(dataset),
+        "get_idx_split",
+        lambda self, *a, **k: {"train": split["train"][:1], "valid": split["valid"][:3], "test": split["test"][:3]},
+    )
     with pytest.raises(RunError, match="1 training graph.*at least 2"):
         run(tiny(root, tmp_path, "gin", 1))
 
@@ -309,6 +400,7 @@ class Payload:
             return os.system, (f"touch {self.marker}",)
         if self.kind == "exec":
             import builtins
+
             return builtins.exec, (f"open({self.marker!r}, 'w').close()",)
         return subprocess.Popen, (["touch", self.marker],)
 
@@ -364,10 +456,20 @@ def test_two_runs_on_one_folder_do_not_race(root, tmp_path):
             run(tiny(root, tmp_path, "gcn", 1))
         assert not (tmp_path / "results.json").exists()
     # another process holding it: the lock is the kernel's, across processes
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from plstm_geometric.train.runs import "
-                               "RunFolder; f = RunFolder(sys.argv[1]); f.lock(); print('locked', flush=True); "
-                               "time.sleep(60)", str(tmp_path)], cwd=REPO, env=subprocess_env(),
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from plstm_geometric.train.runs import "
+            "RunFolder; f = RunFolder(sys.argv[1]); f.lock(); print('locked', flush=True); "
+            "time.sleep(60)",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert main(tiny(root, tmp_path, "gcn", 1)) == 1
@@ -390,8 +492,27 @@ def test_a_dataset_built_under_a_new_name_trains_by_that_name(tmp_path):
     for bad in ("..", "../my-set", "/etc", ""):
         with pytest.raises(ValueError, match="name"):
             load_dataset(bad, str(tmp_path))
-    results = run(["--dataset", "my-set", "--root", str(tmp_path), "--out", str(tmp_path / "run"), "--model", "gin",
-                   "--epochs", "1", "--hidden", "8", "--layers", "1", "--batch-size", "16", "--no-progress"])
+    results = run(
+        [
+            "--dataset",
+            "my-set",
+            "--root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "run"),
+            "--model",
+            "gin",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--layers",
+            "1",
+            "--batch-size",
+            "16",
+            "--no-progress",
+        ]
+    )
     assert results["finished"] and results["metric"] == "rmse" and sum(results["num_graphs"].values()) == 60
 
 
@@ -404,8 +525,10 @@ def test_warmup_epochs_ramp_up_then_follow_the_cosine():
     assert learning_rate(plain, 1) == 1.0 and abs(learning_rate(plain, 6) - 0.5) < 1e-12
 
 
-@pytest.mark.parametrize("argv", [["--epochs", "3", "--warmup-epochs", "3"],
-                                  ["--epochs", "5", "--warmup-epochs", "1", "--schedule", "constant"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--epochs", "3", "--warmup-epochs", "3"], ["--epochs", "5", "--warmup-epochs", "1", "--schedule", "constant"]],
+)
 def test_meaningless_warmup_is_refused(argv, capsys):
     with pytest.raises(SystemExit) as error:
         parse_args(argv)

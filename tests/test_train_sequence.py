@@ -41,8 +41,9 @@ def test_sign_task_is_solved_at_length_1024(one_thread):
     # 2 layers x 4 hidden, batch 16, lr 0.02, chrono initialisation: solved after 140, 260, 190, 200 steps
     # for seeds 0..3 (measured, 6-10 s of CPU time); the test allows 400. Solved: 128 fresh validation
     # sequences, >= 99 % correct.
-    result = train_sign_task(seq_len=1024, batch_size=16, hidden_channels=4, lr=0.02, max_steps=400,
-                             val_size=128, eval_every=10, seed=0)
+    result = train_sign_task(
+        seq_len=1024, batch_size=16, hidden_channels=4, lr=0.02, max_steps=400, val_size=128, eval_every=10, seed=0
+    )
     assert result["solved"], result["history"][-5:]
     assert result["val_accuracy"] >= 0.99
     assert result["steps"] < 400 and result["seconds"] > 0
@@ -50,8 +51,22 @@ def test_sign_task_is_solved_at_length_1024(one_thread):
     assert result["history"][0][2] < 0.9
 
 
-TINY = ["--seq-len", "16", "--batch-size", "4", "--hidden", "4", "--max-steps", "3", "--eval-every", "1",
-        "--val-size", "8", "--device", "cpu"]
+TINY = [
+    "--seq-len",
+    "16",
+    "--batch-size",
+    "4",
+    "--hidden",
+    "4",
+    "--max-steps",
+    "3",
+    "--eval-every",
+    "1",
+    "--val-size",
+    "8",
+    "--device",
+    "cpu",
+]
 
 
 def test_cli_writes_json(tmp_path):
@@ -61,11 +76,19 @@ def test_cli_writes_json(tmp_path):
     assert run([*TINY, "--out", str(tmp_path)])["history"] == result["history"]
 
 
-@pytest.mark.parametrize("flags, name", [
-    (["--lr", "0"], "--lr"), (["--lr", "inf"], "--lr"), (["--seq-len", "0"], "--seq-len"),
-    (["--symbols", "1"], "--symbols"), (["--target-accuracy", "1.5"], "--target-accuracy"),
-    (["--threads", "0"], "--threads"), (["--max-steps", "-3"], "--max-steps"), (["--device", "tpu"], "--device"),
-])
+@pytest.mark.parametrize(
+    "flags, name",
+    [
+        (["--lr", "0"], "--lr"),
+        (["--lr", "inf"], "--lr"),
+        (["--seq-len", "0"], "--seq-len"),
+        (["--symbols", "1"], "--symbols"),
+        (["--target-accuracy", "1.5"], "--target-accuracy"),
+        (["--threads", "0"], "--threads"),
+        (["--max-steps", "-3"], "--max-steps"),
+        (["--device", "tpu"], "--device"),
+    ],
+)
 def test_meaningless_flags_are_argparse_errors(capsys, flags, name):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(flags)
@@ -102,6 +125,15 @@ def test_bad_arguments():
 
 @pytest.mark.gpu
 def test_sign_task_on_cuda():
-    result = train_sign_task(seq_len=1024, batch_size=16, hidden_channels=4, lr=0.02, max_steps=400,
-                             val_size=128, eval_every=10, seed=0, device="cuda")
+    result = train_sign_task(
+        seq_len=1024,
+        batch_size=16,
+        hidden_channels=4,
+        lr=0.02,
+        max_steps=400,
+        val_size=128,
+        eval_every=10,
+        seed=0,
+        device="cuda",
+    )
     assert result["solved"]

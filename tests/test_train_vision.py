@@ -9,9 +9,29 @@ from plstm_geometric.train.vision import build_parser, main, run, train_vision, 
 
 # APE objects are fixed in pixels (30 px border, radius up to 30), so 160 px is about the smallest useful size.
 TINY = [
-    "--image-size", "160", "--test-sizes", "160", "192", "--train-samples", "8", "--test-samples", "4",
-    "--epochs", "1", "--batch-size", "4", "--patch-size", "16", "--dim", "32", "--heads", "2", "--depth", "1",
-    "--device", "cpu",
+    "--image-size",
+    "160",
+    "--test-sizes",
+    "160",
+    "192",
+    "--train-samples",
+    "8",
+    "--test-samples",
+    "4",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "4",
+    "--patch-size",
+    "16",
+    "--dim",
+    "32",
+    "--heads",
+    "2",
+    "--depth",
+    "1",
+    "--device",
+    "cpu",
 ]
 
 
@@ -36,8 +56,18 @@ def test_vit_end_to_end_writes_json(tmp_path):
 
 def test_train_vision_from_dict_is_deterministic():
     config = dict(
-        model="vit", image_size=160, test_sizes=[160], train_samples=8, test_samples=4, epochs=2, batch_size=4,
-        dim=32, heads=2, depth=1, device="cpu", seed=3,
+        model="vit",
+        image_size=160,
+        test_sizes=[160],
+        train_samples=8,
+        test_samples=4,
+        epochs=2,
+        batch_size=4,
+        dim=32,
+        heads=2,
+        depth=1,
+        device="cpu",
+        seed=3,
     )
     first, second = train_vision(config), train_vision(config)
     assert first["train_loss"] == second["train_loss"]
@@ -71,11 +101,19 @@ def test_bad_config():
         train_vision(["--model", "vit"])
 
 
-@pytest.mark.parametrize("flags, name", [
-    (["--lr", "0"], "--lr"), (["--lr", "nan"], "--lr"), (["--epochs", "0"], "--epochs"),
-    (["--batch-size", "-1"], "--batch-size"), (["--warmup-fraction", "1"], "--warmup-fraction"),
-    (["--threads", "0"], "--threads"), (["--test-sizes", "0"], "--test-sizes"), (["--device", "tpu"], "--device"),
-])
+@pytest.mark.parametrize(
+    "flags, name",
+    [
+        (["--lr", "0"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--epochs", "0"], "--epochs"),
+        (["--batch-size", "-1"], "--batch-size"),
+        (["--warmup-fraction", "1"], "--warmup-fraction"),
+        (["--threads", "0"], "--threads"),
+        (["--test-sizes", "0"], "--test-sizes"),
+        (["--device", "tpu"], "--device"),
+    ],
+)
 def test_meaningless_flags_are_argparse_errors(capsys, flags, name):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(flags)

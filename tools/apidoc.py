@@ -10,12 +10,12 @@ reStructuredText/Google style used in the code (roles such as ``:class:`~x.Y```,
 math::`` blocks, ``Args:`` sections) to Markdown, and for classes their own public methods. The output
 depends only on the code, so a test can regenerate it and compare.
 """
+
 import argparse
 import importlib
 import inspect
 import re
 import sys
-from typing import Dict, List, Optional, Tuple
 
 PUBLIC_MODULES = (
     "plstm_geometric.graph",
@@ -27,22 +27,44 @@ PUBLIC_MODULES = (
 )
 COMMAND = "python -m tools.apidoc --out docs/api.md"
 # Google-style section headers that introduce a block of "name (type): description" entries.
-SECTIONS = ("Args", "Arguments", "Parameters", "Returns", "Return", "Raises", "Shapes", "Shape", "Attributes",
-            "Items", "Yields", "Note", "Notes", "Example", "Examples")
+SECTIONS = (
+    "Args",
+    "Arguments",
+    "Parameters",
+    "Returns",
+    "Return",
+    "Raises",
+    "Shapes",
+    "Shape",
+    "Attributes",
+    "Items",
+    "Yields",
+    "Note",
+    "Notes",
+    "Example",
+    "Examples",
+)
 # PyG conventions with the same meaning on every class; listing them everywhere would only add noise.
 SKIPPED_METHODS = frozenset({"reset_parameters", "extra_repr"})
 
 
-def public_exports(module) -> List[Tuple[str, object]]:
+def public_exports(module) -> list[tuple[str, object]]:
     """``(name, object)`` of the public functions and classes a subpackage exports, in export order."""
     if hasattr(module, "__all__"):
         names = list(module.__all__)
     else:
-        names = [name for name, value in vars(module).items()
-                 if not name.startswith("_") and (inspect.isfunction(value) or inspect.isclass(value))
-                 and getattr(value, "__module__", "").startswith("plstm_geometric")]
-    return [(name, getattr(module, name)) for name in names
-            if inspect.isfunction(getattr(module, name)) or inspect.isclass(getattr(module, name))]
+        names = [
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and (inspect.isfunction(value) or inspect.isclass(value))
+            and getattr(value, "__module__", "").startswith("plstm_geometric")
+        ]
+    return [
+        (name, getattr(module, name))
+        for name in names
+        if inspect.isfunction(getattr(module, name)) or inspect.isclass(getattr(module, name))
+    ]
 
 
 def shorten(text: str) -> str:
@@ -50,7 +72,7 @@ def shorten(text: str) -> str:
     return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", text)
 
 
-def signature(obj, name: str, drop_first: bool = False) -> Optional[str]:
+def signature(obj, name: str, drop_first: bool = False) -> str | None:
     """``name(parameters) -> annotation``, with ``self``/``cls`` left out when ``drop_first``."""
     try:
         sig = inspect.signature(obj)
@@ -98,7 +120,7 @@ def indentation(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
 
-def indented_block(lines: List[str], start: int, base: int) -> Tuple[List[str], int]:
+def indented_block(lines: list[str], start: int, base: int) -> tuple[list[str], int]:
     """The lines from ``start`` that are blank or indented deeper than ``base``, and the index after them
     (trailing blank lines are left to the caller)."""
     end = start
@@ -109,12 +131,12 @@ def indented_block(lines: List[str], start: int, base: int) -> Tuple[List[str], 
     return lines[start:end], end
 
 
-def dedent(block: List[str]) -> List[str]:
+def dedent(block: list[str]) -> list[str]:
     depth = min((indentation(line) for line in block if line.strip()), default=0)
     return [line[depth:] for line in block]
 
 
-def math_block(block: List[str]) -> str:
+def math_block(block: list[str]) -> str:
     body = "\n".join(dedent(block)).strip()
     # Display math with alignment points or line breaks needs an environment outside reStructuredText.
     if "&" in body or "\\\\" in body:
@@ -127,12 +149,12 @@ def code_names(entry: str) -> str:
     ``**kwargs`` is not read as bold."""
     match = ENTRY.match(entry)
     names = ", ".join(f"`{name.strip().replace(chr(92), '')}`" for name in match.group(1).split(","))
-    return names + (match.group(2) or "") + entry[match.end(2) if match.group(2) else match.end(1):]
+    return names + (match.group(2) or "") + entry[match.end(2) if match.group(2) else match.end(1) :]
 
 
-def section(name: str, block: List[str]) -> str:
+def section(name: str, block: list[str]) -> str:
     """A Google-style section as Markdown: bullets for its entries, paragraphs for its prose."""
-    entries: List[List] = []  # [is_bullet, text]
+    entries: list[list] = []  # [is_bullet, text]
     for line in dedent(block):
         text = line.strip()
         if not text:
@@ -151,13 +173,13 @@ def section(name: str, block: List[str]) -> str:
     return f"\n**{name}:**\n\n{body}\n"
 
 
-def to_markdown(doc: Optional[str]) -> str:
+def to_markdown(doc: str | None) -> str:
     """A docstring in the package's reStructuredText/Google style, as Markdown."""
     if not doc:
         return ""
     lines = inspect.cleandoc(doc).splitlines()
-    chunks: List[str] = []  # finished Markdown
-    prose: List[str] = []  # plain lines, converted together so that roles may span lines
+    chunks: list[str] = []  # finished Markdown
+    prose: list[str] = []  # plain lines, converted together so that roles may span lines
 
     def flush():
         if prose:
@@ -173,7 +195,7 @@ def to_markdown(doc: Optional[str]) -> str:
         if stripped.startswith(".. math::"):
             flush()
             block, index = indented_block(lines, index + 1, depth)
-            first = stripped[len(".. math::"):].strip()
+            first = stripped[len(".. math::") :].strip()
             chunks.append(math_block(([first] if first else []) + block))
         elif header and header.group(1) in SECTIONS:
             flush()
@@ -194,7 +216,7 @@ def to_markdown(doc: Optional[str]) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(chunks)).strip()
 
 
-def anchor(heading: str, seen: Dict[str, int]) -> str:
+def anchor(heading: str, seen: dict[str, int]) -> str:
     """The anchor GitHub gives a heading (lower case, punctuation dropped, spaces to dashes, repeats
     numbered)."""
     slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
@@ -203,7 +225,7 @@ def anchor(heading: str, seen: Dict[str, int]) -> str:
     return slug if count == 0 else f"{slug}-{count}"
 
 
-def own_methods(cls) -> List[Tuple[str, object, str]]:
+def own_methods(cls) -> list[tuple[str, object, str]]:
     """``(name, function or property, signature)`` of the public members a class defines itself, in
     definition order: those with a docstring, and ``forward`` (a module's entry point) in any case."""
     members = []
@@ -226,13 +248,19 @@ def own_methods(cls) -> List[Tuple[str, object, str]]:
     return members
 
 
-def document_object(name: str, obj, seen: Dict[str, int]) -> Tuple[List[str], str]:
+def document_object(name: str, obj, seen: dict[str, int]) -> tuple[list[str], str]:
     """The Markdown lines for one export, and its anchor."""
     lines = [f"### `{name}`", ""]
     link = anchor(name, seen)
     if inspect.isclass(obj):
-        lines += ["```python", f"class {signature(obj, name) or name}", "```", "",
-                  to_markdown(vars(obj).get("__doc__")), ""]
+        lines += [
+            "```python",
+            f"class {signature(obj, name) or name}",
+            "```",
+            "",
+            to_markdown(vars(obj).get("__doc__")),
+            "",
+        ]
         for member_name, member, text in own_methods(obj):
             suffix = " (property)" if text is None else ""
             anchor(f"{name}.{member_name}{suffix}", seen)  # keeps later duplicates numbered as GitHub does
@@ -247,7 +275,7 @@ def document_object(name: str, obj, seen: Dict[str, int]) -> Tuple[List[str], st
 
 def render_api(modules=PUBLIC_MODULES) -> str:
     """The whole reference as one Markdown string."""
-    seen: Dict[str, int] = {}
+    seen: dict[str, int] = {}
     anchor("API reference", seen)
     anchor("Contents", seen)
     contents, body = [], []
@@ -263,10 +291,15 @@ def render_api(modules=PUBLIC_MODULES) -> str:
             body += lines
             links.append(f"[`{name}`](#{link})")
         contents.append(f"- [{module_name}](#{module_anchor}): " + ", ".join(links))
-    header = ["# API reference", "",
-              f"Generated from the docstrings by `{COMMAND}`; do not edit by hand (a test checks that it is up "
-              "to date). Every public function and class of the subpackages is listed with its signature.",
-              "", "## Contents", ""]
+    header = [
+        "# API reference",
+        "",
+        f"Generated from the docstrings by `{COMMAND}`; do not edit by hand (a test checks that it is up "
+        "to date). Every public function and class of the subpackages is listed with its signature.",
+        "",
+        "## Contents",
+        "",
+    ]
     text = "\n".join(header + contents + [""] + body)
     return re.sub(r"\n{3,}", "\n\n", text).rstrip() + "\n"
 

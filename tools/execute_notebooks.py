@@ -9,6 +9,7 @@ checkout and one thread, and writes the executed copy, outputs and figures inclu
 the test extra's notebook packages (nbformat, nbclient, ipykernel, matplotlib). It writes only inside
 ``--out``.
 """
+
 import argparse
 import os
 import pathlib
@@ -26,8 +27,11 @@ def clean(notebook) -> None:
     for cell in notebook.cells:
         cell.get("metadata", {}).pop("execution", None)
         if cell.cell_type == "code":
-            cell.outputs = [output for output in cell.outputs
-                            if not (output.get("output_type") == "stream" and output.get("name") == "stderr")]
+            cell.outputs = [
+                output
+                for output in cell.outputs
+                if not (output.get("output_type") == "stream" and output.get("name") == "stderr")
+            ]
 
 
 def execute(path: pathlib.Path, out_dir: pathlib.Path) -> pathlib.Path:
@@ -35,8 +39,9 @@ def execute(path: pathlib.Path, out_dir: pathlib.Path) -> pathlib.Path:
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    client = NotebookClient(
+        notebook, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK_DIR)}}
+    )
     client.execute()
     clean(notebook)
     target = out_dir / path.name

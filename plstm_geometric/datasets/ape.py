@@ -16,6 +16,7 @@ side shows the same objects up to twice as far apart: a model trained at 192 px 
 extrapolate to longer-range interactions. Coordinates are ``(x, y)`` = (column, row) in pixels, PIL's
 convention: pixel ``[i, j]`` is centred on ``(j, i)``.
 """
+
 import argparse
 import math
 import pathlib

@@ -1,4 +1,5 @@
 """Offline builder: OGB's raw molecular dataset layout from a CSV of SMILES strings."""
+
 import logging
 import os
 import os.path as osp
@@ -6,12 +7,12 @@ import pathlib
 import shutil
 import tempfile
 import time
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .molecule import parse_smiles, mol_to_graph
+from .molecule import mol_to_graph, parse_smiles
 from .ogb import dataset_dir_name, ogb_master_table
 from .safe_dataset import check_dataset_name
 from .scaffold import murcko_scaffold, scaffold_split
@@ -37,17 +38,31 @@ def hiv_active(targets: pd.DataFrame) -> pd.DataFrame:
     known = classes.isin(list(HIV_CLASSES))
     if not known.all():
         row = int(np.flatnonzero(~known.to_numpy())[0])
-        raise ValueError(f"target: expected an HIV screening class {sorted(HIV_CLASSES)} in every row, got "
-                         f"{classes.iloc[row]!r} in row {row} (0-based, header excluded) of column 'target'")
+        raise ValueError(
+            f"target: expected an HIV screening class {sorted(HIV_CLASSES)} in every row, got "
+            f"{classes.iloc[row]!r} in row {row} (0-based, header excluded) of column 'target'"
+        )
     return pd.DataFrame({"HIV_active": classes.map(HIV_CLASSES).astype(np.int64)})
 
 
 # Targets of the MoleculeNet CSVs for the OGB datasets built from them: (target columns, transform of
 # those columns). Most files have the columns smiles,target; ESOL and Tox21 keep their upstream layouts
 # (DeepChem's delaney-processed.csv; smiles followed by the twelve Tox21 assays, blanks for missing).
-TOX21_TASKS = ("NR-AR", "NR-AR-LBD", "NR-AhR", "NR-Aromatase", "NR-ER", "NR-ER-LBD", "NR-PPAR-gamma", "SR-ARE",
-               "SR-ATAD5", "SR-HSE", "SR-MMP", "SR-p53")
-KNOWN_SOURCES: Dict[str, Tuple[Tuple[str, ...], Optional[Callable]]] = {
+TOX21_TASKS = (
+    "NR-AR",
+    "NR-AR-LBD",
+    "NR-AhR",
+    "NR-Aromatase",
+    "NR-ER",
+    "NR-ER-LBD",
+    "NR-PPAR-gamma",
+    "SR-ARE",
+    "SR-ATAD5",
+    "SR-HSE",
+    "SR-MMP",
+    "SR-p53",
+)
+KNOWN_SOURCES: dict[str, tuple[tuple[str, ...], Callable | None]] = {
     "ogbg-molhiv": (("target",), hiv_active),
     "ogbg-molbbbp": (("target",), None),
     "ogbg-molbace": (("target",), None),
@@ -59,14 +74,22 @@ KNOWN_SOURCES: Dict[str, Tuple[Tuple[str, ...], Optional[Callable]]] = {
 }
 
 
-def build_ogb_dataset(csv: Union[str, os.PathLike, pd.DataFrame], name: str,
-                      root: Union[str, os.PathLike] = "datasets", smiles_column: str = "smiles",
-                      target_columns: Optional[Sequence[str]] = None,
-                      target_transform: Optional[Callable] = None, strict: bool = False,
-                      id_column: Optional[str] = None, relaxed_valence: bool = True,
-                      frac_train: float = 0.8, frac_valid: float = 0.1,
-                      overwrite: bool = False, max_atoms: int = MAX_ATOMS,
-                      max_smiles_length: int = MAX_SMILES_LENGTH) -> pathlib.Path:
+def build_ogb_dataset(
+    csv: str | os.PathLike | pd.DataFrame,
+    name: str,
+    root: str | os.PathLike = "datasets",
+    smiles_column: str = "smiles",
+    target_columns: Sequence[str] | None = None,
+    target_transform: Callable | None = None,
+    strict: bool = False,
+    id_column: str | None = None,
+    relaxed_valence: bool = True,
+    frac_train: float = 0.8,
+    frac_valid: float = 0.1,
+    overwrite: bool = False,
+    max_atoms: int = MAX_ATOMS,
+    max_smiles_length: int = MAX_SMILES_LENGTH,
+) -> pathlib.Path:
     r"""Writes OGB's raw layout for a molecular dataset, as OGB ships it, from SMILES strings.
 
     The folder :obj:`root/<name with - replaced by _>/` gets::
@@ -127,18 +150,21 @@ def build_ogb_dataset(csv: Union[str, os.PathLike, pd.DataFrame], name: str,
     frame, source = _read_frame(csv)
     if target_columns is None:
         if name not in KNOWN_SOURCES:
-            raise ValueError(f"target_columns: expected label columns for {name!r} (only the known sources "
-                             f"{sorted(KNOWN_SOURCES)} have defaults), got None")
+            raise ValueError(
+                f"target_columns: expected label columns for {name!r} (only the known sources "
+                f"{sorted(KNOWN_SOURCES)} have defaults), got None"
+            )
         target_columns, known_transform = KNOWN_SOURCES[name]
         target_transform = target_transform or known_transform
     target_columns = list(target_columns)
-    for argument, columns in (("smiles_column", [smiles_column]),
-                              ("target_columns", target_columns),
-                              ("id_column", [] if id_column is None else [id_column])):
+    for argument, columns in (
+        ("smiles_column", [smiles_column]),
+        ("target_columns", target_columns),
+        ("id_column", [] if id_column is None else [id_column]),
+    ):
         missing = [column for column in columns if column not in frame.columns]
         if missing:
-            raise ValueError(f"{argument}: {source} has no column {missing} (columns: "
-                             f"{list(frame.columns)})")
+            raise ValueError(f"{argument}: {source} has no column {missing} (columns: {list(frame.columns)})")
     if not target_columns:
         raise ValueError("target_columns: expected at least one column, got none")
 
@@ -166,8 +192,9 @@ def build_ogb_dataset(csv: Union[str, os.PathLike, pd.DataFrame], name: str,
             shown = smiles if not isinstance(smiles, str) or len(smiles) <= 80 else smiles[:80] + "..."
             if strict:
                 what = problem or "invalid SMILES"
-                raise ValueError(f"{source}, row {row} (0-based, header excluded): {what} {shown!r} in column "
-                                 f"{smiles_column!r}")
+                raise ValueError(
+                    f"{source}, row {row} (0-based, header excluded): {what} {shown!r} in column {smiles_column!r}"
+                )
             log.debug("%s row %d: skipped %s %r", source, row, problem or "invalid SMILES", shown)
             (too_large if problem else invalid).append(row)
             continue
@@ -176,17 +203,32 @@ def build_ogb_dataset(csv: Union[str, os.PathLike, pd.DataFrame], name: str,
         scaffolds.append(murcko_scaffold(mol))
         kept.append(row)
     if invalid:
-        log.warning("%s: skipped %d of %d rows with invalid SMILES (rows %s%s)", source,
-                    len(invalid), len(frame), invalid[:10], " ..." if len(invalid) > 10 else "")
+        log.warning(
+            "%s: skipped %d of %d rows with invalid SMILES (rows %s%s)",
+            source,
+            len(invalid),
+            len(frame),
+            invalid[:10],
+            " ..." if len(invalid) > 10 else "",
+        )
     if too_large:
-        log.warning("%s: skipped %d of %d rows with molecules over the size limits max_atoms=%d, "
-                    "max_smiles_length=%d (rows %s%s)", source, len(too_large), len(frame), max_atoms,
-                    max_smiles_length, too_large[:10], " ..." if len(too_large) > 10 else "")
+        log.warning(
+            "%s: skipped %d of %d rows with molecules over the size limits max_atoms=%d, "
+            "max_smiles_length=%d (rows %s%s)",
+            source,
+            len(too_large),
+            len(frame),
+            max_atoms,
+            max_smiles_length,
+            too_large[:10],
+            " ..." if len(too_large) > 10 else "",
+        )
     if relaxed:
         log.info("%s: %d molecules parsed without RDKit's valence check", source, relaxed)
     if not graphs:
-        raise ValueError(f"{smiles_column}: expected at least one valid SMILES within the size limits in "
-                         f"{source}, got none")
+        raise ValueError(
+            f"{smiles_column}: expected at least one valid SMILES within the size limits in {source}, got none"
+        )
 
     split = scaffold_split(scaffolds, frac_train=frac_train, frac_valid=frac_valid)
     labels = labels.iloc[kept].reset_index(drop=True)
@@ -197,21 +239,27 @@ def build_ogb_dataset(csv: Union[str, os.PathLike, pd.DataFrame], name: str,
     # build never leaves a half-written dataset that a loader would take as complete.
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
     try:
-        _write_layout(staging, name, source, graphs, labels, frame[smiles_column].iloc[kept],
-                      ids, split)
+        _write_layout(staging, name, source, graphs, labels, frame[smiles_column].iloc[kept], ids, split)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log.info("built %s in %s: %d graphs, train/valid/test = %d/%d/%d (%.1f s)", name, target,
-             len(graphs), len(split["train"]), len(split["valid"]), len(split["test"]),
-             time.perf_counter() - start)
+    log.info(
+        "built %s in %s: %d graphs, train/valid/test = %d/%d/%d (%.1f s)",
+        name,
+        target,
+        len(graphs),
+        len(split["train"]),
+        len(split["valid"]),
+        len(split["test"]),
+        time.perf_counter() - start,
+    )
     return target
 
 
-def _read_frame(csv) -> Tuple[pd.DataFrame, str]:
+def _read_frame(csv) -> tuple[pd.DataFrame, str]:
     if isinstance(csv, pd.DataFrame):
         # DataFrame.attrs["source"] lets a caller name the data in log messages.
         frame, source = csv.reset_index(drop=True), csv.attrs.get("source", "the given DataFrame")
@@ -241,8 +289,11 @@ def _labels(frame: pd.DataFrame, target_columns, target_transform, name) -> pd.D
     if not isinstance(targets, pd.DataFrame):
         array = np.asarray(targets)
         array = array.reshape(len(array), -1)
-        columns = target_columns if array.shape[1] == len(target_columns) else [
-            f"task_{index}" for index in range(array.shape[1])]
+        columns = (
+            target_columns
+            if array.shape[1] == len(target_columns)
+            else [f"task_{index}" for index in range(array.shape[1])]
+        )
         targets = pd.DataFrame(array, columns=columns)
     if len(targets) != len(frame):
         raise ValueError(f"target_transform: expected {len(frame)} rows (one per CSV row), got {len(targets)}")
@@ -251,23 +302,28 @@ def _labels(frame: pd.DataFrame, target_columns, target_transform, name) -> pd.D
         if targets[column].dtype == bool:
             targets[column] = targets[column].astype(np.int64)
         if not pd.api.types.is_numeric_dtype(targets[column]):
-            raise ValueError(f"target_columns: expected numeric columns, got column {column!r} of dtype "
-                             f"{targets[column].dtype}; pass a target_transform that maps it to numbers")
+            raise ValueError(
+                f"target_columns: expected numeric columns, got column {column!r} of dtype "
+                f"{targets[column].dtype}; pass a target_transform that maps it to numbers"
+            )
     values = targets.to_numpy(dtype=np.float64)
     if np.isinf(values).any():
         row, column = (int(index[0]) for index in np.nonzero(np.isinf(values)))
-        raise ValueError(f"target_columns: expected finite or missing labels, got {values[row, column]} in row "
-                         f"{row} (0-based, header excluded) of column {targets.columns[column]!r}")
+        raise ValueError(
+            f"target_columns: expected finite or missing labels, got {values[row, column]} in row "
+            f"{row} (0-based, header excluded) of column {targets.columns[column]!r}"
+        )
     master = ogb_master_table()
     if name in master:
         if "classification" in master[name]["task type"]:
             values = targets.to_numpy(dtype=np.float64)
             if not np.isin(values[~np.isnan(values)], (0.0, 1.0)).all():
-                raise ValueError(f"target_columns: expected labels 0, 1 or missing for the binary "
-                                 f"classification dataset {name}, got other values")
+                raise ValueError(
+                    f"target_columns: expected labels 0, 1 or missing for the binary "
+                    f"classification dataset {name}, got other values"
+                )
         if targets.shape[1] != int(master[name]["num tasks"]):
-            log.warning("%s: building %d task(s) where OGB's has %s", name, targets.shape[1],
-                        master[name]["num tasks"])
+            log.warning("%s: building %d task(s) where OGB's has %s", name, targets.shape[1], master[name]["num tasks"])
     return targets
 
 
@@ -284,15 +340,13 @@ def _write_layout(folder: pathlib.Path, name, source, graphs, labels, smiles, id
     # smiles2graph lists each bond twice, (begin, end) then (end, begin); OGB's raw files hold
     # the first of each pair and its loaders re-insert the reverse right after it, which gives
     # back smiles2graph's exact edge order.
-    _write_csv(np.concatenate([graph["edge_index"][:, ::2].T for graph in graphs]),
-               raw / "edge.csv.gz")
-    _write_csv(np.concatenate([graph["edge_feat"][::2] for graph in graphs]),
-               raw / "edge-feat.csv.gz")
+    _write_csv(np.concatenate([graph["edge_index"][:, ::2].T for graph in graphs]), raw / "edge.csv.gz")
+    _write_csv(np.concatenate([graph["edge_feat"][::2] for graph in graphs]), raw / "edge-feat.csv.gz")
     _write_csv(np.concatenate([graph["node_feat"] for graph in graphs]), raw / "node-feat.csv.gz")
-    _write_csv(np.array([graph["num_nodes"] for graph in graphs], dtype=np.int64),
-               raw / "num-node-list.csv.gz")
-    _write_csv(np.array([graph["edge_index"].shape[1] // 2 for graph in graphs], dtype=np.int64),
-               raw / "num-edge-list.csv.gz")
+    _write_csv(np.array([graph["num_nodes"] for graph in graphs], dtype=np.int64), raw / "num-node-list.csv.gz")
+    _write_csv(
+        np.array([graph["edge_index"].shape[1] // 2 for graph in graphs], dtype=np.int64), raw / "num-edge-list.csv.gz"
+    )
     _write_csv(labels, raw / "graph-label.csv.gz")
 
     for part, indices in split.items():
@@ -305,7 +359,9 @@ def _write_layout(folder: pathlib.Path, name, source, graphs, labels, smiles, id
     (mapping / "README.md").write_text(
         f"# {name}\n\n## mol.csv.gz\n\nThe columns are organized as follows:\n\n"
         f"[task_1, ... task_n], smiles, mol_id\n\nThe i-th row describes the i-th graph. Built "
-        f"offline by plstm_geometric from {source}; mol_id is the source row (or id column).\n")
+        f"offline by plstm_geometric from {source}; mol_id is the source row (or id column).\n"
+    )
     (folder / "RELEASE_v1.txt").write_text(
         f"# Release note for {name}\n\n### v1: rebuilt offline by plstm_geometric.datasets."
-        f"build_ogb_dataset from {source}\n")
+        f"build_ogb_dataset from {source}\n"
+    )

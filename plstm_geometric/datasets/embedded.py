@@ -1,4 +1,5 @@
 """The embedded default dataset: TPSA regression on RDKit's shipped NCI molecules."""
+
 import os.path as osp
 
 import pandas as pd
@@ -60,12 +61,11 @@ class EmbeddedMolDataset(OGBMolDataset):
         force_reload (bool): process the raw files again.
     """
 
-    def __init__(self, root: str = "datasets", transform=None, pre_transform=None,
-                 force_reload: bool = False):
-        super().__init__(NAME, root, transform, pre_transform, meta_info=META_INFO,
-                         force_reload=force_reload)
+    def __init__(self, root: str = "datasets", transform=None, pre_transform=None, force_reload: bool = False):
+        super().__init__(NAME, root, transform, pre_transform, meta_info=META_INFO, force_reload=force_reload)
 
     def download(self):
         # The dataset folder may hold a stale or partial build (PyG has just created raw/).
-        build_ogb_dataset(nci_tpsa_frame(), NAME, self.original_root, target_columns=["tpsa"],
-                          id_column="nci_id", overwrite=True)
+        build_ogb_dataset(
+            nci_tpsa_frame(), NAME, self.original_root, target_columns=["tpsa"], id_column="nci_id", overwrite=True
+        )

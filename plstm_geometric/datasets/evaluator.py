@@ -1,4 +1,5 @@
 """An OGB evaluator for datasets that OGB's master table does not list."""
+
 from ogb.graphproppred import Evaluator
 
 # The metrics of ogb.graphproppred.Evaluator that score (num_graphs, num_tasks) arrays.
@@ -33,5 +34,4 @@ class OGBStyleEvaluator(Evaluator):
         self.eval_metric = eval_metric
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({self.name!r}, num_tasks={self.num_tasks}, "
-                f"eval_metric={self.eval_metric!r})")
+        return f"{self.__class__.__name__}({self.name!r}, num_tasks={self.num_tasks}, eval_metric={self.eval_metric!r})"

@@ -16,13 +16,14 @@ The metric is LRGB's: average precision of each task over its labelled graphs (a
 a class is left out), averaged over the tasks (:obj:`eval_metric = "ap"` of
 :class:`~plstm_geometric.datasets.OGBStyleEvaluator`).
 """
+
 import hashlib
 import json
 import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import Callable, Dict, Optional, Union
+from collections.abc import Callable
 from urllib.error import URLError
 
 import numpy as np
@@ -50,7 +51,7 @@ SPLIT_NAMES = {"train": "train", "valid": "val", "test": "test"}
 PREPARE_HINT = f"copy the official files with `python -m plstm_geometric.datasets prepare {NAME} --from PATH`"
 
 
-def md5sum(path: Union[str, os.PathLike]) -> str:
+def md5sum(path: str | os.PathLike) -> str:
     """The md5 hex digest of a file, read in blocks."""
     digest = hashlib.md5()
     with open(path, "rb") as handle:
@@ -59,26 +60,32 @@ def md5sum(path: Union[str, os.PathLike]) -> str:
     return digest.hexdigest()
 
 
-def check_md5(path: Union[str, os.PathLike], expected: str) -> None:
+def check_md5(path: str | os.PathLike, expected: str) -> None:
     """Raises :class:`~plstm_geometric.datasets.DatasetFileError` unless :obj:`path` has md5 :obj:`expected`."""
     found = md5sum(path)
     if found != expected:
-        raise file_error(path, f"expected LRGB's official file (md5 {expected}), got md5 {found}",
-                         f"replace it with the official file ({PREPARE_HINT})")
+        raise file_error(
+            path,
+            f"expected LRGB's official file (md5 {expected}), got md5 {found}",
+            f"replace it with the official file ({PREPARE_HINT})",
+        )
 
 
-def _peptides_files(folder: str) -> Optional[Dict[str, str]]:
+def _peptides_files(folder: str) -> dict[str, str] | None:
     """Where the two files are in :obj:`folder`, in LRGB's layout or side by side (``None``: not there)."""
-    for raw, split in ((osp.join(folder, "raw", RAW_FILE), osp.join(folder, SPLIT_FILE)),
-                       (osp.join(folder, RAW_FILE), osp.join(folder, SPLIT_FILE)),
-                       (osp.join(folder, "raw", RAW_FILE), osp.join(folder, "raw", SPLIT_FILE))):
+    for raw, split in (
+        (osp.join(folder, "raw", RAW_FILE), osp.join(folder, SPLIT_FILE)),
+        (osp.join(folder, RAW_FILE), osp.join(folder, SPLIT_FILE)),
+        (osp.join(folder, "raw", RAW_FILE), osp.join(folder, "raw", SPLIT_FILE)),
+    ):
         if osp.isfile(raw) and osp.isfile(split):
             return {RAW_FILE: raw, SPLIT_FILE: split}
     return None
 
 
-def prepare_peptides(source: Union[str, os.PathLike], root: Union[str, os.PathLike] = "datasets",
-                     link: bool = False, check_md5_sums: bool = True) -> str:
+def prepare_peptides(
+    source: str | os.PathLike, root: str | os.PathLike = "datasets", link: bool = False, check_md5_sums: bool = True
+) -> str:
     r"""Copies (or links) LRGB's two Peptides-func files from :obj:`source` into the data root.
 
     :obj:`source` holds :obj:`raw/peptide_multi_class_dataset.csv.gz` and
@@ -104,8 +111,10 @@ def prepare_peptides(source: Union[str, os.PathLike], root: Union[str, os.PathLi
     source = os.fspath(source)
     files = _peptides_files(source) or _peptides_files(osp.join(source, FOLDER))
     if files is None:
-        raise FileNotFoundError(f"source: expected a folder holding {RAW_FILE} (or raw/{RAW_FILE}) and "
-                                f"{SPLIT_FILE}, or a {FOLDER}/ subfolder with them, got {source!r}")
+        raise FileNotFoundError(
+            f"source: expected a folder holding {RAW_FILE} (or raw/{RAW_FILE}) and "
+            f"{SPLIT_FILE}, or a {FOLDER}/ subfolder with them, got {source!r}"
+        )
     if check_md5_sums:
         for name, path in files.items():
             check_md5(path, MD5[name])
@@ -146,8 +155,7 @@ def read_peptides_csv(path: str) -> pd.DataFrame:
         raise file_error(path, f"not a readable CSV ({type(error).__name__}: {error})", PREPARE_HINT) from error
     missing = [column for column in ("smiles", "labels") if column not in frame.columns]
     if missing:
-        raise file_error(path, f"expected the columns 'smiles' and 'labels', got {list(frame.columns)}",
-                         PREPARE_HINT)
+        raise file_error(path, f"expected the columns 'smiles' and 'labels', got {list(frame.columns)}", PREPARE_HINT)
     labels = []
     for row, text in enumerate(frame["labels"]):
         # A JSON list ("[0, 1, ...]"): parsed as data, never evaluated.
@@ -155,35 +163,52 @@ def read_peptides_csv(path: str) -> pd.DataFrame:
             value = json.loads(text) if isinstance(text, str) else None
         except ValueError:
             value = None
-        if (not isinstance(value, list) or len(value) != NUM_TASKS
-                or any(isinstance(v, bool) or v not in (0, 1) for v in value)):
-            raise file_error(path, f"expected labels as a list of {NUM_TASKS} zeros and ones, got {text!r} in "
-                                   f"row {row}", PREPARE_HINT)
+        if (
+            not isinstance(value, list)
+            or len(value) != NUM_TASKS
+            or any(isinstance(v, bool) or v not in (0, 1) for v in value)
+        ):
+            raise file_error(
+                path,
+                f"expected labels as a list of {NUM_TASKS} zeros and ones, got {text!r} in row {row}",
+                PREPARE_HINT,
+            )
         labels.append(value)
     return pd.DataFrame({"smiles": frame["smiles"].astype(str), "labels": labels})
 
 
-def read_peptides_split(path: str, num_graphs: int) -> Dict[str, torch.Tensor]:
+def read_peptides_split(path: str, num_graphs: int) -> dict[str, torch.Tensor]:
     r"""LRGB's split pickle as long index tensors :obj:`"train"`, :obj:`"valid"`, :obj:`"test"`, read with
     :func:`~plstm_geometric.datasets.load_index_pickle` and checked: LRGB's three keys, flat int64 arrays of
     indices in [0, :obj:`num_graphs`), no index twice."""
     content = load_index_pickle(path, PREPARE_HINT)
     if not isinstance(content, dict) or set(content) != set(SPLIT_NAMES.values()):
         found = sorted(map(str, content)) if isinstance(content, dict) else type(content).__name__
-        raise file_error(path, f"expected a dict with the keys {sorted(SPLIT_NAMES.values())}, got {found}",
-                         PREPARE_HINT)
+        raise file_error(
+            path, f"expected a dict with the keys {sorted(SPLIT_NAMES.values())}, got {found}", PREPARE_HINT
+        )
     split, seen = {}, np.zeros(num_graphs, dtype=bool)
     for ours, theirs in SPLIT_NAMES.items():
         index = content[theirs]
         if not isinstance(index, np.ndarray) or index.ndim != 1:
-            raise file_error(path, f"{theirs}: expected a flat index array, got {type(index).__name__} of shape "
-                                   f"{getattr(index, 'shape', None)}", PREPARE_HINT)
+            raise file_error(
+                path,
+                f"{theirs}: expected a flat index array, got {type(index).__name__} of shape "
+                f"{getattr(index, 'shape', None)}",
+                PREPARE_HINT,
+            )
         if index.size and (index.min() < 0 or index.max() >= num_graphs):
-            raise file_error(path, f"{theirs}: expected graph indices in [0, {num_graphs}), got "
-                                   f"{int(index.min())} to {int(index.max())}", PREPARE_HINT)
+            raise file_error(
+                path,
+                f"{theirs}: expected graph indices in [0, {num_graphs}), got {int(index.min())} to {int(index.max())}",
+                PREPARE_HINT,
+            )
         if np.unique(index).size != index.size or seen[index].any():
-            raise file_error(path, f"{theirs}: expected indices that no other part (and no other row of its "
-                                   f"own) holds, got repeated ones", PREPARE_HINT)
+            raise file_error(
+                path,
+                f"{theirs}: expected indices that no other part (and no other row of its own) holds, got repeated ones",
+                PREPARE_HINT,
+            )
         seen[index] = True
         split[ours] = torch.from_numpy(index.copy())
     return split
@@ -218,9 +243,15 @@ class PeptidesFunctional(SafeInMemoryDataset):
     task_type = "binary classification"
     num_tasks = NUM_TASKS
 
-    def __init__(self, root: str = "datasets", transform: Optional[Callable] = None,
-                 pre_transform: Optional[Callable] = None, pre_filter: Optional[Callable] = None,
-                 force_reload: bool = False, check_md5_sums: bool = True):
+    def __init__(
+        self,
+        root: str = "datasets",
+        transform: Callable | None = None,
+        pre_transform: Callable | None = None,
+        pre_filter: Callable | None = None,
+        force_reload: bool = False,
+        check_md5_sums: bool = True,
+    ):
         if not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"root: expected a path, got {type(root).__name__}")
         for argument, value in (("force_reload", force_reload), ("check_md5_sums", check_md5_sums)):
@@ -229,8 +260,9 @@ class PeptidesFunctional(SafeInMemoryDataset):
         self.original_root = os.fspath(root)
         self.check_md5_sums = check_md5_sums
         self._split = None
-        super().__init__(osp.join(self.original_root, FOLDER), transform, pre_transform, pre_filter,
-                         force_reload=force_reload)
+        super().__init__(
+            osp.join(self.original_root, FOLDER), transform, pre_transform, pre_filter, force_reload=force_reload
+        )
         self.load(self.processed_paths[0])
 
     @property
@@ -266,8 +298,9 @@ class PeptidesFunctional(SafeInMemoryDataset):
                 try:
                     downloaded = download_url(URLS[name], scratch, filename=name)
                 except (URLError, OSError) as error:
-                    raise RuntimeError(f"could not download {name} from {URLS[name]} ({error}); without "
-                                       f"internet, {PREPARE_HINT}") from error
+                    raise RuntimeError(
+                        f"could not download {name} from {URLS[name]} ({error}); without internet, {PREPARE_HINT}"
+                    ) from error
                 check_md5(downloaded, MD5[name])
                 os.replace(downloaded, path)
 
@@ -284,8 +317,11 @@ class PeptidesFunctional(SafeInMemoryDataset):
             try:
                 graph = smiles2graph(smiles)
             except Exception as error:  # RDKit returns None for a SMILES it cannot parse; OGB then fails
-                raise file_error(self.raw_paths[0], f"expected SMILES RDKit can parse, got {smiles[:80]!r} in "
-                                                    f"row {row} ({type(error).__name__})", PREPARE_HINT) from error
+                raise file_error(
+                    self.raw_paths[0],
+                    f"expected SMILES RDKit can parse, got {smiles[:80]!r} in row {row} ({type(error).__name__})",
+                    PREPARE_HINT,
+                ) from error
             data = Data(
                 x=torch.from_numpy(graph["node_feat"]).long(),
                 edge_index=torch.from_numpy(graph["edge_index"]).long(),
@@ -294,17 +330,19 @@ class PeptidesFunctional(SafeInMemoryDataset):
                 num_nodes=int(graph["num_nodes"]),
             )
             if self.pre_filter is not None and not self.pre_filter(data):
-                raise ValueError("pre_filter: expected a filter that keeps every peptide (the split file indexes "
-                                 f"all {len(frame)} rows), got one that drops row {row}")
+                raise ValueError(
+                    "pre_filter: expected a filter that keeps every peptide (the split file indexes "
+                    f"all {len(frame)} rows), got one that drops row {row}"
+                )
             if self.pre_transform is not None:
                 data = self.pre_transform(data)
             data_list.append(data)
         self.save(data_list, self.processed_paths[0])
 
-    def _read_split(self, num_graphs: int) -> Dict[str, torch.Tensor]:
+    def _read_split(self, num_graphs: int) -> dict[str, torch.Tensor]:
         return read_peptides_split(self.split_path, num_graphs)
 
-    def get_idx_split(self) -> Dict[str, torch.Tensor]:
+    def get_idx_split(self) -> dict[str, torch.Tensor]:
         """LRGB's stratified split: long index tensors :obj:`"train"`, :obj:`"valid"`, :obj:`"test"` (read from
         the split pickle with :func:`~plstm_geometric.datasets.load_index_pickle`)."""
         if self._split is None:

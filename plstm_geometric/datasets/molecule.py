@@ -3,7 +3,6 @@
 ``mol_to_graph`` is :func:`ogb.utils.smiles2graph` split at the parsing step, so that a molecule is
 parsed once and the same RDKit object serves for the features and for the Murcko scaffold.
 """
-from typing import Optional, Tuple
 
 import numpy as np
 from ogb.utils.features import atom_to_feature_vector, bond_to_feature_vector
@@ -13,7 +12,7 @@ from rdkit import Chem, rdBase
 NUM_BOND_FEATURES = 3
 
 
-def parse_smiles(smiles, relaxed_valence: bool = True) -> Tuple[Optional[Chem.Mol], bool]:
+def parse_smiles(smiles, relaxed_valence: bool = True) -> tuple[Chem.Mol | None, bool]:
     r"""Parses a SMILES string into an RDKit molecule.
 
     Recent RDKit releases reject some hypervalent metal and metalloid complexes (e.g. six-fold
@@ -44,7 +43,7 @@ def parse_smiles(smiles, relaxed_valence: bool = True) -> Tuple[Optional[Chem.Mo
     return mol, relaxed
 
 
-def _parse_without_valence_check(smiles: str) -> Optional[Chem.Mol]:
+def _parse_without_valence_check(smiles: str) -> Chem.Mol | None:
     mol = Chem.MolFromSmiles(smiles, sanitize=False)
     if mol is None:  # a syntax error, not a valence problem
         return None

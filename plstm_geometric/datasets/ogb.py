@@ -1,9 +1,10 @@
 """OGB molecular property prediction datasets (ogbg-mol*), loadable with torch >= 2.6."""
+
 import logging
 import os.path as osp
 import shutil
 import tempfile
-from typing import Callable, Dict, Mapping, Optional
+from collections.abc import Callable, Mapping
 from urllib.error import URLError
 
 import numpy as np
@@ -23,8 +24,14 @@ log = logging.getLogger(__name__)
 MASTER_CSV = osp.join(osp.dirname(ogb_graphproppred.__file__), "master.csv")
 
 # OGB's raw layout for molecules: headerless gzip CSVs, one row per node / bond / graph.
-RAW_FILE_NAMES = ["edge.csv.gz", "edge-feat.csv.gz", "node-feat.csv.gz", "num-node-list.csv.gz",
-                  "num-edge-list.csv.gz", "graph-label.csv.gz"]
+RAW_FILE_NAMES = [
+    "edge.csv.gz",
+    "edge-feat.csv.gz",
+    "node-feat.csv.gz",
+    "num-node-list.csv.gz",
+    "num-edge-list.csv.gz",
+    "graph-label.csv.gz",
+]
 SPLITS = ("train", "valid", "test")
 
 
@@ -86,9 +93,15 @@ class OGBMolDataset(SafeInMemoryDataset):
 
     processed_name = "plstm_geometric_data.pt"
 
-    def __init__(self, name: str, root: str = "datasets", transform: Optional[Callable] = None,
-                 pre_transform: Optional[Callable] = None, meta_info: Optional[Mapping] = None,
-                 force_reload: bool = False):
+    def __init__(
+        self,
+        name: str,
+        root: str = "datasets",
+        transform: Callable | None = None,
+        pre_transform: Callable | None = None,
+        meta_info: Mapping | None = None,
+        force_reload: bool = False,
+    ):
         check_dataset_name(name)
         self.name = name
         self.meta_info = self._resolve_meta(name, meta_info)
@@ -96,25 +109,29 @@ class OGBMolDataset(SafeInMemoryDataset):
         self.dir_name = dataset_dir_name(name)
         self.eval_metric = self.meta_info["eval metric"]
         self.task_type = self.meta_info["task type"]
-        super().__init__(osp.join(self.original_root, self.dir_name), transform, pre_transform,
-                         force_reload=force_reload)
+        super().__init__(
+            osp.join(self.original_root, self.dir_name), transform, pre_transform, force_reload=force_reload
+        )
         self.load(self.processed_paths[0])
         self.num_tasks = int(self._data.y.size(1))
 
     @staticmethod
-    def _resolve_meta(name: str, meta_info: Optional[Mapping]) -> Dict[str, str]:
+    def _resolve_meta(name: str, meta_info: Mapping | None) -> dict[str, str]:
         if meta_info is not None:
             required = ("num tasks", "eval metric", "task type", "add_inverse_edge", "split")
             missing = [key for key in required if key not in meta_info]
             if missing:
-                raise ValueError(f"meta_info: expected the keys {list(required)}, got {sorted(meta_info)} "
-                                 f"(missing {missing})")
+                raise ValueError(
+                    f"meta_info: expected the keys {list(required)}, got {sorted(meta_info)} (missing {missing})"
+                )
             meta = {key: str(value) for key, value in meta_info.items()}
         else:
             names = ogb_mol_names()
             if name not in names:
-                raise ValueError(f"name: expected one of OGB's molecular datasets {names} (or pass "
-                                 f"meta_info for another dataset), got {name!r}")
+                raise ValueError(
+                    f"name: expected one of OGB's molecular datasets {names} (or pass "
+                    f"meta_info for another dataset), got {name!r}"
+                )
             meta = {key: str(value) for key, value in ogb_master_table()[name].items()}
         if meta.get("url"):  # the zip's folder is moved into place: it must be a plain name too
             check_dataset_name(meta.get("download_name", ""), "meta_info['download_name']")
@@ -142,7 +159,8 @@ class OGBMolDataset(SafeInMemoryDataset):
             raise FileNotFoundError(
                 f"{self.raw_dir} lacks OGB's raw files and {self.name!r} has no download URL; "
                 f"build them with `python -m plstm_geometric.datasets build-ogb --csv FILE "
-                f"--name {self.name} --root {self.original_root}`")
+                f"--name {self.name} --root {self.original_root}`"
+            )
         with tempfile.TemporaryDirectory(dir=self.original_root, prefix=".download-") as scratch:
             try:
                 archive = download_url(url, scratch)
@@ -150,7 +168,8 @@ class OGBMolDataset(SafeInMemoryDataset):
                 raise RuntimeError(
                     f"could not download {self.name} from {url} ({error}); without internet, "
                     f"rebuild it offline with `python -m plstm_geometric.datasets build-ogb "
-                    f"--csv FILE --name {self.name} --root {self.original_root}`") from error
+                    f"--csv FILE --name {self.name} --root {self.original_root}`"
+                ) from error
             extract_zip(archive, scratch)
             # The zip holds one folder named after the download (e.g. hiv/); it replaces the
             # dataset folder, whose raw files are missing anyway.
@@ -162,9 +181,13 @@ class OGBMolDataset(SafeInMemoryDataset):
         graphs = read_ogb_raw(self.raw_dir, add_inverse_edge=add_inverse_edge)
         labels = read_labels(self.raw_dir, len(graphs))
         if labels.shape[1] != int(self.meta_info["num tasks"]):
-            log.warning("%s: %d label columns where OGB's %s has %s; scoring falls back to "
-                        "OGBStyleEvaluator", self.raw_dir, labels.shape[1], self.name,
-                        self.meta_info["num tasks"])
+            log.warning(
+                "%s: %d label columns where OGB's %s has %s; scoring falls back to OGBStyleEvaluator",
+                self.raw_dir,
+                labels.shape[1],
+                self.name,
+                self.meta_info["num tasks"],
+            )
         # Same label dtypes as OGB: integer classes unless some label is missing.
         if "classification" in self.task_type and not np.isnan(labels).any():
             label_dtype = torch.long
@@ -185,7 +208,7 @@ class OGBMolDataset(SafeInMemoryDataset):
             data_list = [self.pre_transform(data) for data in data_list]
         self.save(data_list, self.processed_paths[0])
 
-    def get_idx_split(self, split_type: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    def get_idx_split(self, split_type: str | None = None) -> dict[str, torch.Tensor]:
         """Train/valid/test graph indices (long tensors) from :obj:`split/<split_type>/`.
 
         Raises:
@@ -195,8 +218,7 @@ class OGBMolDataset(SafeInMemoryDataset):
         check_dataset_name(split_type, "split_type")
         path = osp.join(self.root, "split", split_type)
         if not osp.isdir(path):
-            raise ValueError(f"split_type: expected a folder under {osp.join(self.root, 'split')}, got "
-                             f"{split_type!r}")
+            raise ValueError(f"split_type: expected a folder under {osp.join(self.root, 'split')}, got {split_type!r}")
         return {split: _read_indices(osp.join(path, f"{split}.csv.gz"), len(self)) for split in SPLITS}
 
     def __repr__(self) -> str:
@@ -208,8 +230,11 @@ def _read_indices(path: str, num_graphs: int) -> torch.Tensor:
     if table.size == 0:  # a tiny dataset can leave a split empty
         return torch.empty(0, dtype=torch.long)
     if table.shape[1] != 1 or not np.issubdtype(table.dtype, np.integer):
-        raise file_error(path, f"expected one column of integer graph indices, got {table.shape[1]} column(s) "
-                               f"of dtype {table.dtype}", RAW_FIX)
+        raise file_error(
+            path,
+            f"expected one column of integer graph indices, got {table.shape[1]} column(s) of dtype {table.dtype}",
+            RAW_FIX,
+        )
     indices = table[:, 0].astype(np.int64)
     bad = (indices < 0) | (indices >= num_graphs)
     if bad.any():

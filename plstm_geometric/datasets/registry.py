@@ -1,12 +1,15 @@
 """Datasets by name: the entry point of the training command line."""
+
 import os
 import os.path as osp
 
 import numpy as np
 import pandas as pd
 
-from .embedded import EmbeddedMolDataset, NAME as EMBEDDED_NAME
-from .lrgb import NAME as PEPTIDES_NAME, PeptidesFunctional
+from .embedded import NAME as EMBEDDED_NAME
+from .embedded import EmbeddedMolDataset
+from .lrgb import NAME as PEPTIDES_NAME
+from .lrgb import PeptidesFunctional
 from .ogb import OGBMolDataset, dataset_dir_name, ogb_mol_names
 from .safe_dataset import check_dataset_name
 from .tu import TU_NAMES, TUGraphDataset, is_tu_name
@@ -24,8 +27,9 @@ def _built_folder(name: str, root) -> str:
 
 
 def _is_built(folder: str) -> bool:
-    return (osp.isfile(osp.join(folder, "raw", "graph-label.csv.gz"))
-            and osp.isdir(osp.join(folder, "split", "scaffold")))
+    return osp.isfile(osp.join(folder, "raw", "graph-label.csv.gz")) and osp.isdir(
+        osp.join(folder, "split", "scaffold")
+    )
 
 
 def built_dataset_names(root="datasets") -> list:
@@ -34,8 +38,9 @@ def built_dataset_names(root="datasets") -> list:
     are the same, as in OGB's folder names)."""
     if not osp.isdir(str(root)):
         return []
-    return sorted(entry for entry in os.listdir(str(root))
-                  if not entry.startswith(".") and _is_built(osp.join(str(root), entry)))
+    return sorted(
+        entry for entry in os.listdir(str(root)) if not entry.startswith(".") and _is_built(osp.join(str(root), entry))
+    )
 
 
 def built_meta_info(folder: str) -> dict:
@@ -49,8 +54,10 @@ def built_meta_info(folder: str) -> dict:
     try:
         labels = pd.read_csv(path, compression="gzip", header=None).to_numpy(dtype=np.float64)
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise ValueError(f"{path}: not a readable label file ({error}); rebuild the dataset with "
-                         f"`python -m plstm_geometric.datasets build-ogb ... --overwrite`") from error
+        raise ValueError(
+            f"{path}: not a readable label file ({error}); rebuild the dataset with "
+            f"`python -m plstm_geometric.datasets build-ogb ... --overwrite`"
+        ) from error
     known = labels[~np.isnan(labels)]
     binary = known.size > 0 and bool(np.isin(known, (0.0, 1.0)).all())
     return {
@@ -93,7 +100,9 @@ def load_dataset(name: str, root: str = "datasets"):
     if _is_built(folder):
         return OGBMolDataset(name, root, meta_info=built_meta_info(folder))
     built = built_dataset_names(root)
-    raise ValueError(f"name: expected one of {dataset_names()}, a TU collection name, or a dataset built "
-                     f"under {str(root)!r} "
-                     f"with `python -m plstm_geometric.datasets build-ogb --name NAME --root {root}`"
-                     f"{' (built there: ' + ', '.join(built) + ')' if built else ''}, got {name!r}")
+    raise ValueError(
+        f"name: expected one of {dataset_names()}, a TU collection name, or a dataset built "
+        f"under {str(root)!r} "
+        f"with `python -m plstm_geometric.datasets build-ogb --name NAME --root {root}`"
+        f"{' (built there: ' + ', '.join(built) + ')' if built else ''}, got {name!r}"
+    )

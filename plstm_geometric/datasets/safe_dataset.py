@@ -6,11 +6,12 @@ processed folder with :func:`torch.load(weights_only=False)`, and
 either runs code from a crafted folder. :class:`SafeInMemoryDataset` does the same work with
 :func:`~plstm_geometric.datasets.safe_load.safe_torch_load` only.
 """
+
 import os
 import os.path as osp
 import re
 import warnings
-from typing import Any, Tuple, Type
+from typing import Any
 
 import torch
 from torch_geometric.data import Data, InMemoryDataset
@@ -32,8 +33,10 @@ def check_dataset_name(name, argument: str = "name") -> str:
     if not isinstance(name, str):
         raise TypeError(f"{argument}: expected a str, got {type(name).__name__}")
     if not PLAIN_NAME.fullmatch(name):
-        raise ValueError(f"{argument}: expected a plain dataset name (letters, digits, '_', '-', '.'; not "
-                         f"starting with '.', no path separators), got {name!r}")
+        raise ValueError(
+            f"{argument}: expected a plain dataset name (letters, digits, '_', '-', '.'; not "
+            f"starting with '.', no path separators), got {name!r}"
+        )
     return name
 
 
@@ -56,8 +59,11 @@ class SafeInMemoryDataset(InMemoryDataset):
             if not isinstance(stored, str):
                 raise file_error(path, f"expected the repr of the {kind} (a str), got {type(stored).__name__}")
             if stored != _repr(value):
-                warnings.warn(f"The `{kind}` argument differs from the one used to process {self.processed_dir}; "
-                              f"pass force_reload=True to process the dataset again.", stacklevel=2)
+                warnings.warn(
+                    f"The `{kind}` argument differs from the one used to process {self.processed_dir}; "
+                    f"pass force_reload=True to process the dataset again.",
+                    stacklevel=2,
+                )
         if not self.force_reload and files_exist(self.processed_paths):
             return
         os.makedirs(self.processed_dir, exist_ok=True)
@@ -65,23 +71,27 @@ class SafeInMemoryDataset(InMemoryDataset):
         for kind, value in (("pre_transform", self.pre_transform), ("pre_filter", self.pre_filter)):
             torch.save(_repr(value), osp.join(self.processed_dir, f"{kind}.pt"))
 
-    def load(self, path: str, data_cls: Type[BaseData] = Data) -> None:
+    def load(self, path: str, data_cls: type[BaseData] = Data) -> None:
         """Loads what :meth:`InMemoryDataset.save` wrote, with a safe load and a check of its structure."""
         data, self.slices, data_cls = load_collated(path, 3)[:3]
         self.data = data_cls.from_dict(data)
 
 
-def load_collated(path: str, length: int) -> Tuple[Any, ...]:
+def load_collated(path: str, length: int) -> tuple[Any, ...]:
     r"""Safely loads a collated dataset file: a tuple of :obj:`length` items, a data dict first, a slices
     dict second and a :class:`~torch_geometric.data.data.BaseData` subclass last."""
     out = safe_torch_load(path)
     if not isinstance(out, tuple) or len(out) != length:
-        raise file_error(path, f"expected a tuple of {length} items (data, slices, ..., class), got "
-                               f"{type(out).__name__}{f' of {len(out)} items' if isinstance(out, tuple) else ''}")
+        raise file_error(
+            path,
+            f"expected a tuple of {length} items (data, slices, ..., class), got "
+            f"{type(out).__name__}{f' of {len(out)} items' if isinstance(out, tuple) else ''}",
+        )
     data, slices, data_cls = out[0], out[1], out[-1]
     if not isinstance(data, dict) or not isinstance(slices, (dict, type(None))):
-        raise file_error(path, f"expected a data dict and a slices dict, got {type(data).__name__} and "
-                               f"{type(slices).__name__}")
+        raise file_error(
+            path, f"expected a data dict and a slices dict, got {type(data).__name__} and {type(slices).__name__}"
+        )
     if not isinstance(data_cls, type) or not issubclass(data_cls, BaseData):
         raise file_error(path, f"expected a PyG data class last, got {data_cls!r}")
     return out

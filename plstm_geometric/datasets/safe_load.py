@@ -13,10 +13,11 @@ Every file this package unpickles goes through one of two loaders here:
 Both raise :class:`DatasetFileError`, naming the file and how to rebuild it, for a file they refuse
 and for a damaged one (truncated, garbage bytes, wrong structure).
 """
+
 import io
 import os
 import pickle
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,12 +29,12 @@ class DatasetFileError(RuntimeError):
     """A file of a data folder that is damaged, of an unexpected structure, or refused as unsafe."""
 
 
-def file_error(path, problem: str, fix: Optional[str] = None) -> DatasetFileError:
+def file_error(path, problem: str, fix: str | None = None) -> DatasetFileError:
     """A :class:`DatasetFileError` saying which file is bad, why, and how to rebuild it."""
     return DatasetFileError(f"{os.fspath(path)}: {problem}; {fix or REBUILD}")
 
 
-def safe_torch_load(path, map_location: Any = "cpu", fix: Optional[str] = None) -> Any:
+def safe_torch_load(path, map_location: Any = "cpu", fix: str | None = None) -> Any:
     r""":func:`torch.load` with :obj:`weights_only=True`, never falling back to full unpickling.
 
     Args:
@@ -53,15 +54,27 @@ def safe_torch_load(path, map_location: Any = "cpu", fix: Optional[str] = None) 
     except pickle.UnpicklingError as error:
         # torch names the refused global ("... GLOBAL posix.system ..."); other failures are damage.
         if "global" in str(error).lower():
-            problem = ("expected tensors, numbers, strings and containers only, got an object a "
-                       "safe load refuses (the file may try to run code; it was not loaded)")
+            problem = (
+                "expected tensors, numbers, strings and containers only, got an object a "
+                "safe load refuses (the file may try to run code; it was not loaded)"
+            )
         else:
             lines = [line.strip() for line in str(error).splitlines() if line.strip()] or ["UnpicklingError"]
             detail = next((line for line in lines if "Unsupported" in line or "load key" in line), lines[0])
             problem = f"damaged file, not a torch file ({detail[:200]})"
         raise file_error(path, problem, fix) from error
-    except (EOFError, OSError, RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError,
-            AssertionError, MemoryError) as error:
+    except (
+        EOFError,
+        OSError,
+        RuntimeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        AssertionError,
+        MemoryError,
+    ) as error:
         raise file_error(path, f"damaged file ({type(error).__name__}: {_first_line(error)})", fix) from error
 
 
@@ -73,16 +86,19 @@ def _first_line(error: BaseException) -> str:
 # numpy pickles an array as numpy.core.multiarray._reconstruct(ndarray, (0,), b'b') followed by
 # __setstate__ with (version, shape, dtype(...), fortran, bytes); numpy 2 names the module numpy._core.
 _INDEX_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
 }
 
 
 class _IndexUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _INDEX_GLOBALS:
-            raise pickle.UnpicklingError(f"expected numpy arrays and plain containers only, got a reference "
-                                         f"to {module}.{name}")
+            raise pickle.UnpicklingError(
+                f"expected numpy arrays and plain containers only, got a reference to {module}.{name}"
+            )
         if name == "_reconstruct":
             return np.ndarray.__reduce__(np.empty(0))[0]
         return getattr(np, name)
@@ -91,7 +107,7 @@ class _IndexUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("expected numpy arrays and plain containers only, got a persistent id")
 
 
-def load_index_pickle(path, fix: Optional[str] = None):
+def load_index_pickle(path, fix: str | None = None):
     r"""Loads a pickle of dicts, lists and tuples of numpy int64 arrays (e.g. LRGB's split files).
 
     The unpickler resolves numpy's array reconstruction and nothing else, so a crafted file cannot run
@@ -112,19 +128,18 @@ def load_index_pickle(path, fix: Optional[str] = None):
     try:
         value = _IndexUnpickler(io.BytesIO(content)).load()
     except pickle.UnpicklingError as error:
-        raise file_error(path, f"refused or damaged index pickle ({_first_line(error)}; nothing was run)",
-                         fix) from error
-    except (EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError, MemoryError,
-            OverflowError) as error:
-        raise file_error(path, f"damaged index pickle ({type(error).__name__}: {_first_line(error)})",
-                         fix) from error
+        raise file_error(
+            path, f"refused or damaged index pickle ({_first_line(error)}; nothing was run)", fix
+        ) from error
+    except (EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError, MemoryError, OverflowError) as error:
+        raise file_error(path, f"damaged index pickle ({type(error).__name__}: {_first_line(error)})", fix) from error
     problem = _index_structure_problem(value)
     if problem is not None:
         raise file_error(path, problem, fix)
     return value
 
 
-def _index_structure_problem(value, where: str = "the file") -> Optional[str]:
+def _index_structure_problem(value, where: str = "the file") -> str | None:
     if isinstance(value, np.ndarray):
         if value.dtype != np.int64:
             return f"{where}: expected a numpy int64 array, got dtype {value.dtype}"

@@ -1,5 +1,6 @@
 """OGB's scaffold split (the deterministic Bemis-Murcko split of Hu et al., 2020)."""
-from typing import Dict, List, Sequence
+
+from collections.abc import Sequence
 
 from rdkit import Chem, rdBase
 from rdkit.Chem.Scaffolds import MurckoScaffold
@@ -26,8 +27,7 @@ def murcko_scaffold(mol: Chem.Mol) -> str:
         return Chem.MolToSmiles(scaffold, True)
 
 
-def scaffold_split(scaffolds: Sequence[str], frac_train: float = 0.8,
-                   frac_valid: float = 0.1) -> Dict[str, List[int]]:
+def scaffold_split(scaffolds: Sequence[str], frac_train: float = 0.8, frac_valid: float = 0.1) -> dict[str, list[int]]:
     r"""Splits molecules by scaffold the way OGB's molecule datasets were split.
 
     Molecules are grouped by scaffold; the groups are sorted by size, largest first, ties by
@@ -50,14 +50,14 @@ def scaffold_split(scaffolds: Sequence[str], frac_train: float = 0.8,
         raise ValueError(f"frac_train: expected a value in (0, 1), got {frac_train}")
     if not 0.0 <= frac_valid <= 1.0 - frac_train:
         raise ValueError(f"frac_valid: expected a value in [0, 1 - frac_train], got {frac_valid}")
-    groups: Dict[str, List[int]] = {}
+    groups: dict[str, list[int]] = {}
     for index, scaffold in enumerate(scaffolds):
         groups.setdefault(scaffold, []).append(index)
     ordered = sorted(groups.values(), key=lambda group: (len(group), group[0]), reverse=True)
 
     train_cutoff = frac_train * len(scaffolds)
     valid_cutoff = (frac_train + frac_valid) * len(scaffolds)
-    split: Dict[str, List[int]] = {"train": [], "valid": [], "test": []}
+    split: dict[str, list[int]] = {"train": [], "valid": [], "test": []}
     for group in ordered:
         if len(split["train"]) + len(group) <= train_cutoff:
             split["train"].extend(group)

@@ -7,11 +7,12 @@ Each run keeps the epoch with the best validation accuracy (the earliest on ties
 its test accuracy; the result is the mean and standard deviation over the 10 runs
 (:func:`best_validation_accuracy`).
 """
+
 import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import Dict, List, Optional, Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -28,22 +29,58 @@ TU_NAMES = ("MUTAG", "NCI1", "PROTEINS", "PTC_FM")
 # Sets of the TU Dortmund collection (https://chrsmrrs.github.io/datasets/) that PyG can download by name;
 # any other name works when its raw files are under the data root (see :func:`prepare_tu`).
 KNOWN_TU_NAMES = TU_NAMES + (
-    "AIDS", "BZR", "BZR_MD", "COX2", "COX2_MD", "DHFR", "DHFR_MD", "ER_MD", "FRANKENSTEIN", "Mutagenicity",
-    "NCI109", "PTC_FR", "PTC_MM", "PTC_MR", "DD", "ENZYMES", "KKI", "OHSU", "Peking_1", "PROTEINS_full",
-    "COLLAB", "IMDB-BINARY", "IMDB-MULTI", "REDDIT-BINARY", "REDDIT-MULTI-5K", "REDDIT-MULTI-12K",
-    "COLORS-3", "SYNTHETIC", "SYNTHETICnew", "Synthie", "TRIANGLES", "MSRC_9", "MSRC_21", "MSRC_21C",
-    "Letter-high", "Letter-low", "Letter-med", "Fingerprint", "Cuneiform", "COIL-DEL", "COIL-RAG",
+    "AIDS",
+    "BZR",
+    "BZR_MD",
+    "COX2",
+    "COX2_MD",
+    "DHFR",
+    "DHFR_MD",
+    "ER_MD",
+    "FRANKENSTEIN",
+    "Mutagenicity",
+    "NCI109",
+    "PTC_FR",
+    "PTC_MM",
+    "PTC_MR",
+    "DD",
+    "ENZYMES",
+    "KKI",
+    "OHSU",
+    "Peking_1",
+    "PROTEINS_full",
+    "COLLAB",
+    "IMDB-BINARY",
+    "IMDB-MULTI",
+    "REDDIT-BINARY",
+    "REDDIT-MULTI-5K",
+    "REDDIT-MULTI-12K",
+    "COLORS-3",
+    "SYNTHETIC",
+    "SYNTHETICnew",
+    "Synthie",
+    "TRIANGLES",
+    "MSRC_9",
+    "MSRC_21",
+    "MSRC_21C",
+    "Letter-high",
+    "Letter-low",
+    "Letter-med",
+    "Fingerprint",
+    "Cuneiform",
+    "COIL-DEL",
+    "COIL-RAG",
 )
 # Files a TU set must have; node labels, node attributes, edge labels etc. are optional.
 TU_REQUIRED = ("A", "graph_indicator", "graph_labels")
 
 
-def tu_raw_dir(name: str, root: Union[str, os.PathLike] = "datasets") -> str:
+def tu_raw_dir(name: str, root: str | os.PathLike = "datasets") -> str:
     """The folder :class:`TUGraphDataset` reads the raw text files of :obj:`name` from: :obj:`root/TU/<name>/raw`."""
     return osp.join(os.fspath(root), "TU", check_dataset_name(name), "raw")
 
 
-def is_tu_name(name, root: Optional[Union[str, os.PathLike]] = None) -> bool:
+def is_tu_name(name, root: str | os.PathLike | None = None) -> bool:
     r"""Whether :class:`TUGraphDataset` can load :obj:`name`: a known TU set (:obj:`KNOWN_TU_NAMES`,
     downloadable), or any plain name whose raw files (:obj:`<name>_A.txt`, ...) are in
     :func:`tu_raw_dir` of :obj:`root`. Never raises."""
@@ -57,8 +94,7 @@ def is_tu_name(name, root: Optional[Union[str, os.PathLike]] = None) -> bool:
     return all(osp.isfile(osp.join(raw, f"{name}_{part}.txt")) for part in TU_REQUIRED)
 
 
-def prepare_tu(name: str, source: Union[str, os.PathLike], root: Union[str, os.PathLike] = "datasets",
-               link: bool = False) -> str:
+def prepare_tu(name: str, source: str | os.PathLike, root: str | os.PathLike = "datasets", link: bool = False) -> str:
     r"""Copies (or links) the raw TU text files of :obj:`name` from :obj:`source` into the data root.
 
     :obj:`source` is the folder holding :obj:`<name>_A.txt`, :obj:`<name>_graph_indicator.txt`,
@@ -83,15 +119,21 @@ def prepare_tu(name: str, source: Union[str, os.PathLike], root: Union[str, os.P
     candidates = [source, osp.join(source, name), osp.join(source, name, "raw")]
     found = [folder for folder in candidates if osp.isfile(osp.join(folder, f"{name}_A.txt"))]
     if not found:
-        raise FileNotFoundError(f"source: expected a folder holding {name}_A.txt (or a {name}/ subfolder with "
-                                f"it), got {source!r}")
+        raise FileNotFoundError(
+            f"source: expected a folder holding {name}_A.txt (or a {name}/ subfolder with it), got {source!r}"
+        )
     folder = found[0]
     missing = [f"{name}_{part}.txt" for part in TU_REQUIRED if not osp.isfile(osp.join(folder, f"{name}_{part}.txt"))]
     if missing:
-        raise FileNotFoundError(f"source: expected the TU files {[f'{name}_{p}.txt' for p in TU_REQUIRED]} in "
-                                f"{folder!r}, got a folder without {missing}")
-    files = sorted(entry for entry in os.listdir(folder)
-                   if (entry.startswith(f"{name}_") and entry.endswith(".txt")) or entry == "README.txt")
+        raise FileNotFoundError(
+            f"source: expected the TU files {[f'{name}_{p}.txt' for p in TU_REQUIRED]} in "
+            f"{folder!r}, got a folder without {missing}"
+        )
+    files = sorted(
+        entry
+        for entry in os.listdir(folder)
+        if (entry.startswith(f"{name}_") and entry.endswith(".txt")) or entry == "README.txt"
+    )
     raw = tu_raw_dir(name, root)
     dataset_dir = osp.dirname(raw)
     if osp.isdir(raw) and osp.samefile(raw, folder):
@@ -118,8 +160,7 @@ def prepare_tu(name: str, source: Union[str, os.PathLike], root: Union[str, os.P
     return raw
 
 
-def tu_folds(labels: Union[torch.Tensor, Sequence[int]], num_folds: int = 10,
-             seed: int = 0) -> List[Dict[str, torch.Tensor]]:
+def tu_folds(labels: torch.Tensor | Sequence[int], num_folds: int = 10, seed: int = 0) -> list[dict[str, torch.Tensor]]:
     r"""Stratified cross-validation folds with a validation fold (see the module docstring).
 
     Args:
@@ -144,17 +185,18 @@ def tu_folds(labels: Union[torch.Tensor, Sequence[int]], num_folds: int = 10,
     runs = []
     for fold in range(num_folds):
         valid_fold = (fold + 1) % num_folds
-        train = np.concatenate([folds[other] for other in range(num_folds)
-                                if other not in (fold, valid_fold)])
-        runs.append({
-            "train": torch.from_numpy(np.sort(train)).long(),
-            "valid": torch.from_numpy(np.sort(folds[valid_fold])).long(),
-            "test": torch.from_numpy(np.sort(folds[fold])).long(),
-        })
+        train = np.concatenate([folds[other] for other in range(num_folds) if other not in (fold, valid_fold)])
+        runs.append(
+            {
+                "train": torch.from_numpy(np.sort(train)).long(),
+                "valid": torch.from_numpy(np.sort(folds[valid_fold])).long(),
+                "test": torch.from_numpy(np.sort(folds[fold])).long(),
+            }
+        )
     return runs
 
 
-def best_validation_accuracy(valid_accuracy, test_accuracy) -> Dict[str, torch.Tensor]:
+def best_validation_accuracy(valid_accuracy, test_accuracy) -> dict[str, torch.Tensor]:
     r"""Aggregates a cross-validation: test accuracy at each run's best validation epoch.
 
     Args:
@@ -170,11 +212,12 @@ def best_validation_accuracy(valid_accuracy, test_accuracy) -> Dict[str, torch.T
     valid_accuracy = torch.as_tensor(valid_accuracy, dtype=torch.float64)
     test_accuracy = torch.as_tensor(test_accuracy, dtype=torch.float64)
     if valid_accuracy.dim() != 2 or valid_accuracy.numel() == 0:
-        raise ValueError(f"valid_accuracy: expected shape [num_folds, num_epochs], got "
-                         f"{tuple(valid_accuracy.shape)}")
+        raise ValueError(f"valid_accuracy: expected shape [num_folds, num_epochs], got {tuple(valid_accuracy.shape)}")
     if test_accuracy.shape != valid_accuracy.shape:
-        raise ValueError(f"test_accuracy: expected the shape of valid_accuracy "
-                         f"{tuple(valid_accuracy.shape)}, got {tuple(test_accuracy.shape)}")
+        raise ValueError(
+            f"test_accuracy: expected the shape of valid_accuracy "
+            f"{tuple(valid_accuracy.shape)}, got {tuple(test_accuracy.shape)}"
+        )
     # argmax of (value == max) picks the first maximal epoch, whatever torch.argmax does on ties.
     best_epoch = (valid_accuracy == valid_accuracy.max(dim=1, keepdim=True).values).long().argmax(dim=1)
     per_fold = test_accuracy.gather(1, best_epoch.view(-1, 1)).view(-1)
@@ -215,18 +258,31 @@ class TUGraphDataset(SafeInMemoryDataset, TUDataset):
     task_type = "multiclass classification"
     num_tasks = 1
 
-    def __init__(self, name: str, root: str = "datasets", transform=None, pre_transform=None, pre_filter=None,
-                 use_node_attr: bool = True, use_edge_attr: bool = False, force_reload: bool = False):
+    def __init__(
+        self,
+        name: str,
+        root: str = "datasets",
+        transform=None,
+        pre_transform=None,
+        pre_filter=None,
+        use_node_attr: bool = True,
+        use_edge_attr: bool = False,
+        force_reload: bool = False,
+    ):
         check_dataset_name(name)
-        for argument, value in (("use_node_attr", use_node_attr), ("use_edge_attr", use_edge_attr),
-                                ("force_reload", force_reload)):
+        for argument, value in (
+            ("use_node_attr", use_node_attr),
+            ("use_edge_attr", use_edge_attr),
+            ("force_reload", force_reload),
+        ):
             if not isinstance(value, bool):
                 raise TypeError(f"{argument}: expected a bool, got {type(value).__name__}")
         self.name, self.cleaned = name, False
         # TUDataset.__init__ would load the processed file with a fallback to full unpickling: the
         # download and processing steps are PyG's, the load is ours.
-        InMemoryDataset.__init__(self, osp.join(os.fspath(root), "TU"), transform, pre_transform, pre_filter,
-                                 force_reload=force_reload)
+        InMemoryDataset.__init__(
+            self, osp.join(os.fspath(root), "TU"), transform, pre_transform, pre_filter, force_reload=force_reload
+        )
         path = self.processed_paths[0]
         data, self.slices, self.sizes, data_cls = load_collated(path, 4)
         keys = ("num_node_labels", "num_node_attributes", "num_edge_labels", "num_edge_attributes")
@@ -234,24 +290,26 @@ class TUGraphDataset(SafeInMemoryDataset, TUDataset):
             raise file_error(path, f"expected a sizes dict with int {list(keys)}, got {self.sizes!r}")
         self.data = data_cls.from_dict(data)
         if self._data.x is not None and not use_node_attr:
-            self._data.x = self._data.x[:, self.num_node_attributes:]
+            self._data.x = self._data.x[:, self.num_node_attributes :]
         if self._data.edge_attr is not None and not use_edge_attr:
-            self._data.edge_attr = self._data.edge_attr[:, self.num_edge_attributes:]
+            self._data.edge_attr = self._data.edge_attr[:, self.num_edge_attributes :]
 
     def download(self):
         if self.name not in KNOWN_TU_NAMES:
             raise FileNotFoundError(
                 f"name: expected a known TU set {KNOWN_TU_NAMES} or raw files in {self.raw_dir}, got "
                 f"{self.name!r}; copy them there with `python -m plstm_geometric.datasets prepare {self.name} "
-                f"--from PATH`")
+                f"--from PATH`"
+            )
         try:
             super().download()
         except OSError as error:
             raise RuntimeError(
                 f"could not download {self.name} ({error}); without internet, copy its raw files with "
-                f"`python -m plstm_geometric.datasets prepare {self.name} --from PATH`") from error
+                f"`python -m plstm_geometric.datasets prepare {self.name} --from PATH`"
+            ) from error
 
-    def get_idx_split(self, fold: int = 0, num_folds: int = 10, seed: int = 0) -> Dict[str, torch.Tensor]:
+    def get_idx_split(self, fold: int = 0, num_folds: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:
         """The train/valid/test indices of cross-validation run :obj:`fold` (see :func:`tu_folds`)."""
         if isinstance(fold, bool) or not isinstance(fold, int):
             raise TypeError(f"fold: expected an int, got {type(fold).__name__}")

@@ -1,5 +1,6 @@
 """What every op shares: the compute dtype, the direct and source terms, and the lazy import of Triton
 kernels."""
+
 import importlib
 
 import torch
@@ -52,6 +53,7 @@ def triton_kernel(module: str, name: str, requested: str):
     except ModuleNotFoundError as error:
         if error.name != "triton":
             raise
-        raise ImportError(f"{requested} runs Triton kernels: pip install triton "
-                          "(the other backends do not need it)") from error
+        raise ImportError(
+            f"{requested} runs Triton kernels: pip install triton (the other backends do not need it)"
+        ) from error
     return getattr(kernels, name)

@@ -1,6 +1,6 @@
 """Chains of the line graph, contracted so that a long path costs one scan instead of one step per edge."""
+
 from dataclasses import dataclass
-from typing import List
 
 import torch
 from torch import Tensor
@@ -31,12 +31,12 @@ class ChainSchedule:
     """
 
     edge_order: Tensor
-    level_ptr: List[int]
+    level_ptr: list[int]
     link_line_id: Tensor
     jump_line_id: Tensor
     jump_in_pos: Tensor
     jump_out_pos: Tensor
-    jump_level_ptr: List[int]
+    jump_level_ptr: list[int]
 
     @property
     def num_levels(self) -> int:

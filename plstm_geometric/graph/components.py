@@ -1,6 +1,6 @@
 """Per-graph dense layout of a batch: the integer structure behind the parallel pLSTM form."""
+
 from dataclasses import dataclass
-from typing import List
 
 import torch
 from torch import Tensor
@@ -70,7 +70,7 @@ class ComponentLayout:
 
     max_edges: int
     padded_edges: int
-    buckets: List[SizeBucket]
+    buckets: list[SizeBucket]
 
     def to(self, device) -> "ComponentLayout":
         return dataclass_to(self, device)
@@ -107,8 +107,10 @@ def size_buckets(size: Tensor) -> Tensor:
     total = [0] + torch.cumsum(count, 0).tolist()
     best, start = [0.0], []
     for last in range(len(largest)):
-        cost, first = min((best[first] + BUCKET_COST + (total[last + 1] - total[first]) * largest[last], first)
-                          for first in range(last + 1))
+        cost, first = min(
+            (best[first] + BUCKET_COST + (total[last + 1] - total[first]) * largest[last], first)
+            for first in range(last + 1)
+        )
         best.append(cost)
         start.append(first)
     bucket_of_step = [0] * len(largest)
@@ -120,8 +122,9 @@ def size_buckets(size: Tensor) -> Tensor:
     return torch.tensor(bucket_of_step, dtype=torch.long, device=size.device)[step_of]
 
 
-def build_component_layout(edge_index: Tensor, line_edge_index: Tensor, num_nodes: int,
-                           node_level: Tensor) -> ComponentLayout:
+def build_component_layout(
+    edge_index: Tensor, line_edge_index: Tensor, num_nodes: int, node_level: Tensor
+) -> ComponentLayout:
     device = edge_index.device
     _, node_component = torch.unique(weak_components(edge_index, num_nodes), return_inverse=True)
     num_components = int(node_component.max()) + 1 if num_nodes else 0
@@ -156,17 +159,33 @@ def build_component_layout(edge_index: Tensor, line_edge_index: Tensor, num_node
         edge_row = edge_graph * max_edges + edge_slot[edge_id]
         node_map = torch.full((num_graphs * max_nodes,), num_nodes, dtype=torch.long, device=device)
         node_map[node_row] = node_id
-        buckets.append(SizeBucket(
-            num_graphs=num_graphs, max_nodes=max_nodes, max_edges=max_edges,
-            node_id=node_id, node_graph=node_graph, node_slot=node_slot[node_id],
-            edge_id=edge_id, edge_graph=edge_graph, edge_slot=edge_slot[edge_id],
-            src_slot=src_slot, dst_slot=dst_slot,
-            line_id=line_id, line_graph=line_graph, line_in_slot=line_in_slot, line_out_slot=line_out_slot,
-            node_map=node_map, node_row=node_row, edge_row=edge_row, dst_row=edge_graph * max_nodes + dst_slot,
-            src_entry=edge_row * max_nodes + src_slot,
-            line_entry=(line_graph * max_edges + line_out_slot) * max_edges + line_in_slot,
-            line_in_row=line_graph * max_edges + line_in_slot, line_out_row=line_graph * max_edges + line_out_slot,
-        ))
+        buckets.append(
+            SizeBucket(
+                num_graphs=num_graphs,
+                max_nodes=max_nodes,
+                max_edges=max_edges,
+                node_id=node_id,
+                node_graph=node_graph,
+                node_slot=node_slot[node_id],
+                edge_id=edge_id,
+                edge_graph=edge_graph,
+                edge_slot=edge_slot[edge_id],
+                src_slot=src_slot,
+                dst_slot=dst_slot,
+                line_id=line_id,
+                line_graph=line_graph,
+                line_in_slot=line_in_slot,
+                line_out_slot=line_out_slot,
+                node_map=node_map,
+                node_row=node_row,
+                edge_row=edge_row,
+                dst_row=edge_graph * max_nodes + dst_slot,
+                src_entry=edge_row * max_nodes + src_slot,
+                line_entry=(line_graph * max_edges + line_out_slot) * max_edges + line_in_slot,
+                line_in_row=line_graph * max_edges + line_in_slot,
+                line_out_row=line_graph * max_edges + line_out_slot,
+            )
+        )
     return ComponentLayout(
         max_edges=int(edges_per.max()) if num_components else 0,
         padded_edges=sum(b.num_graphs * b.max_edges for b in buckets),

@@ -1,5 +1,4 @@
 """Orienting graphs into DAGs and grouping their nodes into topological levels."""
-from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -10,9 +9,9 @@ from ..checks import check_edge_index
 def dagify(
     edge_index: Tensor,
     num_nodes: int,
-    order: Optional[Tensor] = None,
+    order: Tensor | None = None,
     return_edge_id: bool = False,
-) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+) -> Tensor | tuple[Tensor, Tensor]:
     r"""Orients an undirected graph into a DAG.
 
     PyG stores an undirected graph with both directions of every edge. Each undirected edge is kept once,
@@ -39,15 +38,19 @@ def dagify(
         lower_first = src < dst
     else:
         if not isinstance(order, Tensor) or order.shape != (num_nodes,):
-            raise ValueError(f"order: expected a tensor of shape [{num_nodes}], got "
-                             f"{tuple(order.shape) if isinstance(order, Tensor) else type(order).__name__}")
+            raise ValueError(
+                f"order: expected a tensor of shape [{num_nodes}], got "
+                f"{tuple(order.shape) if isinstance(order, Tensor) else type(order).__name__}"
+            )
         if order.is_complex():
             raise TypeError(f"order: expected a real tensor, got {order.dtype}")
         if order.is_floating_point():
             if not bool(torch.isfinite(order).all()):
                 bad = int((~torch.isfinite(order)).nonzero()[0])
-                raise ValueError(f"order: expected finite ranks, got {order[bad].item()} at node {bad} "
-                                 "(NaN compares false both ways, so the result could have cycles)")
+                raise ValueError(
+                    f"order: expected finite ranks, got {order[bad].item()} at node {bad} "
+                    "(NaN compares false both ways, so the result could have cycles)"
+                )
         elif order.dtype == torch.bool:
             order = order.long()
         order = order.to(device)
@@ -86,7 +89,7 @@ def reverse_dag(edge_index: Tensor) -> Tensor:
     return edge_index.flip(0)
 
 
-def out_csr(edge_index: Tensor, num_nodes: int) -> Tuple[Tensor, Tensor]:
+def out_csr(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
     """Edges grouped by source node: ``(ptr [N + 1], edge ids [E] sorted by source, stable)``."""
     src = edge_index[0]
     edge_ids = torch.argsort(src, stable=True)
@@ -139,8 +142,9 @@ def node_levels(edge_index: Tensor, num_nodes: int) -> Tensor:
         edges = edge_ids[expand_ranges(ptr[frontier], out_degree[frontier])]
         targets = jump_dst[edges]
         # Longest path: a head sits one above the furthest chain end that feeds it.
-        head_level.scatter_reduce_(0, targets, head_level[jump_edges[0, edges]] + distance[jump_src[edges]] + 1,
-                                   reduce="amax")
+        head_level.scatter_reduce_(
+            0, targets, head_level[jump_edges[0, edges]] + distance[jump_src[edges]] + 1, reduce="amax"
+        )
         remaining_in.scatter_add_(0, targets, torch.full_like(targets, -1))
         targets = torch.unique(targets)
         frontier = targets[remaining_in[targets] == 0]
@@ -176,10 +180,12 @@ def chain_heads(edge_index: Tensor, num_nodes: int):
 
 
 def cycle_error(node: int) -> ValueError:
-    return ValueError(f"edge_index: the graph has a cycle through node {node}; "
-                      "expected a DAG (orient undirected graphs with dagify; for a graph stored with both "
-                      "directions of most edges pass orientation='undirected', since orientation='auto' takes a "
-                      "graph as undirected only when every edge has its reverse)")
+    return ValueError(
+        f"edge_index: the graph has a cycle through node {node}; "
+        "expected a DAG (orient undirected graphs with dagify; for a graph stored with both "
+        "directions of most edges pass orientation='undirected', since orientation='auto' takes a "
+        "graph as undirected only when every edge has its reverse)"
+    )
 
 
 def node_on_cycle(edge_index: Tensor, unprocessed: Tensor) -> int:
@@ -214,7 +220,7 @@ def weak_components(edge_index: Tensor, num_nodes: int) -> Tensor:
         label = new
 
 
-def level_pointers(sorted_levels: Tensor, num_levels: int) -> List[int]:
+def level_pointers(sorted_levels: Tensor, num_levels: int) -> list[int]:
     """Start of every level in a sorted level vector, plus its end: slice ``l`` is ``ptr[l]:ptr[l + 1]``."""
     bounds = torch.arange(num_levels + 1, device=sorted_levels.device)
     return torch.searchsorted(sorted_levels, bounds).tolist()

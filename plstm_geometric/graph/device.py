@@ -1,4 +1,5 @@
 """Moving the structure dataclasses between devices."""
+
 import dataclasses
 
 from torch import Tensor
@@ -7,6 +8,7 @@ from torch import Tensor
 def dataclass_to(structure, device):
     """A copy of dataclass ``structure`` whose tensors (and nested structures with ``.to``) are on ``device``;
     plain Python fields (sizes, level pointers) are kept as they are."""
+
     def move(value):
         if isinstance(value, Tensor) or dataclasses.is_dataclass(value):
             return value.to(device)
@@ -14,5 +16,6 @@ def dataclass_to(structure, device):
             return [item.to(device) for item in value]
         return value
 
-    return dataclasses.replace(structure, **{f.name: move(getattr(structure, f.name))
-                                             for f in dataclasses.fields(structure) if f.init})
+    return dataclasses.replace(
+        structure, **{f.name: move(getattr(structure, f.name)) for f in dataclasses.fields(structure) if f.init}
+    )

@@ -21,8 +21,9 @@ order above) at the node where the two edges of a pair meet.
 All structures are built once per shape on the CPU and cached (the returned tensors are shared between
 callers and must not be modified in place).
 """
+
 import functools
-from typing import List, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -81,12 +82,18 @@ class GridWavefronts(NamedTuple):
     inverse: Tensor
     successor: Tensor
     predecessor: Tensor
-    ptr: List[int]
-    x_start: List[int]
+    ptr: list[int]
+    x_start: list[int]
 
     def to(self, device) -> "GridWavefronts":
-        return GridWavefronts(self.order.to(device), self.inverse.to(device), self.successor.to(device),
-                              self.predecessor.to(device), self.ptr, self.x_start)
+        return GridWavefronts(
+            self.order.to(device),
+            self.inverse.to(device),
+            self.successor.to(device),
+            self.predecessor.to(device),
+            self.ptr,
+            self.x_start,
+        )
 
 
 def check_grid_size(X, Y) -> None:
@@ -269,16 +276,22 @@ class GridChunks(NamedTuple):
     num_chunks: tuple
     chunks: GridWavefronts
     cells: GridWavefronts
-    right_in: List[Tensor]
-    down_in: List[Tensor]
-    chunk_in: List[Tensor]
+    right_in: list[Tensor]
+    down_in: list[Tensor]
+    chunk_in: list[Tensor]
     outgoing: Tensor
 
     def to(self, device) -> "GridChunks":
-        return GridChunks(self.chunk_size, self.num_chunks, self.chunks.to(device), self.cells.to(device),
-                          [index.to(device) for index in self.right_in],
-                          [index.to(device) for index in self.down_in],
-                          [index.to(device) for index in self.chunk_in], self.outgoing.to(device))
+        return GridChunks(
+            self.chunk_size,
+            self.num_chunks,
+            self.chunks.to(device),
+            self.cells.to(device),
+            [index.to(device) for index in self.right_in],
+            [index.to(device) for index in self.down_in],
+            [index.to(device) for index in self.chunk_in],
+            self.outgoing.to(device),
+        )
 
 
 def grid_chunks(X: int, Y: int, chunk_size, device=None) -> GridChunks:
@@ -291,21 +304,22 @@ def grid_chunks(X: int, Y: int, chunk_size, device=None) -> GridChunks:
 
 def check_chunk_size(chunk_size) -> tuple:
     pair = (chunk_size, chunk_size) if not isinstance(chunk_size, (tuple, list)) else tuple(chunk_size)
-    if len(pair) != 2 or not all(isinstance(size, int) and not isinstance(size, bool) and size >= 1
-                                 for size in pair):
+    if len(pair) != 2 or not all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in pair):
         raise ValueError(f"chunk_size: expected a positive int or a pair of positive ints, got {chunk_size!r}")
     return pair
 
 
-def _rows_in_previous_diagonal(wavefronts: GridWavefronts, diagonal: int, direction: int,
-                               missing_rows: Tensor) -> Tensor:
+def _rows_in_previous_diagonal(
+    wavefronts: GridWavefronts, diagonal: int, direction: int, missing_rows: Tensor
+) -> Tensor:
     """For each cell of ``diagonal``, the row of its predecessor in ``direction`` counted from the start of
     the previous diagonal, or ``len(previous diagonal) + missing_rows`` where it has none."""
     lo, hi = wavefronts.ptr[diagonal], wavefronts.ptr[diagonal + 1]
     previous_lo = wavefronts.ptr[diagonal - 1] if diagonal > 0 else lo
     predecessor = wavefronts.predecessor[lo:hi, direction]
-    return torch.where(predecessor < wavefronts.order.numel(), predecessor - previous_lo,
-                       lo - previous_lo + missing_rows)
+    return torch.where(
+        predecessor < wavefronts.order.numel(), predecessor - previous_lo, lo - previous_lo + missing_rows
+    )
 
 
 @functools.lru_cache(maxsize=32)
@@ -321,11 +335,20 @@ def _grid_chunks_on(X: int, Y: int, chunk_x: int, chunk_y: int, device: torch.de
         right_in.append(_rows_in_previous_diagonal(cells, diagonal, RIGHT, y[cells_slice]))
         down_in.append(_rows_in_previous_diagonal(cells, diagonal, DOWN, chunk_y + x[cells_slice]))
     for diagonal in range(len(chunks.ptr) - 1):
-        chunk_in.append(torch.stack([_rows_in_previous_diagonal(chunks, diagonal, direction, torch.tensor(0))
-                                     for direction in (RIGHT, DOWN)]))
+        chunk_in.append(
+            torch.stack(
+                [
+                    _rows_in_previous_diagonal(chunks, diagonal, direction, torch.tensor(0))
+                    for direction in (RIGHT, DOWN)
+                ]
+            )
+        )
     inverse = cells.inverse
-    outgoing = torch.cat([inverse[(chunk_x - 1) * chunk_y + torch.arange(chunk_y)],
-                          inverse[torch.arange(chunk_x) * chunk_y + chunk_y - 1]])
-    schedule = GridChunks((chunk_x, chunk_y), (num_x, num_y), chunks, cells, right_in, down_in, chunk_in,
-                          outgoing)
+    outgoing = torch.cat(
+        [
+            inverse[(chunk_x - 1) * chunk_y + torch.arange(chunk_y)],
+            inverse[torch.arange(chunk_x) * chunk_y + chunk_y - 1],
+        ]
+    )
+    schedule = GridChunks((chunk_x, chunk_y), (num_x, num_y), chunks, cells, right_in, down_in, chunk_in, outgoing)
     return schedule.to(device)

@@ -1,12 +1,12 @@
 """Line graphs of DAGs: pLSTM cell states live on edges, and the line graph says which feeds which."""
+
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor
 
-from .dag import expand_ranges, node_levels, out_csr, weak_components
 from ..checks import check_edge_index, check_node_level
+from .dag import expand_ranges, node_levels, out_csr, weak_components
 from .size import check_line_graph_size
 
 # Ancestor sets for the D-mode pruning are bitsets over the root line nodes of one connected component;
@@ -15,7 +15,7 @@ from .size import check_line_graph_size
 MAX_ANCESTOR_BYTES = 4 * 2**30
 
 
-def line_graph(edge_index: Tensor, num_nodes: int, mode: str = "P", node_level: Optional[Tensor] = None) -> Tensor:
+def line_graph(edge_index: Tensor, num_nodes: int, mode: str = "P", node_level: Tensor | None = None) -> Tensor:
     r"""Line graph of a DAG, the structure along which pLSTM cell states flow.
 
     Its nodes are the edges of ``edge_index``; there is a line edge :math:`(e', e)` whenever
@@ -119,7 +119,8 @@ def multitree_prune(full: Tensor, line_node_level: Tensor) -> Tensor:
         raise ValueError(
             f"edge_index: D-mode pruning of a connected component with {int(roots_per_component.max())} root "
             f"edges needs {owners.numel() * words * 8 / 2**30:.1f} GiB of ancestor bitsets; use mode='P' for "
-            "such graphs")
+            "such graphs"
+        )
     # 63 bits per word keeps every bit mask positive in int64 arithmetic.
     root_sets = torch.zeros(owners.numel(), words, dtype=torch.long, device=device)
     root_sets[slot[roots], local // 63] = torch.bitwise_left_shift(torch.ones_like(local), local % 63)

@@ -1,15 +1,15 @@
 """The reusable schedule of a pLSTM sweep: which edges and line edges are processed at which step."""
+
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 import torch
 from torch import Tensor
 
+from ..checks import check_edge_index, check_index, check_node_level, check_range
 from .chains import ChainSchedule, build_chain_schedule
 from .components import ComponentLayout, build_component_layout
 from .dag import inverse_order, level_pointers, node_levels
 from .device import dataclass_to
-from ..checks import check_edge_index, check_index, check_node_level, check_range
 
 
 @dataclass
@@ -47,29 +47,30 @@ class PLSTMPlan:
     edge_order: Tensor
     edge_src: Tensor
     edge_dst: Tensor
-    edge_level_ptr: List[int]
+    edge_level_ptr: list[int]
     line_order_by_out: Tensor
     line_in_by_out: Tensor
     line_out_by_out: Tensor
-    line_out_level_ptr: List[int]
+    line_out_level_ptr: list[int]
     line_ptr_by_out: Tensor
     line_order_by_in: Tensor
     line_in_by_in: Tensor
     line_out_by_in: Tensor
-    line_in_level_ptr: List[int]
+    line_in_level_ptr: list[int]
     line_ptr_by_in: Tensor
     line_by_out_for_in: Tensor
     edge_index: Tensor
     line_edge_index: Tensor
     node_level: Tensor
-    cached_layout: Optional[ComponentLayout] = field(default=None, repr=False)
-    cached_chains: Optional[ChainSchedule] = field(default=None, repr=False)
+    cached_layout: ComponentLayout | None = field(default=None, repr=False)
+    cached_chains: ChainSchedule | None = field(default=None, repr=False)
 
     @property
     def layout(self) -> ComponentLayout:
         if self.cached_layout is None:
-            self.cached_layout = build_component_layout(self.edge_index, self.line_edge_index, self.num_nodes,
-                                                        self.node_level)
+            self.cached_layout = build_component_layout(
+                self.edge_index, self.line_edge_index, self.num_nodes, self.node_level
+            )
         return self.cached_layout
 
     @property
@@ -93,15 +94,17 @@ class PLSTMPlan:
         return (self.num_nodes, self.num_edges, self.num_line_edges) == (num_nodes, num_edges, num_line_edges)
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}(num_nodes={self.num_nodes}, num_edges={self.num_edges}, "
-                f"num_line_edges={self.num_line_edges}, num_levels={self.num_levels})")
+        return (
+            f"{self.__class__.__name__}(num_nodes={self.num_nodes}, num_edges={self.num_edges}, "
+            f"num_line_edges={self.num_line_edges}, num_levels={self.num_levels})"
+        )
 
 
 def build_plan(
     edge_index: Tensor,
     line_edge_index: Tensor,
     num_nodes: int,
-    node_level: Optional[Tensor] = None,
+    node_level: Tensor | None = None,
 ) -> PLSTMPlan:
     """Builds the :class:`PLSTMPlan` of a DAG ``edge_index`` ``[2, E]`` with line graph ``[2, L]``.
 
@@ -120,8 +123,10 @@ def build_plan(
     e_in, e_out = line_edge_index
     if not bool((dst[e_in] == src[e_out]).all()):
         bad = int((dst[e_in] != src[e_out]).nonzero()[0])
-        raise ValueError(f"line_edge_index: column {bad} joins edge {int(e_in[bad])} and edge {int(e_out[bad])}, "
-                         "which do not meet at a node (expected dst(e_in) == src(e_out))")
+        raise ValueError(
+            f"line_edge_index: column {bad} joins edge {int(e_in[bad])} and edge {int(e_out[bad])}, "
+            "which do not meet at a node (expected dst(e_in) == src(e_out))"
+        )
     if node_level is None:
         node_level = node_levels(edge_index, num_nodes)
     else:

@@ -1,4 +1,5 @@
 """Size estimates made before a structure is allocated, so that a huge request fails early and clearly."""
+
 import torch
 from torch import Tensor
 
@@ -22,7 +23,9 @@ def check_line_graph_size(edge_index: Tensor, num_nodes: int) -> None:
     """Raises a ``ValueError`` naming ``edge_index`` when its line graph exceeds :data:`MAX_LINE_EDGES`."""
     size = line_graph_size(edge_index, num_nodes)
     if size > MAX_LINE_EDGES:
-        raise ValueError(f"edge_index: its line graph would have {size:,} line edges (about {16 * size / 2**30:.1f} "
-                         f"GiB), above MAX_LINE_EDGES = {MAX_LINE_EDGES:,}: high-degree nodes meet every in-edge "
-                         "with every out-edge. Mode 'D' keeps far fewer pairs but is pruned from this same set, so split "
-                         "or drop the hub's edges, or raise plstm_geometric.graph.size.MAX_LINE_EDGES if memory allows")
+        raise ValueError(
+            f"edge_index: its line graph would have {size:,} line edges (about {16 * size / 2**30:.1f} "
+            f"GiB), above MAX_LINE_EDGES = {MAX_LINE_EDGES:,}: high-degree nodes meet every in-edge "
+            "with every out-edge. Mode 'D' keeps far fewer pairs but is pruned from this same set, so split "
+            "or drop the hub's edges, or raise plstm_geometric.graph.size.MAX_LINE_EDGES if memory allows"
+        )

@@ -1,6 +1,6 @@
 """The graph structure one pLSTM sweep needs: oriented DAG, line graph and schedule, bundled together."""
+
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -11,8 +11,16 @@ from .dag import dagify, node_levels, reverse_dag, weak_components
 from .line_graph import line_graph
 from .plan import PLSTMPlan, build_plan
 
-__all__ = ["PLSTMStructure", "plstm_structure", "orient_edges", "check_stored_dag", "line_graph_mode_of", "ORIENTATIONS",
-           "LINE_GRAPH_MODES", "LAYER_MODES"]
+__all__ = [
+    "PLSTMStructure",
+    "plstm_structure",
+    "orient_edges",
+    "check_stored_dag",
+    "line_graph_mode_of",
+    "ORIENTATIONS",
+    "LINE_GRAPH_MODES",
+    "LAYER_MODES",
+]
 
 ORIENTATIONS = ("auto", "dag", "undirected")
 LINE_GRAPH_MODES = ("P", "D")
@@ -52,21 +60,29 @@ class PLSTMStructure:
         return self.plan.num_nodes
 
     def to(self, device) -> "PLSTMStructure":
-        return PLSTMStructure(self.edge_index.to(device), self.edge_id.to(device), self.line_edge_index.to(device),
-                              self.plan.to(device), self.line_graph_mode, self.reverse)
+        return PLSTMStructure(
+            self.edge_index.to(device),
+            self.edge_id.to(device),
+            self.line_edge_index.to(device),
+            self.plan.to(device),
+            self.line_graph_mode,
+            self.reverse,
+        )
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}(num_nodes={self.num_nodes}, num_edges={self.edge_index.size(1)}, "
-                f"num_line_edges={self.line_edge_index.size(1)}, line_graph_mode={self.line_graph_mode}, "
-                f"reverse={self.reverse})")
+        return (
+            f"{self.__class__.__name__}(num_nodes={self.num_nodes}, num_edges={self.edge_index.size(1)}, "
+            f"num_line_edges={self.line_edge_index.size(1)}, line_graph_mode={self.line_graph_mode}, "
+            f"reverse={self.reverse})"
+        )
 
 
 def orient_edges(
     edge_index: Tensor,
     num_nodes: int,
     orientation: str = "auto",
-    order: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor]:
+    order: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     r"""Turns the input graph into the DAG that a pLSTM sweeps over.
 
     * ``orientation="undirected"``: every edge is taken as undirected (PyG stores both directions) and
@@ -104,8 +120,10 @@ def orient_edges(
     if orientation == "undirected":
         return dagify(edge_index, num_nodes, order=order, return_edge_id=True)
     if order is not None:
-        raise ValueError("order: only used to orient undirected graphs, but the input is used as a DAG "
-                         "(a directed graph, or orientation='dag')")
+        raise ValueError(
+            "order: only used to orient undirected graphs, but the input is used as a DAG "
+            "(a directed graph, or orientation='dag')"
+        )
     check_acyclic(edge_index, num_nodes)
     return edge_index, torch.arange(edge_index.size(1), device=edge_index.device)
 
@@ -115,8 +133,10 @@ def check_acyclic(edge_index: Tensor, num_nodes: int) -> None:
     try:
         node_levels(edge_index, num_nodes)
     except ValueError as error:
-        raise ValueError(f"{error}. If the graph is undirected but stores only some edges in both directions "
-                         "(e.g. a sampled subgraph), pass orientation='undirected'") from None
+        raise ValueError(
+            f"{error}. If the graph is undirected but stores only some edges in both directions "
+            "(e.g. a sampled subgraph), pass orientation='undirected'"
+        ) from None
 
 
 def undirected_components(edge_index: Tensor, num_nodes: int) -> Tensor:
@@ -131,8 +151,9 @@ def undirected_components(edge_index: Tensor, num_nodes: int) -> Tensor:
     return ~directed[component[src]]
 
 
-def orient_mixed(edge_index: Tensor, num_nodes: int, undirected_edge: Tensor,
-                 order: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+def orient_mixed(
+    edge_index: Tensor, num_nodes: int, undirected_edge: Tensor, order: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """Orients the undirected components with :func:`dagify` and keeps the others as given (they must be
     acyclic). The oriented edges come first, in :func:`dagify`'s order, then the others in input order:
     within every component the edges keep the order they have when the component is oriented alone,
@@ -151,8 +172,8 @@ def plstm_structure(
     num_nodes: int,
     line_graph_mode: str = "P",
     reverse: bool = False,
-    line_edge_index: Optional[Tensor] = None,
-    node_level: Optional[Tensor] = None,
+    line_edge_index: Tensor | None = None,
+    node_level: Tensor | None = None,
 ) -> PLSTMStructure:
     r"""Builds the :class:`PLSTMStructure` of one sweep over a DAG from :func:`orient_edges`.
 
@@ -167,8 +188,9 @@ def plstm_structure(
     if line_graph_mode not in LINE_GRAPH_MODES:
         raise ValueError(f"line_graph_mode: expected one of {LINE_GRAPH_MODES}, got {line_graph_mode!r}")
     if edge_id.shape != (dag_edge_index.size(1),):
-        raise ValueError(f"edge_id: expected shape [{dag_edge_index.size(1)}] (one id per DAG edge), "
-                         f"got {tuple(edge_id.shape)}")
+        raise ValueError(
+            f"edge_id: expected shape [{dag_edge_index.size(1)}] (one id per DAG edge), got {tuple(edge_id.shape)}"
+        )
     edge_index = reverse_dag(dag_edge_index) if reverse else dag_edge_index
     if node_level is None:
         levels = node_levels(edge_index, num_nodes)
@@ -191,30 +213,36 @@ def check_stored_dag(edge_index: Tensor, num_nodes: int, dag_edge_index: Tensor,
         ValueError: the structure is stale, typically because a transform that reorders, adds or drops
             edges ran after the structure was computed.
     """
-    hint = ("a transform changed edge_index after the pLSTM structure was computed; apply PreparePLSTM "
-            "last, after every transform that reorders, adds or drops edges (e.g. ToUndirected, "
-            "sort_edge_index, subgraph, dropout_edge)")
+    hint = (
+        "a transform changed edge_index after the pLSTM structure was computed; apply PreparePLSTM "
+        "last, after every transform that reorders, adds or drops edges (e.g. ToUndirected, "
+        "sort_edge_index, subgraph, dropout_edge)"
+    )
     num_edges = edge_index.size(1)
     if edge_id.shape != (dag_edge_index.size(1),):
         raise ValueError(f"dag_edge_id: expected shape [{dag_edge_index.size(1)}], got {tuple(edge_id.shape)}")
     if edge_id.numel() and (int(edge_id.min()) < 0 or int(edge_id.max()) >= num_edges):
-        raise ValueError(f"dag_edge_id: points at columns up to {int(edge_id.max())}, but edge_index has "
-                         f"{num_edges}; {hint}")
+        raise ValueError(
+            f"dag_edge_id: points at columns up to {int(edge_id.max())}, but edge_index has {num_edges}; {hint}"
+        )
     columns = edge_index[:, edge_id]
     same = (columns == dag_edge_index).all(0)
     flipped = (columns.flip(0) == dag_edge_index).all(0) & ~same
     if not bool((same | flipped).all()):
         bad = int((~(same | flipped)).nonzero()[0])
-        raise ValueError(f"dag_edge_id: DAG edge {bad} ({int(dag_edge_index[0, bad])} -> "
-                         f"{int(dag_edge_index[1, bad])}) points at column {int(edge_id[bad])} of edge_index, "
-                         f"which holds {int(columns[0, bad])} -> {int(columns[1, bad])}; {hint}")
+        raise ValueError(
+            f"dag_edge_id: DAG edge {bad} ({int(dag_edge_index[0, bad])} -> "
+            f"{int(dag_edge_index[1, bad])}) points at column {int(edge_id[bad])} of edge_index, "
+            f"which holds {int(columns[0, bad])} -> {int(columns[1, bad])}; {hint}"
+        )
     src, dst = edge_index
     if bool(flipped.any()):
         own = dag_edge_index[:, flipped]
         stored = torch.isin(own[0] * num_nodes + own[1], src * num_nodes + dst)
         if bool(stored.any()):
-            raise ValueError(f"dag_edge_id: a DAG edge takes the column of its reverse although its own direction "
-                             f"is stored; {hint}")
+            raise ValueError(
+                f"dag_edge_id: a DAG edge takes the column of its reverse although its own direction is stored; {hint}"
+            )
     not_loop = src != dst
     low, high = torch.minimum(src, dst)[not_loop], torch.maximum(src, dst)[not_loop]
     dag_low, dag_high = dag_edge_index.min(0).values, dag_edge_index.max(0).values

@@ -9,8 +9,6 @@ GatedGCN are the bond-aware message-passing baselines of LRGB (Dwivedi et al. 20
 as in LRGB's configurations.
 """
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -110,7 +108,7 @@ class _MolGNN(torch.nn.Module):
     def _make_conv(self, channels: int) -> torch.nn.Module:
         raise NotImplementedError
 
-    def _conv(self, layer: int, x: Tensor, edge_index: Tensor, edge_embedding: Optional[Tensor]) -> Tensor:
+    def _conv(self, layer: int, x: Tensor, edge_index: Tensor, edge_embedding: Tensor | None) -> Tensor:
         return self.convs[layer](x, edge_index, edge_embedding)
 
     def reset_parameters(self):
@@ -126,12 +124,13 @@ class _MolGNN(torch.nn.Module):
     def _encode_nodes(self, x: Tensor) -> Tensor:
         if self.encoder == "ogb":
             if x.dim() != 2 or x.dtype != torch.long:
-                raise TypeError(f"data.x: expected long [N, F] atom features for encoder='ogb', got "
-                                f"{x.dtype} {tuple(x.shape)}")
+                raise TypeError(
+                    f"data.x: expected long [N, F] atom features for encoder='ogb', got {x.dtype} {tuple(x.shape)}"
+                )
             return self.node_encoder(x)
         return self.node_encoder(x.float())
 
-    def _encode_edges(self, layer: int, edge_attr: Optional[Tensor]) -> Optional[Tensor]:
+    def _encode_edges(self, layer: int, edge_attr: Tensor | None) -> Tensor | None:
         if len(self.edge_encoders) == 0:
             return None
         if edge_attr is None:
@@ -175,8 +174,10 @@ class _MolGNN(torch.nn.Module):
         return self.head(POOLS[self.pool](h, batch, size=num_graphs))
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({self.hidden_channels}, {self.out_channels}, "
-                f"num_layers={self.num_layers}, encoder={self.encoder!r}, pool={self.pool!r})")
+        return (
+            f"{self.__class__.__name__}({self.hidden_channels}, {self.out_channels}, "
+            f"num_layers={self.num_layers}, encoder={self.encoder!r}, pool={self.pool!r})"
+        )
 
 
 class GIN(_MolGNN):
@@ -249,8 +250,10 @@ class _EdgeGNN(_MolGNN):
     def __init__(self, hidden_channels: int = 300, out_channels: int = 1, num_layers: int = 5, **kwargs):
         kwargs.setdefault("residual", True)
         if kwargs.get("encoder", "ogb") == "linear" and kwargs.get("edge_dim") is None:
-            raise ValueError(f"edge_dim: required by {self.__class__.__name__} with encoder='linear' (its "
-                             f"convolution reads edge features), got None")
+            raise ValueError(
+                f"edge_dim: required by {self.__class__.__name__} with encoder='linear' (its "
+                f"convolution reads edge features), got None"
+            )
         super().__init__(hidden_channels, out_channels, num_layers, **kwargs)
 
 

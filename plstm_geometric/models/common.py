@@ -1,6 +1,7 @@
 """What the models share: argument checks (graph-level and patch-grid vision models), readouts and the
 initialisation of OGB's encoders."""
-from typing import Iterable, Optional, Tuple
+
+from collections.abc import Iterable
 
 import torch
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
@@ -9,12 +10,22 @@ POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_poo
 ENCODERS = ("ogb", "linear")
 
 
-def check_graph_model_args(hidden_channels: int, out_channels: int, num_layers: int, encoder: str,
-                           in_channels: Optional[int], pool: str, dropout: float,
-                           pools: Iterable[str] = tuple(POOLS)) -> None:
+def check_graph_model_args(
+    hidden_channels: int,
+    out_channels: int,
+    num_layers: int,
+    encoder: str,
+    in_channels: int | None,
+    pool: str,
+    dropout: float,
+    pools: Iterable[str] = tuple(POOLS),
+) -> None:
     """Raises ``ValueError`` naming the first constructor argument of a graph-level model that is off."""
-    for name, value in (("hidden_channels", hidden_channels), ("out_channels", out_channels),
-                        ("num_layers", num_layers)):
+    for name, value in (
+        ("hidden_channels", hidden_channels),
+        ("out_channels", out_channels),
+        ("num_layers", num_layers),
+    ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
     if encoder not in ENCODERS:
@@ -28,13 +39,20 @@ def check_graph_model_args(hidden_channels: int, out_channels: int, num_layers: 
         raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
 
 
-def check_vision_model_args(image_size, patch_size: int, in_channels: int, num_classes: int, dim: int,
-                            heads: int, depth: int) -> Tuple[int, int]:
+def check_vision_model_args(
+    image_size, patch_size: int, in_channels: int, num_classes: int, dim: int, heads: int, depth: int
+) -> tuple[int, int]:
     """Raises ``ValueError`` naming the first off argument shared by the patch-grid vision models; returns
     ``image_size`` as an ``(H, W)`` pair."""
     image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    for name, value in (("patch_size", patch_size), ("in_channels", in_channels), ("num_classes", num_classes),
-                        ("dim", dim), ("heads", heads), ("depth", depth)):
+    for name, value in (
+        ("patch_size", patch_size),
+        ("in_channels", in_channels),
+        ("num_classes", num_classes),
+        ("dim", dim),
+        ("heads", heads),
+        ("depth", depth),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
     if len(image_size) != 2 or any(not isinstance(s, int) or s % patch_size or s < 1 for s in image_size):

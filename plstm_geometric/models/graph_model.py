@@ -1,13 +1,11 @@
-from typing import Dict, Optional, Tuple
-
 import torch
 from torch import Tensor
 from torch_geometric.utils import degree
 
+from ..graph.structure import PLSTMStructure, orient_edges, plstm_structure
 from ..nn.blocks import PLSTMBlock
 from ..nn.encoders import AtomEncoder, BondEncoder
 from ..transforms.data import PLSTMData
-from ..graph.structure import PLSTMStructure, orient_edges, plstm_structure
 from .common import POOLS, check_graph_model_args, reset_module
 
 # The readouts PLSTMGraphModel offers (a subset of POOLS).
@@ -61,8 +59,8 @@ class PLSTMGraphModel(torch.nn.Module):
         num_layers: int,
         heads: int = 4,
         encoder: str = "ogb",
-        in_channels: Optional[int] = None,
-        edge_dim: Optional[int] = None,
+        in_channels: int | None = None,
+        edge_dim: int | None = None,
         degree_encoding: bool = False,
         max_degree: int = 10,
         pool: str = "mean",
@@ -70,8 +68,9 @@ class PLSTMGraphModel(torch.nn.Module):
         **kwargs,
     ):
         super().__init__()
-        check_graph_model_args(hidden_channels, out_channels, num_layers, encoder, in_channels, pool, dropout,
-                               pools=PLSTM_POOLS)
+        check_graph_model_args(
+            hidden_channels, out_channels, num_layers, encoder, in_channels, pool, dropout, pools=PLSTM_POOLS
+        )
         if not isinstance(max_degree, int) or max_degree < 1:
             raise ValueError(f"max_degree: expected a positive int, got {max_degree!r}")
         self.hidden_channels = hidden_channels
@@ -93,11 +92,14 @@ class PLSTMGraphModel(torch.nn.Module):
             self.edge_encoder = None if edge_dim is None else torch.nn.Linear(edge_dim, hidden_channels)
         self.degree_embedding = torch.nn.Embedding(max_degree + 1, hidden_channels) if degree_encoding else None
         block_edge_dim = None if self.edge_encoder is None else hidden_channels
-        self.blocks = torch.nn.ModuleList([
-            PLSTMBlock(hidden_channels, heads, edge_dim=block_edge_dim, reverse=i % 2 == 1, dropout=dropout,
-                       **kwargs)
-            for i in range(num_layers)
-        ])
+        self.blocks = torch.nn.ModuleList(
+            [
+                PLSTMBlock(
+                    hidden_channels, heads, edge_dim=block_edge_dim, reverse=i % 2 == 1, dropout=dropout, **kwargs
+                )
+                for i in range(num_layers)
+            ]
+        )
         self.norm = torch.nn.LayerNorm(hidden_channels)
         self.head = torch.nn.Sequential(
             torch.nn.Linear(hidden_channels, hidden_channels),
@@ -120,25 +122,29 @@ class PLSTMGraphModel(torch.nn.Module):
         self.head[0].reset_parameters()
         self.head[3].reset_parameters()
 
-    def structures(self, data) -> Dict[Tuple[str, bool], PLSTMStructure]:
+    def structures(self, data) -> dict[tuple[str, bool], PLSTMStructure]:
         """The structures of all sweeps the blocks need, keyed by ``(mode, reverse)``, from the fields of
         :class:`~plstm_geometric.transforms.PLSTMData` when present, else computed from ``edge_index``."""
-        needed = [(mode, reverse) for reverse in sorted({block.reverse for block in self.blocks})
-                  for mode in ("P", "D")]
+        needed = [
+            (mode, reverse) for reverse in sorted({block.reverse for block in self.blocks}) for mode in ("P", "D")
+        ]
         if isinstance(data, PLSTMData) and "dag_edge_index" in data:
             data.check_plstm_structure()
             return {(mode, reverse): data.plstm_structure(mode, reverse, check=False) for mode, reverse in needed}
         dag_edge_index, edge_id = orient_edges(data.edge_index, data.num_nodes)
-        return {(mode, reverse): plstm_structure(dag_edge_index, edge_id, data.num_nodes, mode, reverse)
-                for mode, reverse in needed}
+        return {
+            (mode, reverse): plstm_structure(dag_edge_index, edge_id, data.num_nodes, mode, reverse)
+            for mode, reverse in needed
+        }
 
     def forward(self, data) -> Tensor:
         """Graph-level predictions ``[num_graphs, out_channels]`` for a PyG ``Batch`` (or single ``Data``)."""
         x, edge_index = data.x, data.edge_index
         if self.encoder == "ogb":
             if x.dim() != 2 or x.dtype != torch.long:
-                raise TypeError(f"data.x: expected long [N, F] atom features for encoder='ogb', "
-                                f"got {x.dtype} {tuple(x.shape)}")
+                raise TypeError(
+                    f"data.x: expected long [N, F] atom features for encoder='ogb', got {x.dtype} {tuple(x.shape)}"
+                )
             h = self.node_encoder(x)
         else:
             h = self.node_encoder(x.float())
@@ -153,8 +159,13 @@ class PLSTMGraphModel(torch.nn.Module):
 
         structures = self.structures(data)
         for block in self.blocks:
-            h = block(h, edge_index, edge_attr, structure_p=structures[("P", block.reverse)],
-                      structure_d=structures[("D", block.reverse)])
+            h = block(
+                h,
+                edge_index,
+                edge_attr,
+                structure_p=structures[("P", block.reverse)],
+                structure_d=structures[("D", block.reverse)],
+            )
 
         batch = getattr(data, "batch", None)
         if batch is None:
@@ -166,5 +177,7 @@ class PLSTMGraphModel(torch.nn.Module):
         return self.head(POOLS[self.pool](self.norm(h), batch, size=num_graphs))
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({self.hidden_channels}, {self.out_channels}, "
-                f"num_layers={self.num_layers}, heads={self.heads}, encoder={self.encoder!r}, pool={self.pool!r})")
+        return (
+            f"{self.__class__.__name__}({self.hidden_channels}, {self.out_channels}, "
+            f"num_layers={self.num_layers}, heads={self.heads}, encoder={self.encoder!r}, pool={self.pool!r})"
+        )

@@ -1,5 +1,3 @@
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -16,12 +14,21 @@ class PLSTMVisBlock(torch.nn.Module):
         input ``[B, X, Y, dim]``, output the same.
     """
 
-    def __init__(self, dim: int, heads: int, mode: str, mlp_ratio: float = 4.0, orientations: int = 4,
-                 backend: str = "auto", recompute_states: bool = False):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mode: str,
+        mlp_ratio: float = 4.0,
+        orientations: int = 4,
+        backend: str = "auto",
+        recompute_states: bool = False,
+    ):
         super().__init__()
         self.norm1 = torch.nn.LayerNorm(dim)
-        self.plstm = PLSTM2D(dim, heads, mode=mode, orientations=orientations, backend=backend,
-                             recompute_states=recompute_states)
+        self.plstm = PLSTM2D(
+            dim, heads, mode=mode, orientations=orientations, backend=backend, recompute_states=recompute_states
+        )
         self.norm2 = torch.nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
         self.mlp = torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, dim))
@@ -92,7 +99,7 @@ class PLSTMVis(torch.nn.Module):
         heads: int = 3,
         depth: int = 6,
         mlp_ratio: float = 4.0,
-        pos_embedding: Optional[str] = "learned",
+        pos_embedding: str | None = "learned",
         orientations: int = 4,
         backend: str = "auto",
         recompute_states: bool = False,
@@ -117,9 +124,17 @@ class PLSTMVis(torch.nn.Module):
         else:
             self.register_parameter("pos_embedding", None)
         self.blocks = torch.nn.ModuleList(
-            PLSTMVisBlock(dim, heads, mode="P" if index % 2 == 0 else "D", mlp_ratio=mlp_ratio,
-                          orientations=orientations, backend=backend, recompute_states=recompute_states)
-            for index in range(depth))
+            PLSTMVisBlock(
+                dim,
+                heads,
+                mode="P" if index % 2 == 0 else "D",
+                mlp_ratio=mlp_ratio,
+                orientations=orientations,
+                backend=backend,
+                recompute_states=recompute_states,
+            )
+            for index in range(depth)
+        )
         self.norm = torch.nn.LayerNorm(dim)
         self.head = torch.nn.Linear(4 * dim, num_classes)
         self.reset_parameters()
@@ -159,8 +174,10 @@ class PLSTMVis(torch.nn.Module):
         if images.dim() != 4 or images.size(1) != self.in_channels:
             raise ValueError(f"images: expected [B, {self.in_channels}, H, W], got {tuple(images.shape)}")
         if images.size(2) % self.patch_size or images.size(3) % self.patch_size:
-            raise ValueError(f"images: expected height and width multiples of patch_size={self.patch_size}, "
-                             f"got {tuple(images.shape[2:])}")
+            raise ValueError(
+                f"images: expected height and width multiples of patch_size={self.patch_size}, "
+                f"got {tuple(images.shape[2:])}"
+            )
         patches = self.patch_embedding(images)  # [B, dim, gh, gw]
         if self.pos_embedding is not None:
             patches = patches + self.patch_position_embedding(patches.shape[2:])
@@ -172,6 +189,8 @@ class PLSTMVis(torch.nn.Module):
         return self.head(corners)
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}(image_size={self.image_size}, patch_size={self.patch_size}, "
-                f"in_channels={self.in_channels}, num_classes={self.num_classes}, dim={self.dim}, "
-                f"heads={self.heads}, depth={self.depth})")
+        return (
+            f"{self.__class__.__name__}(image_size={self.image_size}, patch_size={self.patch_size}, "
+            f"in_channels={self.in_channels}, num_classes={self.num_classes}, dim={self.dim}, "
+            f"heads={self.heads}, depth={self.depth})"
+        )

@@ -165,9 +165,7 @@ def sincos_position_embedding(grid_size: tuple[int, int], dim: int, like: Tensor
     a quarter of the channels each for :math:`\sin, \cos` of the row and of the column index at
     frequencies :math:`10000^{-k / (dim/4)}`."""
     quarter = dim // 4
-    frequency = torch.exp(
-        -math.log(10000.0) * torch.arange(quarter, device=like.device, dtype=torch.float32) / quarter
-    )
+    frequency = torch.exp(-math.log(10000.0) * torch.arange(quarter, device=like.device, dtype=torch.float32) / quarter)
     rows = torch.arange(grid_size[0], device=like.device, dtype=torch.float32)[:, None] * frequency
     columns = torch.arange(grid_size[1], device=like.device, dtype=torch.float32)[:, None] * frequency
     rows = torch.cat([rows.sin(), rows.cos()], dim=1)[:, None, :].expand(-1, grid_size[1], -1)

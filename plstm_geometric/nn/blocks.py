@@ -1,6 +1,5 @@
 """PLSTMBlock: a residual pre-norm block of a P-mode and a D-mode :class:`~plstm_geometric.nn.PLSTMConv`, each
 followed by a feed-forward MLP; the unit :class:`~plstm_geometric.models.PLSTMGraphModel` stacks."""
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -54,7 +53,7 @@ class PLSTMBlock(torch.nn.Module):
         self,
         channels: int,
         heads: int = 4,
-        edge_dim: Optional[int] = None,
+        edge_dim: int | None = None,
         reverse: bool = False,
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
@@ -87,10 +86,10 @@ class PLSTMBlock(torch.nn.Module):
         self,
         x: Tensor,
         edge_index: Tensor,
-        edge_attr: Optional[Tensor] = None,
-        order: Optional[Tensor] = None,
-        structure_p: Optional[PLSTMStructure] = None,
-        structure_d: Optional[PLSTMStructure] = None,
+        edge_attr: Tensor | None = None,
+        order: Tensor | None = None,
+        structure_p: PLSTMStructure | None = None,
+        structure_d: PLSTMStructure | None = None,
     ) -> Tensor:
         r"""``structure_p``/``structure_d``: precomputed structures for the P and D layer (see
         :meth:`PLSTMConv.structure`); computed from ``edge_index`` (and ``order``) when omitted."""
@@ -101,5 +100,6 @@ class PLSTMBlock(torch.nn.Module):
         return x
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({self.channels}, heads={self.heads}"
-                f"{', reverse=True' if self.reverse else ''})")
+        return (
+            f"{self.__class__.__name__}({self.channels}, heads={self.heads}{', reverse=True' if self.reverse else ''})"
+        )

@@ -5,7 +5,8 @@ vocabulary sizes below are those of that fixed feature set, stated here once. A 
 row of features is the sum of one embedding per feature, as OGB's ``AtomEncoder`` / ``BondEncoder``
 compute it, with the same parameter names and initialisation, so checkpoints load either way.
 """
-from typing import Sequence
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -62,7 +63,7 @@ class FeatureEncoder(torch.nn.Module):
             raise ValueError(f"x: expected shape [N, F] with 1 <= F <= {len(self.embeddings)}, got {tuple(x.shape)}")
         if x.size(0):
             # An out-of-vocabulary value would fail deep inside the embedding lookup (or on GPU, assert).
-            sizes = [embedding.num_embeddings for embedding in self.embeddings[:x.size(1)]]
+            sizes = [embedding.num_embeddings for embedding in self.embeddings[: x.size(1)]]
             low, high = x.amin(0).tolist(), x.amax(0).tolist()
             for column, (lo, hi, size) in enumerate(zip(low, high, sizes)):
                 if lo < 0 or hi >= size:

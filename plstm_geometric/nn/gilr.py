@@ -1,6 +1,5 @@
 """GILR and GILR-LSTM (Martin & Cundy, ICLR 2018): sequence layers whose recurrence is linear in the state,
 evaluated in logarithmic depth by :func:`~plstm_geometric.functional.linear_recurrence`."""
-from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -8,7 +7,7 @@ from torch import Tensor
 from ..functional.scan import linear_recurrence
 
 
-def _gilr(projected: Tensor, initial_state: Optional[Tensor]) -> Tensor:
+def _gilr(projected: Tensor, initial_state: Tensor | None) -> Tensor:
     """GILR recurrence from the pre-activations ``[B, T, 2 H]`` (gate first, candidate second)."""
     gate_pre, candidate_pre = projected.chunk(2, dim=-1)
     gate = torch.sigmoid(gate_pre)
@@ -52,8 +51,10 @@ def _check_state(name: str, state, like: Tensor, hidden_channels: int) -> None:
     if not isinstance(state, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor or None, got {type(state).__name__}")
     if tuple(state.shape) != (like.shape[0], hidden_channels):
-        raise ValueError(f"{name}: expected shape ({like.shape[0]}, {hidden_channels}) ([B, hidden_channels]), "
-                         f"got {tuple(state.shape)}")
+        raise ValueError(
+            f"{name}: expected shape ({like.shape[0]}, {hidden_channels}) ([B, hidden_channels]), "
+            f"got {tuple(state.shape)}"
+        )
     if state.dtype != like.dtype or state.device != like.device:
         raise TypeError(f"{name}: expected dtype {like.dtype} on {like.device}, got {state.dtype} on {state.device}")
 
@@ -84,7 +85,7 @@ class GILR(torch.nn.Module):
         - output :math:`[B, T, H]`, all states :math:`\tilde h_t` (the last step is the final state).
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, max_timescale: Optional[float] = None):
+    def __init__(self, in_channels: int, hidden_channels: int, max_timescale: float | None = None):
         super().__init__()
         _check_max_timescale(max_timescale)
         self.in_channels = in_channels
@@ -97,13 +98,13 @@ class GILR(torch.nn.Module):
     def reset_parameters(self):
         self.lin.reset_parameters()
         if self.max_timescale is not None:
-            _chrono_bias_(self.lin.bias[:self.hidden_channels], self.max_timescale)
+            _chrono_bias_(self.lin.bias[: self.hidden_channels], self.max_timescale)
 
-    def forward(self, x: Tensor, initial_state: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, initial_state: Tensor | None = None) -> Tensor:
         _check_input(x, self.in_channels, self.lin.weight)
         return self.forward_projected(self.lin(x), initial_state)
 
-    def forward_projected(self, projected: Tensor, initial_state: Optional[Tensor] = None) -> Tensor:
+    def forward_projected(self, projected: Tensor, initial_state: Tensor | None = None) -> Tensor:
         r"""The layer from its input projection ``projected = self.lin(x)`` (:math:`[B, T, 2H]`).
 
         Lets a caller compute :math:`V x + b` another way, e.g. as a row lookup of ``self.lin.weight.t()``
@@ -154,7 +155,7 @@ class GILRLSTM(torch.nn.Module):
           states when ``return_state=True`` (to continue a long sequence chunk by chunk).
     """
 
-    def __init__(self, in_channels: int, hidden_channels: int, max_timescale: Optional[float] = None):
+    def __init__(self, in_channels: int, hidden_channels: int, max_timescale: float | None = None):
         super().__init__()
         _check_max_timescale(max_timescale)
         self.in_channels = in_channels
@@ -173,18 +174,22 @@ class GILRLSTM(torch.nn.Module):
             hidden = self.hidden_channels
             bias = self.lin.bias
             _chrono_bias_(bias[:hidden], self.max_timescale)
-            _chrono_bias_(bias[2 * hidden:3 * hidden], self.max_timescale)
+            _chrono_bias_(bias[2 * hidden : 3 * hidden], self.max_timescale)
             with torch.no_grad():
-                bias[3 * hidden:4 * hidden] = -bias[2 * hidden:3 * hidden]
+                bias[3 * hidden : 4 * hidden] = -bias[2 * hidden : 3 * hidden]
 
-    def forward(self, x: Tensor, initial_state: Optional[Tuple[Optional[Tensor], Optional[Tensor]]] = None,
-                return_state: bool = False):
+    def forward(
+        self, x: Tensor, initial_state: tuple[Tensor | None, Tensor | None] | None = None, return_state: bool = False
+    ):
         _check_input(x, self.in_channels, self.lin.weight)
         return self.forward_projected(self.lin(x), initial_state, return_state)
 
-    def forward_projected(self, projected: Tensor,
-                          initial_state: Optional[Tuple[Optional[Tensor], Optional[Tensor]]] = None,
-                          return_state: bool = False):
+    def forward_projected(
+        self,
+        projected: Tensor,
+        initial_state: tuple[Tensor | None, Tensor | None] | None = None,
+        return_state: bool = False,
+    ):
         r"""The layer from its input projection ``projected = self.lin(x)`` (:math:`[B, T, 6H]`).
 
         Lets a caller compute :math:`V x + b` another way, e.g. as a row lookup of ``self.lin.weight.t()``
@@ -195,16 +200,18 @@ class GILRLSTM(torch.nn.Module):
         gilr_state = cell_state = None
         if initial_state is not None:
             if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 2:
-                raise TypeError("initial_state: expected a pair (gilr_state, cell_state) or None, "
-                                f"got {type(initial_state).__name__}")
+                raise TypeError(
+                    "initial_state: expected a pair (gilr_state, cell_state) or None, "
+                    f"got {type(initial_state).__name__}"
+                )
             gilr_state, cell_state = initial_state
             _check_state("initial_state[0] (gilr_state)", gilr_state, projected, hidden)
             _check_state("initial_state[1] (cell_state)", cell_state, projected, hidden)
 
-        summary = _gilr(projected[..., :2 * hidden], gilr_state)
-        gates = projected[..., 2 * hidden:] + self.lin_summary(summary)
-        forget, input_gate, output = torch.sigmoid(gates[..., :3 * hidden]).chunk(3, dim=-1)
-        candidate = torch.tanh(gates[..., 3 * hidden:])
+        summary = _gilr(projected[..., : 2 * hidden], gilr_state)
+        gates = projected[..., 2 * hidden :] + self.lin_summary(summary)
+        forget, input_gate, output = torch.sigmoid(gates[..., : 3 * hidden]).chunk(3, dim=-1)
+        candidate = torch.tanh(gates[..., 3 * hidden :])
         cell = linear_recurrence(forget, input_gate * candidate, cell_state)
         out = output * cell
         if return_state:

@@ -1,5 +1,6 @@
 """MultiHeadRMSNorm: RMS normalisation of every head's output separately, with one learned scale per
 channel (the norm pLSTM layers apply before their output projection)."""
+
 import torch
 from torch import Tensor
 
@@ -36,9 +37,7 @@ class MultiHeadRMSNorm(torch.nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-2:] != (self.heads, self.head_channels):
-            raise ValueError(
-                f"x: expected trailing shape ({self.heads}, {self.head_channels}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"x: expected trailing shape ({self.heads}, {self.head_channels}), got {tuple(x.shape)}")
         dtype = x.dtype
         # 16-bit inputs are normalised in float32 (their mean square underflows otherwise); float32 and
         # float64 keep their precision.

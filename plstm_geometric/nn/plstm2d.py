@@ -1,6 +1,5 @@
 """PLSTM2D: the pLSTM layer of images, four corner-to-corner sweeps of a patch grid with gates from one linear
 map of the input (P-mode: stable propagation; D-mode: diffusive multitree)."""
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -9,8 +8,10 @@ from ..functional.grid import GRID_ORIENTATIONS, GridGates, plstm_grid_orientati
 from .norm import MultiHeadRMSNorm
 
 ORIENTATION_SETS = {1: GRID_ORIENTATIONS[:1], 2: (GRID_ORIENTATIONS[0], GRID_ORIENTATIONS[3]), 4: GRID_ORIENTATIONS}
-GATES = {"P": ("source", "angle", "decay", "mark"),
-         "D": ("source_r", "source_d", "transition_rr", "transition_dd", "transition_rd", "mark_r", "mark_d")}
+GATES = {
+    "P": ("source", "angle", "decay", "mark"),
+    "D": ("source_r", "source_d", "transition_rr", "transition_dd", "transition_rd", "mark_r", "mark_d"),
+}
 
 
 class PLSTM2D(torch.nn.Module):
@@ -72,8 +73,16 @@ class PLSTM2D(torch.nn.Module):
     TRANSITION_BIAS = 3.0
     ANGLE_BIAS_RANGE = (-2.0, 2.0)
 
-    def __init__(self, dim: int, heads: int, mode: str = "P", orientations: int = 4,
-                 qk_channels: Optional[int] = None, backend: str = "auto", recompute_states: bool = False):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mode: str = "P",
+        orientations: int = 4,
+        qk_channels: int | None = None,
+        backend: str = "auto",
+        recompute_states: bool = False,
+    ):
         super().__init__()
         for name, value in (("dim", dim), ("heads", heads)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -141,14 +150,29 @@ class PLSTM2D(torch.nn.Module):
             # sigmoid(-a) = 1 - sigmoid(a), without the cancellation of 1 - alpha for alpha near 1.
             alpha, alpha_complement = torch.sigmoid(angle), torch.sigmoid(-angle)
             into_r, into_d = decay * alpha, decay * alpha_complement
-            return GridGates(source_r=source * alpha, source_d=source * alpha_complement,
-                             transition_rr=into_r, transition_dd=into_d, transition_rd=into_d, transition_dr=into_r,
-                             mark_r=mark, mark_d=mark, direct=direct)
+            return GridGates(
+                source_r=source * alpha,
+                source_d=source * alpha_complement,
+                transition_rr=into_r,
+                transition_dd=into_d,
+                transition_rd=into_d,
+                transition_dr=into_r,
+                mark_r=mark,
+                mark_d=mark,
+                direct=direct,
+            )
         source_r, source_d, transition_rr, transition_dd, transition_rd, mark_r, mark_d = pre
-        return GridGates(source_r=torch.sigmoid(source_r), source_d=torch.sigmoid(source_d),
-                         transition_rr=torch.tanh(transition_rr), transition_dd=torch.tanh(transition_dd),
-                         transition_rd=torch.tanh(transition_rd), transition_dr=torch.zeros_like(transition_rd),
-                         mark_r=torch.sigmoid(mark_r), mark_d=torch.sigmoid(mark_d), direct=direct)
+        return GridGates(
+            source_r=torch.sigmoid(source_r),
+            source_d=torch.sigmoid(source_d),
+            transition_rr=torch.tanh(transition_rr),
+            transition_dd=torch.tanh(transition_dd),
+            transition_rd=torch.tanh(transition_rd),
+            transition_dr=torch.zeros_like(transition_rd),
+            mark_r=torch.sigmoid(mark_r),
+            mark_d=torch.sigmoid(mark_d),
+            direct=direct,
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
@@ -156,14 +180,23 @@ class PLSTM2D(torch.nn.Module):
         if x.dim() != 4 or x.size(-1) != self.dim:
             raise ValueError(f"x: expected shape [B, X, Y, {self.dim}], got {tuple(x.shape)}")
         grid = x.shape[:3]
-        query = self.query(x).view(*grid, self.heads, self.qk_channels) * self.qk_channels ** -0.5
+        query = self.query(x).view(*grid, self.heads, self.qk_channels) * self.qk_channels**-0.5
         key = self.key(x).view(*grid, self.heads, self.qk_channels)
         value = self.value(x).view(*grid, self.heads, self.head_channels)
         out = plstm_grid_orientations(
-            query, key, value, self.gates(x), orientations=ORIENTATION_SETS[self.orientations],
-            reduce="mean", backend=self.backend, recompute_states=self.recompute_states)
+            query,
+            key,
+            value,
+            self.gates(x),
+            orientations=ORIENTATION_SETS[self.orientations],
+            reduce="mean",
+            backend=self.backend,
+            recompute_states=self.recompute_states,
+        )
         return self.out_projection(self.norm(out).flatten(-2))
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({self.dim}, heads={self.heads}, mode={self.mode!r}, "
-                f"orientations={self.orientations})")
+        return (
+            f"{self.__class__.__name__}({self.dim}, heads={self.heads}, mode={self.mode!r}, "
+            f"orientations={self.orientations})"
+        )

@@ -1,7 +1,6 @@
 """PLSTMConv: the pLSTM layer of graphs. It computes queries, keys, values and the Source, Transition, Mark
 and Direct gates from node and edge features, applies the P- or D-mode constraints, and runs
 :func:`~plstm_geometric.functional.plstm_dag` over the oriented graph."""
-from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -13,8 +12,14 @@ from torch_geometric.typing import SparseTensor
 from ..checks import check_bool
 from ..functional import plstm_dag
 from ..functional.dag import BACKENDS
-from ..graph.structure import (LAYER_MODES, ORIENTATIONS, PLSTMStructure, line_graph_mode_of, orient_edges,
-                                   plstm_structure)
+from ..graph.structure import (
+    LAYER_MODES,
+    ORIENTATIONS,
+    PLSTMStructure,
+    line_graph_mode_of,
+    orient_edges,
+    plstm_structure,
+)
 from .norm import MultiHeadRMSNorm
 
 NORMALIZE_OVER = ("outgoing", "incoming")
@@ -171,9 +176,9 @@ class PLSTMConv(MessagePassing):
         out_channels: int,
         heads: int = 4,
         mode: str = "P",
-        edge_dim: Optional[int] = None,
-        qk_channels: Optional[int] = None,
-        v_channels: Optional[int] = None,
+        edge_dim: int | None = None,
+        qk_channels: int | None = None,
+        v_channels: int | None = None,
         orientation: str = "auto",
         reverse: bool = False,
         alpha: float = 1.0,
@@ -195,19 +200,26 @@ class PLSTMConv(MessagePassing):
             raise ValueError(f"alpha: expected a positive number (it keeps the P-mode bound strict), got {alpha}")
         for name, value in (("heads", heads), ("edge_dim", 1 if edge_dim is None else edge_dim)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: expected a positive int{' or None' if name == 'edge_dim' else ''}, "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"{name}: expected a positive int{' or None' if name == 'edge_dim' else ''}, got {value!r}"
+                )
         if v_channels is None:
             if out_channels % heads != 0:
-                raise ValueError(f"v_channels: out_channels={out_channels} is not divisible by heads={heads}; "
-                                 "pass v_channels explicitly")
+                raise ValueError(
+                    f"v_channels: out_channels={out_channels} is not divisible by heads={heads}; "
+                    "pass v_channels explicitly"
+                )
             v_channels = out_channels // heads
         if qk_channels is None:
             qk_channels = v_channels
         if not isinstance(in_channels, int) or (in_channels < 1 and in_channels != -1):
             raise ValueError(f"in_channels: expected a positive int or -1 (lazy), got {in_channels!r}")
-        for name, value in (("out_channels", out_channels), ("heads", heads),
-                            ("qk_channels", qk_channels), ("v_channels", v_channels)):
+        for name, value in (
+            ("out_channels", out_channels),
+            ("heads", heads),
+            ("qk_channels", qk_channels),
+            ("v_channels", v_channels),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
         if backend not in BACKENDS:
@@ -252,7 +264,7 @@ class PLSTMConv(MessagePassing):
             # Small rather than zero (as in the authors' code): gates start close to their biases, yet
             # gradients reach the inputs (and e.g. an edge encoder in front) from the first step.
             if not is_lazy(lin.weight):  # a lazy weight is initialised on the first call (materialize)
-                torch.nn.init.normal_(lin.weight, std=GATE_WEIGHT_SCALE / lin.in_channels ** 0.5)
+                torch.nn.init.normal_(lin.weight, std=GATE_WEIGHT_SCALE / lin.in_channels**0.5)
         start = torch.linspace(*TRANSITION_START, self.heads, dtype=torch.float64)
         if self.mode == "P":
             transition_bias = self.alpha * start / (1 - start)
@@ -271,7 +283,7 @@ class PLSTMConv(MessagePassing):
     def line_graph_mode(self) -> str:
         return line_graph_mode_of(self.mode)
 
-    def structure(self, edge_index: Tensor, num_nodes: int, order: Optional[Tensor] = None) -> PLSTMStructure:
+    def structure(self, edge_index: Tensor, num_nodes: int, order: Tensor | None = None) -> PLSTMStructure:
         r"""The :class:`PLSTMStructure` this layer sweeps for ``edge_index``; pass it to :meth:`forward` to
         reuse it (it depends only on the graph, ``order``, ``orientation``, ``reverse`` and the mode's line
         graph, so layers of the same line-graph mode and direction can share it)."""
@@ -280,12 +292,12 @@ class PLSTMConv(MessagePassing):
 
     def forward(
         self,
-        x: Union[Tensor, Tuple[Tensor, Tensor]],
+        x: Tensor | tuple[Tensor, Tensor],
         edge_index: Tensor,
-        edge_attr: Optional[Tensor] = None,
-        order: Optional[Tensor] = None,
-        structure: Optional[PLSTMStructure] = None,
-        edge_weight: Optional[Tensor] = None,
+        edge_attr: Tensor | None = None,
+        order: Tensor | None = None,
+        structure: PLSTMStructure | None = None,
+        edge_weight: Tensor | None = None,
     ) -> Tensor:
         r"""Runs the layer.
 
@@ -309,13 +321,18 @@ class PLSTMConv(MessagePassing):
             raise RuntimeError(JIT_UNSUPPORTED)
         if isinstance(x, (tuple, list)):
             return self._forward_bipartite(x, edge_index, edge_attr, order, structure, edge_weight)
-        edge_index = as_edge_index(edge_index, x.size(0) if isinstance(x, Tensor) and x.dim() == 2 else None,
-                                   keep_order=edge_attr is not None or edge_weight is not None)
+        edge_index = as_edge_index(
+            edge_index,
+            x.size(0) if isinstance(x, Tensor) and x.dim() == 2 else None,
+            keep_order=edge_attr is not None or edge_weight is not None,
+        )
         self._materialize(x)
         in_channels = self.lin_gate.in_channels
         if not isinstance(x, Tensor) or x.dim() != 2 or x.size(1) != in_channels:
-            raise ValueError(f"x: expected a tensor of shape [N, {in_channels}], "
-                             f"got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+            raise ValueError(
+                f"x: expected a tensor of shape [N, {in_channels}], "
+                f"got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+            )
         if x.dtype != self.lin_gate.bias.dtype and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(f"x: expected dtype {self.lin_gate.bias.dtype} (the dtype of the layer), got {x.dtype}")
         num_nodes = x.size(0)
@@ -325,11 +342,14 @@ class PLSTMConv(MessagePassing):
             if edge_attr is None:
                 raise ValueError(f"edge_attr: required, the layer was built with edge_dim={self.edge_dim}")
             if not edge_attr.is_floating_point():
-                raise TypeError(f"edge_attr: expected a floating-point tensor, got {edge_attr.dtype} "
-                                "(embed categorical edge features first, e.g. with OGB's BondEncoder)")
+                raise TypeError(
+                    f"edge_attr: expected a floating-point tensor, got {edge_attr.dtype} "
+                    "(embed categorical edge features first, e.g. with OGB's BondEncoder)"
+                )
             if edge_attr.dim() != 2 or edge_attr.shape != (edge_index.size(1), self.edge_dim):
-                raise ValueError(f"edge_attr: expected shape [{edge_index.size(1)}, {self.edge_dim}], "
-                                 f"got {tuple(edge_attr.shape)}")
+                raise ValueError(
+                    f"edge_attr: expected shape [{edge_index.size(1)}, {self.edge_dim}], got {tuple(edge_attr.shape)}"
+                )
         structure = self._structure_for(edge_index, num_nodes, order, structure)
 
         dag_edge_index, line_edge_index = structure.edge_index, structure.line_edge_index
@@ -339,7 +359,7 @@ class PLSTMConv(MessagePassing):
         heads, qk_channels, v_channels = self.heads, self.qk_channels, self.v_channels
 
         query, key, value, node_gate = self._node_projections(x)
-        query = query.view(num_nodes, heads, qk_channels) * qk_channels ** -0.5
+        query = query.view(num_nodes, heads, qk_channels) * qk_channels**-0.5
         key = key.view(num_nodes, heads, qk_channels)
         value = value.view(num_nodes, heads, v_channels)
 
@@ -358,8 +378,9 @@ class PLSTMConv(MessagePassing):
         source = torch.sigmoid(node_gate[src, 0] + edge_gate[:, 0])
         mark = torch.sigmoid(node_gate[dst, 1] + edge_gate[:, 1])
         transition = node_gate[meeting_node, 2] + edge_gate[incoming_edge, 2] + edge_gate[outgoing_edge, 3]
-        transition = constrain_transition(transition, line_edge_index, dag_edge_index.size(1), self.mode,
-                                          self.alpha, self.normalize_over)
+        transition = constrain_transition(
+            transition, line_edge_index, dag_edge_index.size(1), self.mode, self.alpha, self.normalize_over
+        )
         direct = torch.sigmoid(node_gate[:, 3])
         weight = self._edge_weight(edge_weight, edge_index.size(1))
         if weight is not None:
@@ -369,8 +390,9 @@ class PLSTMConv(MessagePassing):
             transition = transition * weight[outgoing_edge]
 
         dtype = query.dtype
-        out = self._sweep(query, key, value, source.to(dtype), transition.to(dtype), mark.to(dtype),
-                          direct.to(dtype), structure)
+        out = self._sweep(
+            query, key, value, source.to(dtype), transition.to(dtype), mark.to(dtype), direct.to(dtype), structure
+        )
         out = self.norm(out).reshape(num_nodes, heads * v_channels)
         return self.lin_out(out)
 
@@ -385,8 +407,9 @@ class PLSTMConv(MessagePassing):
     # Integer work and the level loops stay outside torch.compile: Dynamo sees each as one opaque call, so a
     # compiled model neither breaks its graph inside them nor recompiles for every batch's sizes.
     @torch.compiler.disable
-    def _structure_for(self, edge_index: Tensor, num_nodes: int, order: Optional[Tensor],
-                       structure: Optional[PLSTMStructure]) -> PLSTMStructure:
+    def _structure_for(
+        self, edge_index: Tensor, num_nodes: int, order: Tensor | None, structure: PLSTMStructure | None
+    ) -> PLSTMStructure:
         if structure is None:
             return self.structure(edge_index, num_nodes, order)
         self._check_structure(structure, num_nodes, order, edge_index)
@@ -394,17 +417,30 @@ class PLSTMConv(MessagePassing):
 
     @torch.compiler.disable
     def _sweep(self, query, key, value, source, transition, mark, direct, structure: PLSTMStructure) -> Tensor:
-        return plstm_dag(query, key, value, source, transition, mark, direct, structure.edge_index,
-                         structure.line_edge_index, plan=structure.plan, backend=self.backend,
-                         recompute_states=self.recompute_states)
+        return plstm_dag(
+            query,
+            key,
+            value,
+            source,
+            transition,
+            mark,
+            direct,
+            structure.edge_index,
+            structure.line_edge_index,
+            plan=structure.plan,
+            backend=self.backend,
+            recompute_states=self.recompute_states,
+        )
 
     def _materialize(self, x: Tensor) -> None:
         """Initialises lazy (``in_channels=-1``) weights from the first input, with the gates' own init."""
         if not (is_lazy(self.lin_gate.weight) or is_lazy(self.lin_edge_gate.weight)):
             return
         if not isinstance(x, Tensor) or x.dim() != 2:
-            raise ValueError(f"x: expected a tensor of shape [N, C], "
-                             f"got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+            raise ValueError(
+                f"x: expected a tensor of shape [N, C], "
+                f"got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+            )
         with torch.no_grad():
             for lin in (self.lin_query, self.lin_key, self.lin_value, self.lin_gate):
                 lin(x[:0])  # runs the lazy hook of torch_geometric.nn.Linear
@@ -412,19 +448,23 @@ class PLSTMConv(MessagePassing):
                 self.lin_edge_gate(x.new_zeros(0, 2 * x.size(1)))
         self.reset_gate_weights()
 
-    def _edge_weight(self, edge_weight: Optional[Tensor], num_edges: int) -> Optional[Tensor]:
+    def _edge_weight(self, edge_weight: Tensor | None, num_edges: int) -> Tensor | None:
         """``edge_weight`` times the Explainer's edge mask, if one is set (PyG sets ``_edge_mask``)."""
         if edge_weight is not None:
             if not isinstance(edge_weight, Tensor) or not edge_weight.is_floating_point():
-                raise TypeError(f"edge_weight: expected a floating-point tensor, got "
-                                f"{edge_weight.dtype if isinstance(edge_weight, Tensor) else type(edge_weight).__name__}")
+                raise TypeError(
+                    f"edge_weight: expected a floating-point tensor, got "
+                    f"{edge_weight.dtype if isinstance(edge_weight, Tensor) else type(edge_weight).__name__}"
+                )
             if edge_weight.shape != (num_edges,):
                 raise ValueError(f"edge_weight: expected shape [{num_edges}], got {tuple(edge_weight.shape)}")
         if self._explain and self._edge_mask is not None:
             mask = self._edge_mask.sigmoid() if self._apply_sigmoid else self._edge_mask
             if mask.shape != (num_edges,):
-                raise ValueError(f"edge_mask: the Explainer's mask has shape {tuple(mask.shape)}, expected "
-                                 f"[{num_edges}] (one entry per column of edge_index)")
+                raise ValueError(
+                    f"edge_mask: the Explainer's mask has shape {tuple(mask.shape)}, expected "
+                    f"[{num_edges}] (one entry per column of edge_index)"
+                )
             edge_weight = mask if edge_weight is None else edge_weight * mask
         return edge_weight
 
@@ -435,18 +475,21 @@ class PLSTMConv(MessagePassing):
             raise ValueError("x: expected a tensor [N, C] or a pair (x_src [N_src, C], x_dst [N_dst, C])")
         x_src, x_dst = x
         if x_src.size(1) != x_dst.size(1):
-            raise ValueError(f"x: a bipartite pair needs the same number of features on both sides (the layer's "
-                             f"projections are shared), got {x_src.size(1)} and {x_dst.size(1)}; project them "
-                             "to one size first")
+            raise ValueError(
+                f"x: a bipartite pair needs the same number of features on both sides (the layer's "
+                f"projections are shared), got {x_src.size(1)} and {x_dst.size(1)}; project them "
+                "to one size first"
+            )
         if structure is not None or order is not None:
             raise ValueError("structure, order: not supported for a bipartite pair (x_src, x_dst)")
         edge_index = as_edge_index(edge_index, None, keep_order=True)
         if (edge_index[0] >= x_src.size(0)).any() or (edge_index[1] >= x_dst.size(0)).any():
-            raise ValueError(f"edge_index: expected source indices < {x_src.size(0)} and target indices < "
-                             f"{x_dst.size(0)}")
+            raise ValueError(
+                f"edge_index: expected source indices < {x_src.size(0)} and target indices < {x_dst.size(0)}"
+            )
         shifted = torch.stack([edge_index[0], edge_index[1] + x_src.size(0)])
         out = self.forward(torch.cat([x_src, x_dst]), shifted, edge_attr, edge_weight=edge_weight)
-        return out[x_src.size(0):]
+        return out[x_src.size(0) :]
 
     def __prepare_scriptable__(self):
         raise RuntimeError(JIT_UNSUPPORTED)
@@ -454,8 +497,9 @@ class PLSTMConv(MessagePassing):
     def jittable(self, *args, **kwargs):
         raise RuntimeError(JIT_UNSUPPORTED)
 
-    def _check_structure(self, structure: PLSTMStructure, num_nodes: int, order: Optional[Tensor],
-                         edge_index: Tensor) -> None:
+    def _check_structure(
+        self, structure: PLSTMStructure, num_nodes: int, order: Tensor | None, edge_index: Tensor
+    ) -> None:
         if not isinstance(structure, PLSTMStructure):
             raise TypeError(f"structure: expected a PLSTMStructure, got {type(structure).__name__}")
         if order is not None:
@@ -463,9 +507,11 @@ class PLSTMConv(MessagePassing):
         if structure.num_nodes != num_nodes:
             raise ValueError(f"structure: built for {structure.num_nodes} nodes, but x has {num_nodes}")
         if structure.line_graph_mode != self.line_graph_mode or structure.reverse != self.reverse:
-            raise ValueError(f"structure: has a {structure.line_graph_mode} line graph with reverse="
-                             f"{structure.reverse}; this layer (mode={self.mode}) needs a "
-                             f"{self.line_graph_mode} line graph with reverse={self.reverse}")
+            raise ValueError(
+                f"structure: has a {structure.line_graph_mode} line graph with reverse="
+                f"{structure.reverse}; this layer (mode={self.mode}) needs a "
+                f"{self.line_graph_mode} line graph with reverse={self.reverse}"
+            )
         # Equal sizes are not enough: every DAG edge must be a column of edge_index (in either direction),
         # an O(E) check that a structure of another graph fails.
         edge_id = structure.edge_id
@@ -474,8 +520,10 @@ class PLSTMConv(MessagePassing):
         dag_src, dag_dst = structure.edge_index.flip(0) if structure.reverse else structure.edge_index
         src, dst = edge_index[:, edge_id]
         if not bool((((src == dag_src) & (dst == dag_dst)) | ((src == dag_dst) & (dst == dag_src))).all()):
-            raise ValueError("structure: expected one built for this edge_index, got one built for another graph "
-                             "with the same sizes (build it with conv.structure(edge_index, num_nodes))")
+            raise ValueError(
+                "structure: expected one built for this edge_index, got one built for another graph "
+                "with the same sizes (build it with conv.structure(edge_index, num_nodes))"
+            )
 
     def __repr__(self) -> str:
         options = [f"heads={self.heads}", f"mode={self.mode}"]
@@ -490,13 +538,15 @@ class PLSTMConv(MessagePassing):
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, {', '.join(options)})"
 
 
-JIT_UNSUPPORTED = ("PLSTMConv: torch.jit.script and torch.jit.trace are not supported (the structure is built "
-                   "with data-dependent Python control flow, and a trace would freeze one graph's schedule); "
-                   "use torch.compile(model, dynamic=True) with the structure built outside the compiled call "
-                   "(pass structure=), or run eagerly")
+JIT_UNSUPPORTED = (
+    "PLSTMConv: torch.jit.script and torch.jit.trace are not supported (the structure is built "
+    "with data-dependent Python control flow, and a trace would freeze one graph's schedule); "
+    "use torch.compile(model, dynamic=True) with the structure built outside the compiled call "
+    "(pass structure=), or run eagerly"
+)
 
 
-def as_edge_index(edge_index, num_nodes: Optional[int], keep_order: bool) -> Tensor:
+def as_edge_index(edge_index, num_nodes: int | None, keep_order: bool) -> Tensor:
     r"""``edge_index`` as a ``[2, E]`` index: a sparse adjacency ``adj_t`` (PyG's transposed convention,
     entry ``(j, i)`` for an edge ``i -> j``) is turned into the edges of its stored entries, in their order."""
     if isinstance(edge_index, SparseTensor):
@@ -511,8 +561,10 @@ def as_edge_index(edge_index, num_nodes: Optional[int], keep_order: bool) -> Ten
             adj_t = edge_index if edge_index.layout == torch.sparse_coo else edge_index.to_sparse_coo()
             if not adj_t.is_coalesced():
                 if keep_order:
-                    raise ValueError("edge_index: a sparse COO adjacency with edge_attr or edge_weight must be "
-                                     "coalesced (coalescing reorders its entries, which edge_attr rows follow)")
+                    raise ValueError(
+                        "edge_index: a sparse COO adjacency with edge_attr or edge_weight must be "
+                        "coalesced (coalescing reorders its entries, which edge_attr rows follow)"
+                    )
                 adj_t = adj_t.coalesce()
             row, col = adj_t.indices()
     else:

@@ -1,4 +1,5 @@
 """Random pLSTM inputs on random DAGs, shared by the tests of the DAG op and its backends."""
+
 import torch
 
 from plstm_geometric.functional import plstm_dag
@@ -25,9 +26,15 @@ def random_inputs(num_nodes, edge_index, line_edge_index, heads=2, k=3, v=4, dty
         return torch.sigmoid(rand(*shape))
 
     num_edges, num_line = edge_index.size(1), line_edge_index.size(1)
-    return dict(query=rand(num_nodes, heads, k), key=rand(num_nodes, heads, k), value=rand(num_nodes, heads, v),
-                source=gate(num_edges, heads), transition=rand(num_line, heads) * 0.5,
-                mark=gate(num_edges, heads), direct=gate(num_nodes, heads))
+    return dict(
+        query=rand(num_nodes, heads, k),
+        key=rand(num_nodes, heads, k),
+        value=rand(num_nodes, heads, v),
+        source=gate(num_edges, heads),
+        transition=rand(num_line, heads) * 0.5,
+        mark=gate(num_edges, heads),
+        direct=gate(num_nodes, heads),
+    )
 
 
 def random_case(num_nodes=12, num_edges=30, mode="P", seed=0, **kwargs):
@@ -49,13 +56,19 @@ def batch_of_graphs(num_graphs, seed, max_nodes=30):
     return offset, torch.cat(edges, 1), generator
 
 
-def forward_and_grads(inputs, edge_index, line_edge_index, backend, out_weight=None, recompute_states=False,
-                      device="cpu"):
+def forward_and_grads(
+    inputs, edge_index, line_edge_index, backend, out_weight=None, recompute_states=False, device="cpu"
+):
     """``plstm_dag`` on copies of ``inputs`` moved to ``device``: the output and the gradients of
     ``(out * out_weight).sum()`` (``out_weight`` defaults to ones) by input name."""
     leaves = {name: t.detach().to(device, copy=True).requires_grad_() for name, t in inputs.items()}
-    out = plstm_dag(**leaves, edge_index=edge_index.to(device), line_edge_index=line_edge_index.to(device),
-                    backend=backend, recompute_states=recompute_states)
+    out = plstm_dag(
+        **leaves,
+        edge_index=edge_index.to(device),
+        line_edge_index=line_edge_index.to(device),
+        backend=backend,
+        recompute_states=recompute_states,
+    )
     weight = torch.ones_like(out) if out_weight is None else out_weight.to(device, out.dtype)
     (out * weight).sum().backward()
     return out, {name: leaves[name].grad for name in NAMES}

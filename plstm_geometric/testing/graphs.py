@@ -1,4 +1,5 @@
 """Small DAG factories: a chain, a grid DAG and a random DAG with long paths and many of them."""
+
 import torch
 from torch import Tensor
 

@@ -1,4 +1,5 @@
 """Batches of real molecules for tests and benchmarks: RDKit's NCI sample with OGB features (needs rdkit and ogb)."""
+
 import os
 
 import torch
@@ -22,8 +23,14 @@ def nci_batch(num_graphs: int) -> Batch:
         graph = smiles2graph(smiles)
         if graph["edge_index"].shape[1] == 0:
             continue
-        graphs.append(Data(x=torch.from_numpy(graph["node_feat"]), edge_index=torch.from_numpy(graph["edge_index"]),
-                           edge_attr=torch.from_numpy(graph["edge_feat"]), num_nodes=graph["num_nodes"]))
+        graphs.append(
+            Data(
+                x=torch.from_numpy(graph["node_feat"]),
+                edge_index=torch.from_numpy(graph["edge_index"]),
+                edge_attr=torch.from_numpy(graph["edge_feat"]),
+                num_nodes=graph["num_nodes"],
+            )
+        )
         if len(graphs) == num_graphs:
             break
     return Batch.from_data_list(graphs)

@@ -1,10 +1,12 @@
 """Where the tests find their data: the golden vectors in the repository, the optional shared data sets."""
+
 import os
 import pathlib
 
 #: The repository's test data (``tests/data``), next to the package in a source checkout.
-TEST_DATA = pathlib.Path(os.environ.get("PLSTM_TEST_DATA",
-                                        pathlib.Path(__file__).resolve().parents[2] / "tests" / "data"))
+TEST_DATA = pathlib.Path(
+    os.environ.get("PLSTM_TEST_DATA", pathlib.Path(__file__).resolve().parents[2] / "tests" / "data")
+)
 #: Optional reference material (raw MoleculeNet CSVs, ...) kept outside the repository; ``PLSTM_SHARED``
 #: overrides the default, a ``shared`` folder beside the checkout.
 SHARED = pathlib.Path(os.environ.get("PLSTM_SHARED", pathlib.Path(__file__).resolve().parents[3] / "shared"))
@@ -18,8 +20,10 @@ def golden_path(name: str) -> pathlib.Path:
     """
     path = TEST_DATA / "golden" / name
     if not path.is_file():
-        raise FileNotFoundError(f"name: expected a file in {TEST_DATA / 'golden'}, got {name!r} (not found); "
-                                "set PLSTM_TEST_DATA to the repository's tests/data")
+        raise FileNotFoundError(
+            f"name: expected a file in {TEST_DATA / 'golden'}, got {name!r} (not found); "
+            "set PLSTM_TEST_DATA to the repository's tests/data"
+        )
     return path
 
 

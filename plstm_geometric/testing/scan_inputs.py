@@ -1,9 +1,11 @@
 """Random inputs of the linear recurrence, shared by the tests of its backends."""
+
 import torch
 
 
-def random_scan_inputs(batch_size: int, length: int, channels: int, dtype: torch.dtype = torch.float64,
-                       decay_range=(-1.0, 1.0)):
+def random_scan_inputs(
+    batch_size: int, length: int, channels: int, dtype: torch.dtype = torch.float64, decay_range=(-1.0, 1.0)
+):
     """``(decay, impulse, initial_state)``: decays uniform in ``decay_range``, standard normal impulses and
     initial state; ``[B, T, C]``, ``[B, T, C]``, ``[B, C]``, drawn from the global generator."""
     low, high = decay_range

@@ -1,4 +1,5 @@
 """``python -m plstm_geometric.train``: graph training (with no arguments, pLSTM on the embedded nci-tpsa set)."""
+
 import sys
 
 from .graph import main

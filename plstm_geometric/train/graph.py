@@ -46,67 +46,149 @@ from plstm_geometric.datasets.tu import is_tu_name
 from plstm_geometric.models.graph_model import PLSTM_POOLS
 
 from .processes import Processes
-from .runs import (DEFAULT_THREADS, THREADS_HELP, Diverged, RunError, RunFolder, device_description, device_name,
-                   float_in, git_commit, int_at_least, load_checkpoint, non_negative_float, non_negative_int,
-                   positive_float, positive_int, rng_state, run_cli, save_checkpoint, seed_everything,
-                   set_rng_state, set_threads, warmup_cosine, write_csv, write_json)
+from .runs import (
+    DEFAULT_THREADS,
+    THREADS_HELP,
+    Diverged,
+    RunError,
+    RunFolder,
+    device_description,
+    device_name,
+    float_in,
+    git_commit,
+    int_at_least,
+    load_checkpoint,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    rng_state,
+    run_cli,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+    set_threads,
+    warmup_cosine,
+    write_csv,
+    write_json,
+)
 
 PROG = "python -m plstm_geometric.train"
 MODELS = ("plstm", "gin", "gin-virtual", "gcn", "gine", "gatedgcn")
 LOWER_IS_BETTER = ("rmse", "mae")
 # configuration entries that must agree between a checkpoint and the run resuming from it (--epochs may grow)
-RESUME_KEYS = ("dataset", "fold", "model", "hidden", "layers", "heads", "dropout", "pool", "seed", "batch_size", "lr",
-               "weight_decay", "schedule", "warmup_epochs", "max_train_graphs", "max_eval_graphs", "grad_clip")
+RESUME_KEYS = (
+    "dataset",
+    "fold",
+    "model",
+    "hidden",
+    "layers",
+    "heads",
+    "dropout",
+    "pool",
+    "seed",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "max_train_graphs",
+    "max_eval_graphs",
+    "grad_clip",
+)
 CHECKPOINT_KEYS = ("epoch", "config", "model", "optimizer", "best", "history", "rng")
 NUM_FOLDS = 10  # TUGraphDataset.get_idx_split's default
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--dataset", default="nci-tpsa",
-                        help="a name known to plstm_geometric.datasets.load_dataset, or one built under --root "
-                             "with `python -m plstm_geometric.datasets build-ogb --name NAME`")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--dataset",
+        default="nci-tpsa",
+        help="a name known to plstm_geometric.datasets.load_dataset, or one built under --root "
+        "with `python -m plstm_geometric.datasets build-ogb --name NAME`",
+    )
     parser.add_argument("--model", default="plstm", choices=MODELS, help="pLSTM or a message-passing baseline")
     parser.add_argument("--root", default="datasets", help="dataset root folder")
-    parser.add_argument("--fold", type=int_at_least(0), default=None,
-                        help=f"cross-validation fold (0 to {NUM_FOLDS - 1}) of a TU dataset; TU datasets only "
-                             "(default there: 0)")
-    parser.add_argument("--epochs", type=positive_int, default=10,
-                        help="epochs in all; with --resume, larger than the checkpoint's extends its run")
-    parser.add_argument("--batch-size", type=int_at_least(2), default=64,
-                        help="graphs per batch and process (at least 2: batch norm needs two graphs)")
+    parser.add_argument(
+        "--fold",
+        type=int_at_least(0),
+        default=None,
+        help=f"cross-validation fold (0 to {NUM_FOLDS - 1}) of a TU dataset; TU datasets only (default there: 0)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=10,
+        help="epochs in all; with --resume, larger than the checkpoint's extends its run",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int_at_least(2),
+        default=64,
+        help="graphs per batch and process (at least 2: batch norm needs two graphs)",
+    )
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
     parser.add_argument("--weight-decay", type=non_negative_float, default=0.0, help="AdamW weight decay")
-    parser.add_argument("--schedule", default="cosine", choices=("cosine", "constant"),
-                        help="learning rate per epoch: cosine decay towards 0 over --epochs, or constant "
-                             "(OGB's setting)")
-    parser.add_argument("--warmup-epochs", type=non_negative_int, default=0,
-                        help="epochs of linear learning-rate warm-up before the cosine decay (fewer than --epochs)")
-    parser.add_argument("--grad-clip", type=positive_float, default=None,
-                        help="clip the gradient norm to this value (default: no clipping)")
-    parser.add_argument("--hidden", type=positive_int, default=None,
-                        help="hidden channels (default: 64 for plstm, 300 else)")
+    parser.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=("cosine", "constant"),
+        help="learning rate per epoch: cosine decay towards 0 over --epochs, or constant (OGB's setting)",
+    )
+    parser.add_argument(
+        "--warmup-epochs",
+        type=non_negative_int,
+        default=0,
+        help="epochs of linear learning-rate warm-up before the cosine decay (fewer than --epochs)",
+    )
+    parser.add_argument(
+        "--grad-clip",
+        type=positive_float,
+        default=None,
+        help="clip the gradient norm to this value (default: no clipping)",
+    )
+    parser.add_argument(
+        "--hidden", type=positive_int, default=None, help="hidden channels (default: 64 for plstm, 300 else)"
+    )
     parser.add_argument("--layers", type=positive_int, default=None, help="layers (default: 2 for plstm, 5 else)")
     parser.add_argument("--heads", type=positive_int, default=4, help="pLSTM heads")
-    parser.add_argument("--dropout", type=float_in(0.0, 1.0, high_open=True), default=None,
-                        help="dropout (default: 0 for plstm, 0.5 else)")
-    parser.add_argument("--pool", default=None, choices=("mean", "sum", "max"),
-                        help=f"graph readout (plstm: {' or '.join(PLSTM_POOLS)}; default: sum for nci-tpsa, "
-                             "mean else)")
-    parser.add_argument("--seed", type=non_negative_int, default=0,
-                        help="seed of the weights, the subsets and the data order")
-    parser.add_argument("--device", type=device_name, default="auto",
-                        help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument(
+        "--dropout",
+        type=float_in(0.0, 1.0, high_open=True),
+        default=None,
+        help="dropout (default: 0 for plstm, 0.5 else)",
+    )
+    parser.add_argument(
+        "--pool",
+        default=None,
+        choices=("mean", "sum", "max"),
+        help=f"graph readout (plstm: {' or '.join(PLSTM_POOLS)}; default: sum for nci-tpsa, mean else)",
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the weights, the subsets and the data order"
+    )
+    parser.add_argument(
+        "--device", type=device_name, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ..."
+    )
     parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, help=THREADS_HELP)
-    parser.add_argument("--out", default=None,
-                        help="run folder (default: runs/<dataset>[-fold<k>]-<model>-<seed>)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<dataset>[-fold<k>]-<model>-<seed>)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt when it exists")
-    parser.add_argument("--max-train-graphs", type=int_at_least(2), default=None,
-                        help="train on a random subset of this many training graphs (quick runs; default: all)")
-    parser.add_argument("--max-eval-graphs", type=positive_int, default=None,
-                        help="evaluate on a random subset of this many graphs per split (quick runs; the metric is "
-                             "then not the official one; default: all)")
+    parser.add_argument(
+        "--max-train-graphs",
+        type=int_at_least(2),
+        default=None,
+        help="train on a random subset of this many training graphs (quick runs; default: all)",
+    )
+    parser.add_argument(
+        "--max-eval-graphs",
+        type=positive_int,
+        default=None,
+        help="evaluate on a random subset of this many graphs per split (quick runs; the metric is "
+        "then not the official one; default: all)",
+    )
     parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     return parser
@@ -116,8 +198,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.warmup_epochs and (args.schedule != "cosine" or args.warmup_epochs >= args.epochs):
-        parser.error(f"--warmup-epochs: expected fewer than --epochs ({args.epochs}) with --schedule cosine, "
-                     f"got {args.warmup_epochs} with --schedule {args.schedule}")
+        parser.error(
+            f"--warmup-epochs: expected fewer than --epochs ({args.epochs}) with --schedule cosine, "
+            f"got {args.warmup_epochs} with --schedule {args.schedule}"
+        )
     if args.fold is not None:
         if not is_tu_name(args.dataset, args.root):
             parser.error(f"--fold: only TU datasets have folds, got --dataset {args.dataset}")
@@ -154,8 +238,10 @@ def load(args):
             # a random (seeded) subset, kept in dataset order so that runs are reproducible
             split[name] = split[name][torch.randperm(len(split[name]), generator=generator)[:limit]].sort().values
     if len(split["train"]) < 2:
-        raise RunError(f"--dataset {args.dataset}: {len(split['train'])} training graph(s); training needs at "
-                       "least 2 (a batch of one graph is skipped: batch norm needs two)")
+        raise RunError(
+            f"--dataset {args.dataset}: {len(split['train'])} training graph(s); training needs at "
+            "least 2 (a batch of one graph is skipped: batch norm needs two)"
+        )
     for name in ("valid", "test"):
         if len(split[name]) == 0:
             raise RunError(f"--dataset {args.dataset}: the {name} split is empty; nothing to select or report on")
@@ -165,8 +251,10 @@ def load(args):
 def task_of(dataset) -> str:
     task = getattr(dataset, "task_type", None)
     if task not in ("regression", "binary classification", "multiclass classification"):
-        raise ValueError(f"dataset.task_type: expected 'regression', 'binary classification' or "
-                         f"'multiclass classification', got {task!r}")
+        raise ValueError(
+            f"dataset.task_type: expected 'regression', 'binary classification' or "
+            f"'multiclass classification', got {task!r}"
+        )
     return task
 
 
@@ -223,8 +311,13 @@ def build_model(args, dataset, out_channels: int) -> torch.nn.Module:
     common = dict(dropout=args.dropout, encoder=encoder, in_channels=in_channels, edge_dim=edge_dim, pool=args.pool)
     if args.model == "plstm":
         return models.PLSTMGraphModel(args.hidden, out_channels, args.layers, heads=args.heads, **common)
-    model_class = {"gin": models.GIN, "gin-virtual": models.GINVirtual, "gcn": models.GCN, "gine": models.GINE,
-                   "gatedgcn": models.GatedGCN}[args.model]
+    model_class = {
+        "gin": models.GIN,
+        "gin-virtual": models.GINVirtual,
+        "gcn": models.GCN,
+        "gine": models.GINE,
+        "gatedgcn": models.GatedGCN,
+    }[args.model]
     return model_class(args.hidden, out_channels, args.layers, **common)
 
 
@@ -277,8 +370,11 @@ def predict(model, dataset, index, task, scaler, args, processes):
         outputs.append(out.float().cpu())
         targets.append(batch.y.view(len(out), -1).cpu())
     width = 1 if task == "multiclass classification" else model.out_channels
-    mine = (share, torch.cat(outputs) if outputs else torch.empty(0, width),
-            torch.cat(targets) if targets else torch.empty(0, width))
+    mine = (
+        share,
+        torch.cat(outputs) if outputs else torch.empty(0, width),
+        torch.cat(targets) if targets else torch.empty(0, width),
+    )
     gathered = processes.all_gather(mine)
     positions = torch.cat([g[0] for g in gathered])
     order = torch.argsort(positions)
@@ -383,17 +479,22 @@ def resume(args, config, folder: RunFolder, processes, model, optimizer) -> Stat
     saved = checkpoint["config"]
     for key in RESUME_KEYS:
         if saved.get(key) != config[key]:
-            raise RunError(f"--resume: {path} was written with {key}={saved.get(key)!r}, this run has "
-                           f"{key}={config[key]!r}; resume with the same value or choose another --out")
+            raise RunError(
+                f"--resume: {path} was written with {key}={saved.get(key)!r}, this run has "
+                f"{key}={config[key]!r}; resume with the same value or choose another --out"
+            )
     if checkpoint["epoch"] > args.epochs:
-        raise RunError(f"--resume: {path} is after epoch {checkpoint['epoch']}, more than --epochs {args.epochs}; "
-                       f"pass --epochs {checkpoint['epoch']} or more")
+        raise RunError(
+            f"--resume: {path} is after epoch {checkpoint['epoch']}, more than --epochs {args.epochs}; "
+            f"pass --epochs {checkpoint['epoch']} or more"
+        )
     try:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
     except (RuntimeError, ValueError, KeyError) as error:
-        raise RunError(f"{path}: its weights do not fit this model ({error}); delete it or choose another "
-                       "--out") from None
+        raise RunError(
+            f"{path}: its weights do not fit this model ({error}); delete it or choose another --out"
+        ) from None
     states = checkpoint["rng"]
     if len(states) == processes.world_size:
         set_rng_state(states[processes.rank])
@@ -424,11 +525,16 @@ def run_epoch(epoch, args, data: Data, processes, model, trained, optimizer, loa
 
 
 def check_finite(row: dict, metric: str, folder: RunFolder) -> None:
-    bad = [f"{key} {row[key]}" for key in ("train_loss", f"valid_{metric}", f"test_{metric}")
-           if not math.isfinite(row[key])]
+    bad = [
+        f"{key} {row[key]}"
+        for key in ("train_loss", f"valid_{metric}", f"test_{metric}")
+        if not math.isfinite(row[key])
+    ]
     if bad:
-        raise Diverged(f"epoch {row['epoch']}: {', '.join(bad)}: the run diverged; lower --lr or set --grad-clip. "
-                       f"{folder.path} keeps the checkpoint and results of the last finite epoch")
+        raise Diverged(
+            f"epoch {row['epoch']}: {', '.join(bad)}: the run diverged; lower --lr or set --grad-clip. "
+            f"{folder.path} keeps the checkpoint and results of the last finite epoch"
+        )
 
 
 def results(args, config, data: Data, state: State, processes, num_parameters, commit, final=None) -> dict:
@@ -472,8 +578,9 @@ def train(args, processes, folder: RunFolder) -> dict:
 
     trained = processes.wrap(model)
     train_set = data.dataset[data.split["train"]]
-    sampler = DistributedSampler(train_set, num_replicas=processes.world_size, rank=processes.rank,
-                                 shuffle=True, seed=args.seed)
+    sampler = DistributedSampler(
+        train_set, num_replicas=processes.world_size, rank=processes.rank, shuffle=True, seed=args.seed
+    )
     loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers)
     loss_fn = loss_function(data.task, data.metric, data.scaler)
     commit = git_commit()
@@ -485,31 +592,48 @@ def train(args, processes, folder: RunFolder) -> dict:
         check_finite(row, data.metric, folder)
         state.history.append(row)
         if is_better(data.metric, row[f"valid_{data.metric}"], state.best["valid"]):
-            state.best = {"epoch": epoch, "valid": row[f"valid_{data.metric}"],
-                          "state": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}}
+            state.best = {
+                "epoch": epoch,
+                "valid": row[f"valid_{data.metric}"],
+                "state": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
+            }
         rng = processes.all_gather(rng_state())
         if processes.main:
-            tqdm.write(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  valid {data.metric} "
-                       f"{row[f'valid_{data.metric}']:.4f}  test {data.metric} {row[f'test_{data.metric}']:.4f}  "
-                       f"({row['epoch_time_s']:.1f} s)", file=sys.stderr)
+            tqdm.write(
+                f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  valid {data.metric} "
+                f"{row[f'valid_{data.metric}']:.4f}  test {data.metric} {row[f'test_{data.metric}']:.4f}  "
+                f"({row['epoch_time_s']:.1f} s)",
+                file=sys.stderr,
+            )
             write_plot(folder / "curves.png", state.history, data.metric, state.best["epoch"])
             write_json(folder / "results.json", results(args, config, data, state, processes, num_parameters, commit))
-            checkpoint = {"epoch": epoch, "config": config, "model": model.state_dict(),
-                          "optimizer": optimizer.state_dict(), "best": state.best, "history": state.history,
-                          "rng": rng}
+            checkpoint = {
+                "epoch": epoch,
+                "config": config,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "best": state.best,
+                "history": state.history,
+                "rng": rng,
+            }
             # the checkpoint is written last: once it names epoch k, every other file describes epoch k
             save_checkpoint(folder / "checkpoint.pt", checkpoint)
 
     # the best-validation weights on every split (train: the graphs trained on)
     model.load_state_dict(state.best["state"])
-    final = {name: evaluate(data.dataset, *predict(model, data.dataset, data.split[name], data.task, data.scaler,
-                                                   args, processes))
-             for name in ("train", "valid", "test")}
+    final = {
+        name: evaluate(
+            data.dataset, *predict(model, data.dataset, data.split[name], data.task, data.scaler, args, processes)
+        )
+        for name in ("train", "valid", "test")
+    }
     summary = results(args, config, data, state, processes, num_parameters, commit, final)
     if processes.main:
         write_json(folder / "results.json", summary)
-        tqdm.write(f"best epoch {state.best['epoch']}: "
-                   + "  ".join(f"{k} {data.metric} {v:.4f}" for k, v in final.items()), file=sys.stderr)
+        tqdm.write(
+            f"best epoch {state.best['epoch']}: " + "  ".join(f"{k} {data.metric} {v:.4f}" for k, v in final.items()),
+            file=sys.stderr,
+        )
     return summary
 
 

@@ -1,4 +1,5 @@
 """The torchrun processes of a distributed run (a single process when not launched by torchrun)."""
+
 import os
 
 import torch

@@ -7,6 +7,7 @@ every file in it is written to a temporary name and renamed into place, so a rea
 file. Checkpoints hold only tensors, numbers, strings, lists and dicts and are loaded with
 ``torch.load(weights_only=True)``: loading one never runs code.
 """
+
 import argparse
 import csv
 import fcntl
@@ -26,9 +27,11 @@ import torch
 # of pLSTM several times slower than a single thread once other processes share the cores (OpenMP threads
 # wait for each other on every op); one thread is never far from the best on tiny ops and safe under load.
 DEFAULT_THREADS = 1
-THREADS_HELP = ("CPU threads for torch (torch.set_num_threads). The default is 1, not torch's one per core: "
-                "pLSTM runs many small ops, and with several threads on a busy CPU each op waits for the others "
-                "(several times slower); raise it for large batches on an otherwise idle machine")
+THREADS_HELP = (
+    "CPU threads for torch (torch.set_num_threads). The default is 1, not torch's one per core: "
+    "pLSTM runs many small ops, and with several threads on a busy CPU each op waits for the others "
+    "(several times slower); raise it for large batches on an otherwise idle machine"
+)
 
 
 class RunError(RuntimeError):
@@ -44,7 +47,9 @@ def _number(kind, text: str):
     try:
         value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
     if kind is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
@@ -93,14 +98,16 @@ def device_name(text: str) -> str:
     try:
         device = torch.device(text)
     except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {text!r}") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{text!r} asked for, but this torch build or machine has no CUDA "
-                                             "device; use --device cpu (or auto)")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} asked for, but this torch build or machine has no CUDA device; use --device cpu (or auto)"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(f"{text!r} asked for, but there are {torch.cuda.device_count()} "
-                                             "CUDA device(s)")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} asked for, but there are {torch.cuda.device_count()} CUDA device(s)"
+            )
     elif device.type != "cpu":
         raise argparse.ArgumentTypeError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {text!r}")
     return text
@@ -176,8 +183,10 @@ class RunFolder:
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             file.close()
-            raise RunError(f"--out: {self.path} is in use by another training run (it holds {lock_path}); wait "
-                           "for that run to end or choose another --out") from None
+            raise RunError(
+                f"--out: {self.path} is in use by another training run (it holds {lock_path}); wait "
+                "for that run to end or choose another --out"
+            ) from None
         file.seek(0)
         file.truncate()
         file.write(f"{os.getpid()}\n")
@@ -242,8 +251,13 @@ def write_csv(path: Path, rows: list) -> None:
 def git_commit():
     """The commit of the checkout the package runs from, or None outside a git checkout."""
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                                capture_output=True, text=True, timeout=10)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if result.returncode != 0:
@@ -259,8 +273,12 @@ def rng_state() -> dict:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
     }
 
@@ -270,8 +288,9 @@ def set_rng_state(state: dict) -> None:
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     numpy = state["numpy"]
-    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
-                         numpy["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"])
+    )
     python = state["python"]
     random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
 
@@ -284,8 +303,10 @@ def save_checkpoint(path: Path, checkpoint: dict) -> None:
 def load_checkpoint(path: Path, required=()) -> dict:
     """The checkpoint at ``path``, loaded with ``weights_only=True`` (no code runs), as a dict with the
     ``required`` keys; anything else raises a :class:`RunError` that names the file and the way out."""
-    fix = (f"delete {path} (or the run folder) to train from scratch, or choose another --out; checkpoints "
-           "written by plstm_geometric hold only tensors, numbers, strings, lists and dicts")
+    fix = (
+        f"delete {path} (or the run folder) to train from scratch, or choose another --out; checkpoints "
+        "written by plstm_geometric hold only tensors, numbers, strings, lists and dicts"
+    )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -293,8 +314,10 @@ def load_checkpoint(path: Path, required=()) -> dict:
         lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
         detail = next((line for line in lines if "GLOBAL" in line), None)
         if detail is not None:
-            raise RunError(f"{path}: refused to load: it holds objects other than tensors, numbers, strings, "
-                           f"lists and dicts, which could run code ({detail.strip()}); {fix}") from None
+            raise RunError(
+                f"{path}: refused to load: it holds objects other than tensors, numbers, strings, "
+                f"lists and dicts, which could run code ({detail.strip()}); {fix}"
+            ) from None
         detail = next((line for line in lines if "Unsupported" in line), lines[0] if lines else "")
         raise RunError(f"{path}: damaged checkpoint ({detail.strip()}); {fix}") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AssertionError, IndexError) as error:

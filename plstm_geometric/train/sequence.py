@@ -21,12 +21,12 @@ Run ``python -m plstm_geometric.train.sequence --seq-len 1024 --out runs/sign-10
 folder (default ``runs/sign-<seq-len>-<seed>``, locked while the run lives), which gets ``results.json``.
 A run whose training loss becomes NaN or infinite stops with an error.
 """
+
 import argparse
 import math
 import os
 import sys
 import time
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -34,14 +34,27 @@ from torch import Tensor
 
 from plstm_geometric.nn.gilr import GILRLSTM
 
-from .runs import (DEFAULT_THREADS, THREADS_HELP, Diverged, RunFolder, device_name, float_in, int_at_least,
-                   non_negative_int, positive_float, positive_int, resolve_device, run_cli, set_threads, write_json)
+from .runs import (
+    DEFAULT_THREADS,
+    THREADS_HELP,
+    Diverged,
+    RunFolder,
+    device_name,
+    float_in,
+    int_at_least,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    resolve_device,
+    run_cli,
+    set_threads,
+    write_json,
+)
 
 PROG = "python -m plstm_geometric.train.sequence"
 
 
-def make_sign_batch(batch_size: int, seq_len: int, num_symbols: int, generator: torch.Generator,
-                    device) -> tuple:
+def make_sign_batch(batch_size: int, seq_len: int, num_symbols: int, generator: torch.Generator, device) -> tuple:
     r"""One batch of the sign task, as sparse one-hots.
 
     Returns:
@@ -66,13 +79,15 @@ class SignTaskModel(torch.nn.Module):
     ``max_timescale`` is passed to every layer (chrono initialisation of the decay gates).
     """
 
-    def __init__(self, num_symbols: int, hidden_channels: int, num_layers: int = 2,
-                 max_timescale: Optional[float] = None):
+    def __init__(self, num_symbols: int, hidden_channels: int, num_layers: int = 2, max_timescale: float | None = None):
         super().__init__()
         self.num_symbols = num_symbols
-        self.layers = torch.nn.ModuleList([
-            GILRLSTM(num_symbols if i == 0 else hidden_channels, hidden_channels, max_timescale=max_timescale)
-            for i in range(num_layers)])
+        self.layers = torch.nn.ModuleList(
+            [
+                GILRLSTM(num_symbols if i == 0 else hidden_channels, hidden_channels, max_timescale=max_timescale)
+                for i in range(num_layers)
+            ]
+        )
         self.readout = torch.nn.Linear(hidden_channels, 1)
 
     def forward(self, symbols: Tensor, values: Tensor) -> Tensor:
@@ -85,10 +100,22 @@ class SignTaskModel(torch.nn.Module):
         return self.readout(h[:, -1]).squeeze(-1)
 
 
-def train_sign_task(seq_len: int = 1024, batch_size: int = 32, hidden_channels: int = 16, lr: float = 1e-2,
-                    max_steps: int = 2000, num_symbols: int = 128, num_layers: int = 2, eval_every: int = 10,
-                    val_size: int = 256, target_accuracy: float = 0.99, chrono: bool = True,
-                    device: str = "cpu", seed: int = 0, log_every: int = 0) -> dict:
+def train_sign_task(
+    seq_len: int = 1024,
+    batch_size: int = 32,
+    hidden_channels: int = 16,
+    lr: float = 1e-2,
+    max_steps: int = 2000,
+    num_symbols: int = 128,
+    num_layers: int = 2,
+    eval_every: int = 10,
+    val_size: int = 256,
+    target_accuracy: float = 0.99,
+    chrono: bool = True,
+    device: str = "cpu",
+    seed: int = 0,
+    log_every: int = 0,
+) -> dict:
     r"""Train :class:`SignTaskModel` on the sign task until solved or ``max_steps``.
 
     With ``chrono=True`` the decay gates get the chrono initialisation with :math:`T_{max}` = ``seq_len``
@@ -105,19 +132,32 @@ def train_sign_task(seq_len: int = 1024, batch_size: int = 32, hidden_channels: 
     if seq_len < 1:
         raise ValueError(f"seq_len: expected >= 1, got {seq_len}")
     if num_symbols < 2:
-        raise ValueError(f"num_symbols: expected >= 2 (the signed first symbol and at least one other), "
-                         f"got {num_symbols}")
+        raise ValueError(
+            f"num_symbols: expected >= 2 (the signed first symbol and at least one other), got {num_symbols}"
+        )
     device = torch.device(device)
     torch.manual_seed(seed)
     train_generator = torch.Generator(device=device).manual_seed(seed)
     val_generator = torch.Generator(device=device).manual_seed(seed + 1)
-    model = SignTaskModel(num_symbols, hidden_channels, num_layers,
-                          max_timescale=max(seq_len, 3) if chrono else None).to(device)
+    model = SignTaskModel(
+        num_symbols, hidden_channels, num_layers, max_timescale=max(seq_len, 3) if chrono else None
+    ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    config = dict(seq_len=seq_len, batch_size=batch_size, hidden_channels=hidden_channels, lr=lr,
-                  max_steps=max_steps, num_symbols=num_symbols, num_layers=num_layers, eval_every=eval_every,
-                  val_size=val_size, target_accuracy=target_accuracy, chrono=chrono, device=str(device),
-                  seed=seed)
+    config = dict(
+        seq_len=seq_len,
+        batch_size=batch_size,
+        hidden_channels=hidden_channels,
+        lr=lr,
+        max_steps=max_steps,
+        num_symbols=num_symbols,
+        num_layers=num_layers,
+        eval_every=eval_every,
+        val_size=val_size,
+        target_accuracy=target_accuracy,
+        chrono=chrono,
+        device=str(device),
+        seed=seed,
+    )
 
     history = []
     solved = False
@@ -140,18 +180,30 @@ def train_sign_task(seq_len: int = 1024, batch_size: int = 32, hidden_channels: 
             solved = val_accuracy >= target_accuracy
             history.append([step, loss.item(), val_accuracy])
             if log_every and (step % log_every < eval_every or solved):
-                print(f"step {step:6d}  loss {loss.item():.4f}  val acc {val_accuracy:.4f}  "
-                      f"{time.perf_counter() - start:.1f}s", flush=True)
+                print(
+                    f"step {step:6d}  loss {loss.item():.4f}  val acc {val_accuracy:.4f}  "
+                    f"{time.perf_counter() - start:.1f}s",
+                    flush=True,
+                )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    return dict(config, solved=solved, steps=step, seconds=seconds, val_accuracy=val_accuracy,
-                loss=loss.item(), steps_per_second=step / seconds, history=history)
+    return dict(
+        config,
+        solved=solved,
+        steps=step,
+        seconds=seconds,
+        val_accuracy=val_accuracy,
+        loss=loss.item(),
+        steps_per_second=step / seconds,
+        history=history,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--seq-len", type=positive_int, default=1024, help="sequence length T")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="sequences per step")
     parser.add_argument("--hidden", type=positive_int, default=16, help="hidden channels of each GILR-LSTM layer")
@@ -161,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--symbols", type=int_at_least(2), default=128, help="one-hot dimension p")
     parser.add_argument("--eval-every", type=positive_int, default=10, help="steps between validations")
     parser.add_argument("--val-size", type=positive_int, default=256, help="validation sequences")
-    parser.add_argument("--target-accuracy", type=float_in(0.0, 1.0), default=0.99,
-                        help="validation accuracy that counts as solved")
+    parser.add_argument(
+        "--target-accuracy", type=float_in(0.0, 1.0), default=0.99, help="validation accuracy that counts as solved"
+    )
     parser.add_argument("--no-chrono", action="store_true", help="default instead of chrono initialisation")
     parser.add_argument("--device", type=device_name, default="auto", help="'auto' picks cuda when available")
     parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, help=THREADS_HELP)
@@ -180,14 +233,27 @@ def run(argv=None) -> dict:
         args.out = os.path.join("runs", f"sign-{args.seq_len}-{args.seed}")
     set_threads(args.threads)
     with RunFolder(args.out) as folder:
-        result = train_sign_task(seq_len=args.seq_len, batch_size=args.batch_size, hidden_channels=args.hidden,
-                                 lr=args.lr, max_steps=args.max_steps, num_symbols=args.symbols,
-                                 num_layers=args.layers, eval_every=args.eval_every, val_size=args.val_size,
-                                 target_accuracy=args.target_accuracy, chrono=not args.no_chrono,
-                                 device=str(resolve_device(args.device)), seed=args.seed, log_every=args.log_every)
+        result = train_sign_task(
+            seq_len=args.seq_len,
+            batch_size=args.batch_size,
+            hidden_channels=args.hidden,
+            lr=args.lr,
+            max_steps=args.max_steps,
+            num_symbols=args.symbols,
+            num_layers=args.layers,
+            eval_every=args.eval_every,
+            val_size=args.val_size,
+            target_accuracy=args.target_accuracy,
+            chrono=not args.no_chrono,
+            device=str(resolve_device(args.device)),
+            seed=args.seed,
+            log_every=args.log_every,
+        )
         status = "solved" if result["solved"] else "not solved"
-        print(f"{status} after {result['steps']} steps in {result['seconds']:.1f}s "
-              f"(val acc {result['val_accuracy']:.4f}, {result['steps_per_second']:.2f} steps/s)")
+        print(
+            f"{status} after {result['steps']} steps in {result['seconds']:.1f}s "
+            f"(val acc {result['val_accuracy']:.4f}, {result['steps_per_second']:.2f} steps/s)"
+        )
         write_json(folder / "results.json", result)
     return result
 

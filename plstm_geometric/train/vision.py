@@ -11,8 +11,8 @@ samples come from different APE streams (seeds ``2 * seed`` and ``2 * seed + 1``
 ``--out`` is the run folder (default ``runs/ape-<model>-<seed>``): ``results.json`` goes into it, and it is
 locked while the run lives. A run whose training loss becomes NaN or infinite stops with an error.
 """
+
 import argparse
-import math
 import os
 import sys
 import time
@@ -23,7 +23,25 @@ from tqdm import tqdm
 
 from plstm_geometric.datasets.ape import APEDataset
 
-from .runs import (DEFAULT_THREADS, THREADS_HELP, device_description, device_name, Diverged, float_in, git_commit, non_negative_float, non_negative_int, positive_float, positive_int, resolve_device, run_cli, RunFolder, set_threads, warmup_cosine, write_json)
+from .runs import (
+    DEFAULT_THREADS,
+    THREADS_HELP,
+    Diverged,
+    RunFolder,
+    device_description,
+    device_name,
+    float_in,
+    git_commit,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    resolve_device,
+    run_cli,
+    set_threads,
+    warmup_cosine,
+    write_json,
+)
 
 PROG = "python -m plstm_geometric.train.vision"
 
@@ -32,8 +50,9 @@ MODELS = ("plstm", "vit")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--task", choices=TASKS, default="ape", help="the image task")
     parser.add_argument("--model", choices=MODELS, default="vit", help="pLSTM-Vis or the ViT baseline")
     parser.add_argument("--image-size", type=positive_int, default=192, help="training image side in pixels")
@@ -44,8 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
     parser.add_argument("--weight-decay", type=non_negative_float, default=0.05, help="AdamW weight decay")
-    parser.add_argument("--warmup-fraction", type=float_in(0.0, 1.0, high_open=True), default=0.05,
-                        help="share of steps in linear warmup")
+    parser.add_argument(
+        "--warmup-fraction",
+        type=float_in(0.0, 1.0, high_open=True),
+        default=0.05,
+        help="share of steps in linear warmup",
+    )
     parser.add_argument("--patch-size", type=positive_int, default=16, help="patch side in pixels")
     parser.add_argument("--dim", type=positive_int, default=192, help="embedding width")
     parser.add_argument("--heads", type=positive_int, default=3, help="heads per layer")
@@ -53,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", type=device_name, default="auto", help="'auto' picks cuda when available")
     parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, help=THREADS_HELP)
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of weights, data order and APE streams")
-    parser.add_argument("--out", default=None, help="run folder (default: runs/ape-<model>-<seed>; none when "
-                                                    "train_vision is called with a config without 'out')")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="run folder (default: runs/ape-<model>-<seed>; none when "
+        "train_vision is called with a config without 'out')",
+    )
     parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes")
     return parser
 

@@ -1,5 +1,6 @@
 """Transforms that precompute the pLSTM structure of a graph once (:class:`PreparePLSTM`) and the data
 class that batches it (:class:`PLSTMData`)."""
+
 from ..graph.structure import PLSTMStructure
 from .data import PLSTMData
 from .prepare import PreparePLSTM

@@ -73,14 +73,23 @@ class PLSTMData(Data):
         line_graph_mode = line_graph_mode_of(mode)
         key = line_graph_key(line_graph_mode, reverse)
         if not self.has_plstm_structure(line_graph_mode, reverse):
-            raise ValueError(f"mode: the data has no '{key}'; prepare it with PreparePLSTM including mode "
-                             f"{line_graph_mode!r} and direction {DIRECTIONS[int(reverse)]!r}")
+            raise ValueError(
+                f"mode: the data has no '{key}'; prepare it with PreparePLSTM including mode "
+                f"{line_graph_mode!r} and direction {DIRECTIONS[int(reverse)]!r}"
+            )
         if check:
             self.check_plstm_structure()
         # Data prepared before levels were stored has none: they are then computed here.
         node_level = self[node_level_key(reverse)] if node_level_key(reverse) in self else None
-        return plstm_structure(self.dag_edge_index, self.dag_edge_id, self.num_nodes, line_graph_mode, reverse,
-                               line_edge_index=self[key], node_level=node_level)
+        return plstm_structure(
+            self.dag_edge_index,
+            self.dag_edge_id,
+            self.num_nodes,
+            line_graph_mode,
+            reverse,
+            line_edge_index=self[key],
+            node_level=node_level,
+        )
 
 
 torch.serialization.add_safe_globals([PLSTMData])

@@ -1,12 +1,12 @@
-from typing import Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
 
 from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
 from ..graph import line_graph, node_levels, reverse_dag
-from .data import DIRECTIONS, PLSTMData, line_graph_key, node_level_key
 from ..graph.structure import LINE_GRAPH_MODES, ORIENTATIONS, orient_edges
+from .data import DIRECTIONS, PLSTMData, line_graph_key, node_level_key
 
 
 class PreparePLSTM(BaseTransform):
@@ -16,7 +16,8 @@ class PreparePLSTM(BaseTransform):
     :func:`~plstm_geometric.graph.orient_edges`) and stores it with the requested line
     graphs on a :class:`~plstm_geometric.transforms.PLSTMData`, whose batching offsets every index
     correctly, and the node levels of each sweep. Layers then take ``data.plstm_structure(mode, reverse)``;
-    only the level schedule (plan) is rebuilt per mini-batch, from the stored levels. Results equal those computed from ``edge_index`` on the fly.
+    only the level schedule (plan) is rebuilt per mini-batch, from the stored levels. Results equal those
+    computed from ``edge_index`` on the fly.
 
     Args:
         order (str or callable, optional): how to rank nodes when orienting an undirected graph: the name
@@ -32,7 +33,7 @@ class PreparePLSTM(BaseTransform):
 
     def __init__(
         self,
-        order: Optional[Union[str, Callable[[Data], Tensor]]] = None,
+        order: str | Callable[[Data], Tensor] | None = None,
         modes: Sequence[str] = ("P", "D"),
         directions: Sequence[str] = ("forward", "reverse"),
         orientation: str = "auto",
@@ -42,8 +43,7 @@ class PreparePLSTM(BaseTransform):
         if not modes or any(mode not in LINE_GRAPH_MODES for mode in modes):
             raise ValueError(f"modes: expected a non-empty sequence drawn from {LINE_GRAPH_MODES}, got {modes!r}")
         if not directions or any(direction not in DIRECTIONS for direction in directions):
-            raise ValueError(f"directions: expected a non-empty sequence drawn from {DIRECTIONS}, "
-                             f"got {directions!r}")
+            raise ValueError(f"directions: expected a non-empty sequence drawn from {DIRECTIONS}, got {directions!r}")
         if orientation not in ORIENTATIONS:
             raise ValueError(f"orientation: expected one of {ORIENTATIONS}, got {orientation!r}")
         self.order = order
@@ -55,8 +55,10 @@ class PreparePLSTM(BaseTransform):
         num_nodes = data.num_nodes
         if isinstance(self.order, str):
             if self.order not in data:
-                raise ValueError(f"order: expected the name of a node attribute of the data, got {self.order!r} "
-                                 f"(the data has {sorted(data.keys())})")
+                raise ValueError(
+                    f"order: expected the name of a node attribute of the data, got {self.order!r} "
+                    f"(the data has {sorted(data.keys())})"
+                )
             order = data[self.order]
         elif callable(self.order):
             order = self.order(data)
@@ -76,7 +78,12 @@ class PreparePLSTM(BaseTransform):
         return out
 
     def __repr__(self) -> str:
-        order = self.order if self.order is None or isinstance(self.order, str) else getattr(
-            self.order, "__name__", repr(self.order))
-        return (f"{self.__class__.__name__}(order={order!r}, modes={self.modes}, directions={self.directions}, "
-                f"orientation={self.orientation!r})")
+        order = (
+            self.order
+            if self.order is None or isinstance(self.order, str)
+            else getattr(self.order, "__name__", repr(self.order))
+        )
+        return (
+            f"{self.__class__.__name__}(order={order!r}, modes={self.modes}, directions={self.directions}, "
+            f"orientation={self.orientation!r})"
+        )

@@ -21,11 +21,29 @@ def test_cpu_peak_memory_sees_a_temporary_allocation():
 
 
 def test_table_lists_every_backend_with_time_and_memory(capsys):
-    grid.main(["--size", "6", "5", "--batch", "2", "--heads", "1", "--channels", "4", "--repeats", "1",
-               "--chunk-sizes", "2", "3"])
+    grid.main(
+        [
+            "--size",
+            "6",
+            "5",
+            "--batch",
+            "2",
+            "--heads",
+            "1",
+            "--channels",
+            "4",
+            "--repeats",
+            "1",
+            "--chunk-sizes",
+            "2",
+            "3",
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
-    rows = {line.split()[0] + (" " + line.split()[1] if line.startswith("chunkwise") else ""): line.split()[-3:]
-            for line in lines[2:]}
+    rows = {
+        line.split()[0] + (" " + line.split()[1] if line.startswith("chunkwise") else ""): line.split()[-3:]
+        for line in lines[2:]
+    }
     assert set(rows) == {"auto", "chunkwise 2x2", "chunkwise 3x3", "wavefront", "dag"}
     for milliseconds, ratio, mebibytes in rows.values():
         assert float(milliseconds) > 0 and float(ratio) >= 1

@@ -1,8 +1,14 @@
 import pytest
 import torch
 
-from benchmarks.scan import (bench_bandwidth, bench_vs_loop, bench_vs_lstm, measure,
-                             sequential_recurrence, timed_backends)
+from benchmarks.scan import (
+    bench_bandwidth,
+    bench_vs_loop,
+    bench_vs_lstm,
+    measure,
+    sequential_recurrence,
+    timed_backends,
+)
 from plstm_geometric.functional import linear_recurrence
 
 
@@ -30,7 +36,7 @@ def test_tables_at_tiny_sizes():
     assert loop.count("\n") == 3 and "speed-up" in loop and "forward + backward" in loop
     lstm = bench_vs_lstm(device, [64, 128], 4, 1)
     assert lstm.count("\n") == 3 and "| 128 |" in lstm
-    bandwidth = bench_bandwidth(device, 2 ** 12, 1)
+    bandwidth = bench_bandwidth(device, 2**12, 1)
     assert "[4, 16, 64]" in bandwidth
 
 

@@ -1,4 +1,5 @@
 """The GPU check's CPU quick mode, its caps and its flushing (benchmarks/gpu_check.py)."""
+
 import json
 import time
 
@@ -68,6 +69,7 @@ def fake_item(rows_before, then):
             run.add("fake", f"method {index}", "ms", 1.0, "ms")
         then()
         return "ok"
+
     return run_item
 
 
@@ -77,8 +79,23 @@ def test_cap_cut_keeps_what_was_measured(tmp_path, monkeypatch):
     monkeypatch.setitem(gpu_check.ITEMS, "grid", fake_item(2, lambda: time.sleep(30)))
     monkeypatch.setitem(gpu_check.ITEMS, "chain", fake_item(1, lambda: None))
     start = time.time()
-    gpu_check.main(["--device", "cpu", "--quick", "--no-isolate", "--out", str(tmp_path), "--items", "grid", "chain",
-                    "--cap", "grid=1.5", "--budget", "2"])
+    gpu_check.main(
+        [
+            "--device",
+            "cpu",
+            "--quick",
+            "--no-isolate",
+            "--out",
+            str(tmp_path),
+            "--items",
+            "grid",
+            "chain",
+            "--cap",
+            "grid=1.5",
+            "--budget",
+            "2",
+        ]
+    )
     assert time.time() - start < 15
     report = read_report(tmp_path)
     grid = item(report, "grid")
@@ -94,8 +111,9 @@ def test_interrupted_run_leaves_valid_json(tmp_path, monkeypatch):
 
     monkeypatch.setitem(gpu_check.ITEMS, "lstm", fake_item(1, interrupt))
     with pytest.raises(KeyboardInterrupt):
-        gpu_check.main(["--device", "cpu", "--quick", "--no-isolate", "--out", str(tmp_path), "--items", "lstm",
-                        "scan"])
+        gpu_check.main(
+            ["--device", "cpu", "--quick", "--no-isolate", "--out", str(tmp_path), "--items", "lstm", "scan"]
+        )
     report = read_report(tmp_path)
     lstm = item(report, "lstm")
     assert lstm["status"] == "interrupted" and lstm["rows"][0]["method"] == "method 0"
@@ -123,8 +141,7 @@ def test_isolated_item_is_killed_at_its_cap(tmp_path, monkeypatch):
     (tmp_path / "logs").mkdir()
     updates = []
     start = time.time()
-    record = gpu_check.run_item_isolated("lstm", torch.device("cpu"), True, time.time() + 0.1, tmp_path,
-                                         updates.append)
+    record = gpu_check.run_item_isolated("lstm", torch.device("cpu"), True, time.time() + 0.1, tmp_path, updates.append)
     assert time.time() - start < 10
     assert record["status"] == "skipped: cap" and record["rows"] == [] and updates[-1] is record
 

@@ -1,4 +1,5 @@
 """The results suite (benchmarks/suite.py) on a tiny TU-format set the test writes itself."""
+
 import json
 import os
 import random
@@ -37,10 +38,14 @@ def write_tu_set(root: Path, name: str = NAME, num_graphs: int = 40, seed: int =
 
 def tiny_config(path: Path, root: Path, **changes) -> Path:
     published = path.parent / "published.json"
-    published.write_text(json.dumps({
-        "sources": {"paper": "A paper, table 1"},
-        "results": {NAME: [{"model": "paper pLSTM", "mean": 0.8512, "std": 0.06, "source": "paper"}]},
-    }))
+    published.write_text(
+        json.dumps(
+            {
+                "sources": {"paper": "A paper, table 1"},
+                "results": {NAME: [{"model": "paper pLSTM", "mean": 0.8512, "std": 0.06, "source": "paper"}]},
+            }
+        )
+    )
     config = {
         "name": "tiny",
         "root": str(root),
@@ -119,19 +124,22 @@ def test_dry_run_prints_commands_and_states(tiny, capsys):
     assert "--hidden 8 --layers 1 --heads 1" in lines[0] and not out.exists()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"epoch": 3}, "epoch: unknown key"),
-    ({"datasets": {NAME: {"run_folds": [0]}}}, f"datasets.{NAME}.folds: missing"),
-    ({"datasets": {NAME: {"folds": 10, "seed": [0]}}}, f"datasets.{NAME}.seed: unknown key"),
-    ({"datasets": {"NOSUCHSET": {"folds": 10}}}, "datasets.NOSUCHSET: no TU data at"),
-    ({"datasets": {"ogbg-molnosuch": {"seeds": [0]}}}, "datasets.ogbg-molnosuch: unknown OGB dataset"),
-    ({"models": {"gat": {"args": {}}}}, "models.gat.model: unknown model 'gat'"),
-    ({"args": {"warmup_epochs_typo": 5}}, "args.warmup_epochs_typo: the training CLI"),
-    ({"args": {"fold": 1}}, "args.fold: is set by the suite"),
-    ({"args": {"schedule": "linear"}}, "args.schedule: expected one of"),
-    ({"presets": {"cpu": {"models": ["gin"]}}}, "presets.cpu.models: 'gin' is not in models"),
-    ({"published": "missing.json"}, "missing.json: published numbers file not found"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"epoch": 3}, "epoch: unknown key"),
+        ({"datasets": {NAME: {"run_folds": [0]}}}, f"datasets.{NAME}.folds: missing"),
+        ({"datasets": {NAME: {"folds": 10, "seed": [0]}}}, f"datasets.{NAME}.seed: unknown key"),
+        ({"datasets": {"NOSUCHSET": {"folds": 10}}}, "datasets.NOSUCHSET: no TU data at"),
+        ({"datasets": {"ogbg-molnosuch": {"seeds": [0]}}}, "datasets.ogbg-molnosuch: unknown OGB dataset"),
+        ({"models": {"gat": {"args": {}}}}, "models.gat.model: unknown model 'gat'"),
+        ({"args": {"warmup_epochs_typo": 5}}, "args.warmup_epochs_typo: the training CLI"),
+        ({"args": {"fold": 1}}, "args.fold: is set by the suite"),
+        ({"args": {"schedule": "linear"}}, "args.schedule: expected one of"),
+        ({"presets": {"cpu": {"models": ["gin"]}}}, "presets.cpu.models: 'gin' is not in models"),
+        ({"published": "missing.json"}, "missing.json: published numbers file not found"),
+    ],
+)
 def test_bad_configs_name_the_key(tmp_path, capsys, change, message):
     root = tmp_path / "data"
     write_tu_set(root, num_graphs=20)

@@ -44,7 +44,8 @@ def test_classes_balanced_and_directions_not_trivial(geometries):
     # Misses must come from all around, not only from just beside the disc.
     misses = [g for g in samples if g["label"] == 0]
     behind = sum(
-        (g["disc_x"] - g["arrow_x"]) * math.cos(g["direction"]) + (g["disc_y"] - g["arrow_y"]) * math.sin(g["direction"])
+        (g["disc_x"] - g["arrow_x"]) * math.cos(g["direction"])
+        + (g["disc_y"] - g["arrow_y"]) * math.sin(g["direction"])
         < 0
         for g in misses
     )

@@ -5,17 +5,29 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from plstm_geometric.testing import shared_path
 from ogb.utils import smiles2graph
 
 from plstm_geometric.datasets import OGBMolDataset, build_ogb_dataset
+from plstm_geometric.testing import shared_path
 
-SMALL = pd.DataFrame({
-    "smiles": ["CCO", "c1ccccc1O", "C1CC", "CC(=O)Oc1ccccc1C(=O)O", "not-a-smiles", "C",
-               "c1ccccc1CC", "C1CCCCC1N", "C[C@H](N)C(=O)O", "O=C(O)c1ccccc1"],
-    "label_a": [0, 1, 1, 0, 1, 1, 0, 1, 0, 1],
-    "label_b": [1.5, np.nan, 0.5, 2.0, 1.0, -1.0, 0.25, 3.0, np.nan, 0.0],
-})
+SMALL = pd.DataFrame(
+    {
+        "smiles": [
+            "CCO",
+            "c1ccccc1O",
+            "C1CC",
+            "CC(=O)Oc1ccccc1C(=O)O",
+            "not-a-smiles",
+            "C",
+            "c1ccccc1CC",
+            "C1CCCCC1N",
+            "C[C@H](N)C(=O)O",
+            "O=C(O)c1ccccc1",
+        ],
+        "label_a": [0, 1, 1, 0, 1, 1, 0, 1, 0, 1],
+        "label_b": [1.5, np.nan, 0.5, 2.0, 1.0, -1.0, 0.25, 3.0, np.nan, 0.0],
+    }
+)
 VALID_ROWS = [0, 1, 3, 5, 6, 7, 8, 9]  # rows 2 and 4 hold invalid SMILES
 
 
@@ -35,31 +47,46 @@ def small_csv(tmp_path):
 
 def test_layout_features_and_skipped_rows(small_csv, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="plstm_geometric.datasets.build_ogb"):
-        folder = build_ogb_dataset(small_csv, "my-set", tmp_path / "root",
-                                   target_columns=["label_a", "label_b"])
+        folder = build_ogb_dataset(small_csv, "my-set", tmp_path / "root", target_columns=["label_a", "label_b"])
     assert folder == tmp_path / "root" / "my_set"
     assert "skipped 2 of 10 rows with invalid SMILES (rows [2, 4])" in caplog.text
 
-    files = sorted(os.path.relpath(os.path.join(directory, name), folder)
-                   for directory, _, names in os.walk(folder) for name in names)
-    assert files == ["RELEASE_v1.txt", "mapping/README.md", "mapping/mol.csv.gz",
-                     "raw/edge-feat.csv.gz", "raw/edge.csv.gz", "raw/graph-label.csv.gz",
-                     "raw/node-feat.csv.gz", "raw/num-edge-list.csv.gz", "raw/num-node-list.csv.gz",
-                     "split/scaffold/test.csv.gz", "split/scaffold/train.csv.gz",
-                     "split/scaffold/valid.csv.gz"]
+    files = sorted(
+        os.path.relpath(os.path.join(directory, name), folder)
+        for directory, _, names in os.walk(folder)
+        for name in names
+    )
+    assert files == [
+        "RELEASE_v1.txt",
+        "mapping/README.md",
+        "mapping/mol.csv.gz",
+        "raw/edge-feat.csv.gz",
+        "raw/edge.csv.gz",
+        "raw/graph-label.csv.gz",
+        "raw/node-feat.csv.gz",
+        "raw/num-edge-list.csv.gz",
+        "raw/num-node-list.csv.gz",
+        "split/scaffold/test.csv.gz",
+        "split/scaffold/train.csv.gz",
+        "split/scaffold/valid.csv.gz",
+    ]
 
     graphs = [smiles2graph(SMALL.smiles[row]) for row in VALID_ROWS]
     raw = folder / "raw"
     np.testing.assert_array_equal(read(raw / "num-node-list.csv.gz")[0], [g["num_nodes"] for g in graphs])
     # Each bond once, as (begin, end): the first column of every pair smiles2graph lists.
-    np.testing.assert_array_equal(read(raw / "num-edge-list.csv.gz")[0],
-                                  [g["edge_index"].shape[1] // 2 for g in graphs])
-    np.testing.assert_array_equal(read(raw / "edge.csv.gz").values,
-                                  np.concatenate([g["edge_index"][:, ::2].T for g in graphs]))
-    np.testing.assert_array_equal(read(raw / "edge-feat.csv.gz").values,
-                                  np.concatenate([g["edge_feat"][::2] for g in graphs]))
-    np.testing.assert_array_equal(read(raw / "node-feat.csv.gz").values,
-                                  np.concatenate([g["node_feat"] for g in graphs]))
+    np.testing.assert_array_equal(
+        read(raw / "num-edge-list.csv.gz")[0], [g["edge_index"].shape[1] // 2 for g in graphs]
+    )
+    np.testing.assert_array_equal(
+        read(raw / "edge.csv.gz").values, np.concatenate([g["edge_index"][:, ::2].T for g in graphs])
+    )
+    np.testing.assert_array_equal(
+        read(raw / "edge-feat.csv.gz").values, np.concatenate([g["edge_feat"][::2] for g in graphs])
+    )
+    np.testing.assert_array_equal(
+        read(raw / "node-feat.csv.gz").values, np.concatenate([g["node_feat"] for g in graphs])
+    )
     labels = read(raw / "graph-label.csv.gz").values
     np.testing.assert_array_equal(labels, SMALL.loc[VALID_ROWS, ["label_a", "label_b"]].values)
 
@@ -68,8 +95,7 @@ def test_layout_features_and_skipped_rows(small_csv, tmp_path, caplog):
     assert mapping["smiles"].tolist() == SMALL.smiles[VALID_ROWS].tolist()
     assert mapping["mol_id"].tolist() == VALID_ROWS
 
-    parts = [read(folder / "split" / "scaffold" / f"{part}.csv.gz")[0].tolist()
-             for part in ("train", "valid", "test")]
+    parts = [read(folder / "split" / "scaffold" / f"{part}.csv.gz")[0].tolist() for part in ("train", "valid", "test")]
     assert sorted(sum(parts, [])) == list(range(len(VALID_ROWS)))
 
 
@@ -85,8 +111,7 @@ def test_argument_errors(small_csv, tmp_path):
     with pytest.raises(ValueError, match="target_columns: .* no column"):
         build_ogb_dataset(small_csv, "my-set", tmp_path, target_columns=["missing"])
     with pytest.raises(ValueError, match="smiles_column"):
-        build_ogb_dataset(small_csv, "my-set", tmp_path, smiles_column="SMILES",
-                          target_columns=["label_a"])
+        build_ogb_dataset(small_csv, "my-set", tmp_path, smiles_column="SMILES", target_columns=["label_a"])
     with pytest.raises(ValueError, match="binary classification"):
         build_ogb_dataset(small_csv, "ogbg-molbbbp", tmp_path, target_columns=["label_b"])
     with pytest.raises(ValueError, match="csv: expected an existing file"):
@@ -152,8 +177,9 @@ def test_ogb_own_reader_loads_the_build(hiv_subset):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("PLSTM_FULL_HIV") != "1",
-                    reason="full ogbg-molhiv rebuild takes ~1-3 min; set PLSTM_FULL_HIV=1")
+@pytest.mark.skipif(
+    os.environ.get("PLSTM_FULL_HIV") != "1", reason="full ogbg-molhiv rebuild takes ~1-3 min; set PLSTM_FULL_HIV=1"
+)
 def test_full_hiv_rebuild(tmp_path):
     build_ogb_dataset(shared_path("data", "moleculenet", "hiv.csv"), "ogbg-molhiv", tmp_path)
     dataset = OGBMolDataset("ogbg-molhiv", tmp_path)

@@ -1,4 +1,5 @@
 """Bad names, bad values and oversized molecules in the OGB-format path: clear errors, nothing deleted."""
+
 import gzip
 import logging
 import time
@@ -12,8 +13,13 @@ from plstm_geometric.datasets.__main__ import main
 from plstm_geometric.datasets.safe_load import DatasetFileError
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)O", "C1CCCCC1N", "c1ccncc1", "CCN(CC)CC"]
-META = {"num tasks": 1, "eval metric": "rmse", "task type": "regression", "add_inverse_edge": "True",
-        "split": "scaffold"}
+META = {
+    "num tasks": 1,
+    "eval metric": "rmse",
+    "task type": "regression",
+    "add_inverse_edge": "True",
+    "split": "scaffold",
+}
 BAD_NAMES = [".", "..", "", "a/b", "../outside", "/tmp/absolute", ".hidden", "a\\b"]
 
 
@@ -31,8 +37,18 @@ def test_build_ogb_refuses_a_name_that_is_not_plain_and_deletes_nothing(csv, tmp
     (root / "other_set").mkdir()
     (root / "other_set" / "keep.txt").write_text("another dataset")
     (tmp_path / "sibling.txt").write_text("outside the root")
-    arguments = ["build-ogb", "--csv", str(csv), "--name", name, "--target-columns", "target", "--root", str(root),
-                 "--overwrite"]
+    arguments = [
+        "build-ogb",
+        "--csv",
+        str(csv),
+        "--name",
+        name,
+        "--target-columns",
+        "target",
+        "--root",
+        str(root),
+        "--overwrite",
+    ]
     assert main(arguments) == 1
     assert "name: expected a plain dataset name" in caplog.text
     assert (root / "other_set" / "keep.txt").read_text() == "another dataset"
@@ -53,8 +69,9 @@ def test_wrong_types_are_type_errors(tmp_path):
     with pytest.raises(TypeError, match="name: expected a str"):
         build_ogb_dataset(pd.DataFrame({"smiles": SMILES, "v": range(6)}), 3, tmp_path, target_columns=["v"])
     with pytest.raises(TypeError, match="max_atoms: expected an int"):
-        build_ogb_dataset(pd.DataFrame({"smiles": SMILES, "v": range(6)}), "a", tmp_path, target_columns=["v"],
-                          max_atoms=1.5)
+        build_ogb_dataset(
+            pd.DataFrame({"smiles": SMILES, "v": range(6)}), "a", tmp_path, target_columns=["v"], max_atoms=1.5
+        )
     with pytest.raises(TypeError, match="use_node_attr: expected a bool"):
         TUGraphDataset("MUTAG", tmp_path, use_node_attr="yes")
 
@@ -74,8 +91,11 @@ def test_infinite_labels_are_refused(tmp_path, text):
     path = tmp_path / "values.csv"
     rows = [f"{smiles},{value}" for smiles, value in zip(SMILES, ["1.0", "2.0", text, "", "0.5", "3"])]
     path.write_text("smiles,value\n" + "\n".join(rows) + "\n")
-    with pytest.raises(ValueError, match=r"target_columns: expected finite or missing labels, got -?inf in row 2 "
-                                         r".*column 'value'"):
+    with pytest.raises(
+        ValueError,
+        match=r"target_columns: expected finite or missing labels, got -?inf in row 2 "
+        r".*column 'value'",
+    ):
         build_ogb_dataset(path, "values", tmp_path / "root", target_columns=["value"])
 
 
@@ -102,14 +122,16 @@ def test_oversized_molecules_are_skipped_quickly_and_counted(tmp_path, caplog):
     with pytest.raises(ValueError, match=r"row 6 .*a molecule of 600 atoms \(max_atoms=500\)"):
         build_ogb_dataset(frame, "sized", tmp_path, target_columns=["value"], strict=True, overwrite=True)
     with pytest.raises(ValueError, match=r"row 1 .*max_smiles_length=3"):
-        build_ogb_dataset(frame, "sized", tmp_path, target_columns=["value"], strict=True, overwrite=True,
-                          max_smiles_length=3)
+        build_ogb_dataset(
+            frame, "sized", tmp_path, target_columns=["value"], strict=True, overwrite=True, max_smiles_length=3
+        )
 
 
 @pytest.fixture
 def built(tmp_path):
-    build_ogb_dataset(pd.DataFrame({"smiles": SMILES, "value": np.arange(6.0)}), "toy-set", tmp_path,
-                      target_columns=["value"])
+    build_ogb_dataset(
+        pd.DataFrame({"smiles": SMILES, "value": np.arange(6.0)}), "toy-set", tmp_path, target_columns=["value"]
+    )
     return tmp_path, tmp_path / "toy_set"
 
 
@@ -132,15 +154,26 @@ def read_rows(path):
         return handle.read().splitlines()
 
 
-@pytest.mark.parametrize("file, change, message", [
-    ("num-node-list.csv.gz", lambda rows: [str(int(rows[0]) + 1)] + rows[1:], r"node-feat\.csv\.gz: expected \d+ rows"),
-    ("num-node-list.csv.gz", lambda rows: rows[:-1], r"num-edge-list\.csv\.gz: expected one row per graph"),
-    ("num-edge-list.csv.gz", lambda rows: ["0"] + rows[1:], r"edge\.csv\.gz: expected \d+ rows"),
-    ("edge-feat.csv.gz", lambda rows: rows[:-1], r"edge-feat\.csv\.gz: expected \d+ rows"),
-    ("edge.csv.gz", lambda rows: ["0,40"] + rows[1:], r"edge\.csv\.gz: expected node indices in \[0, 3\) for graph 0"),
-    ("graph-label.csv.gz", lambda rows: ["inf"] + rows[1:], "expected finite or missing labels"),
-    ("graph-label.csv.gz", lambda rows: rows[:-1], "expected one row per graph"),
-])
+@pytest.mark.parametrize(
+    "file, change, message",
+    [
+        (
+            "num-node-list.csv.gz",
+            lambda rows: [str(int(rows[0]) + 1)] + rows[1:],
+            r"node-feat\.csv\.gz: expected \d+ rows",
+        ),
+        ("num-node-list.csv.gz", lambda rows: rows[:-1], r"num-edge-list\.csv\.gz: expected one row per graph"),
+        ("num-edge-list.csv.gz", lambda rows: ["0"] + rows[1:], r"edge\.csv\.gz: expected \d+ rows"),
+        ("edge-feat.csv.gz", lambda rows: rows[:-1], r"edge-feat\.csv\.gz: expected \d+ rows"),
+        (
+            "edge.csv.gz",
+            lambda rows: ["0,40"] + rows[1:],
+            r"edge\.csv\.gz: expected node indices in \[0, 3\) for graph 0",
+        ),
+        ("graph-label.csv.gz", lambda rows: ["inf"] + rows[1:], "expected finite or missing labels"),
+        ("graph-label.csv.gz", lambda rows: rows[:-1], "expected one row per graph"),
+    ],
+)
 def test_raw_files_that_disagree_raise(built, file, change, message):
     root, folder = built
     path = folder / "raw" / file

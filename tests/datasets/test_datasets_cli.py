@@ -6,8 +6,12 @@ import pytest
 
 from plstm_geometric.datasets.__main__ import main
 
-FRAME = pd.DataFrame({"smiles": ["CCO", "c1ccccc1O", "C1CC", "CC(=O)O", "c1ccncc1", "CCN"],
-                      "target": ["CI", "CA", "CI", "CI", "CM", "CI"]})
+FRAME = pd.DataFrame(
+    {
+        "smiles": ["CCO", "c1ccccc1O", "C1CC", "CC(=O)O", "c1ccncc1", "CCN"],
+        "target": ["CI", "CA", "CI", "CI", "CM", "CI"],
+    }
+)
 
 
 @pytest.fixture
@@ -36,9 +40,25 @@ def test_strict_and_existing_folder_fail_with_status_1(csv, tmp_path, caplog):
 
 def test_module_runs_without_a_terminal(csv, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "plstm_geometric.datasets", "build-ogb", "--csv", str(csv),
-         "--name", "toy-set", "--target-columns", "target", "--root", str(tmp_path)],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "plstm_geometric.datasets",
+            "build-ogb",
+            "--csv",
+            str(csv),
+            "--name",
+            "toy-set",
+            "--target-columns",
+            "target",
+            "--root",
+            str(tmp_path),
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # "target" holds strings: without a transform the builder refuses it, naming the column.
     assert result.returncode == 1
     assert "expected numeric columns, got column 'target'" in result.stderr

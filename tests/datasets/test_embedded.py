@@ -30,8 +30,12 @@ def test_frame_reads_smiles_with_triple_bonds():
 
 def test_interface(dataset):
     assert len(dataset) == 4999
-    assert (dataset.name, dataset.num_tasks, dataset.task_type, dataset.eval_metric) == \
-        ("nci-tpsa", 1, "regression", "rmse")
+    assert (dataset.name, dataset.num_tasks, dataset.task_type, dataset.eval_metric) == (
+        "nci-tpsa",
+        1,
+        "regression",
+        "rmse",
+    )
     data = dataset[0]
     assert data.x.shape[1] == 9 and data.edge_attr.shape[1] == 3
     assert data.y.shape == (1, 1) and data.y.dtype == torch.float32
@@ -55,6 +59,7 @@ def test_offline_evaluator_rmse(dataset):
 def test_load_dataset_reuses_the_build(dataset, root, monkeypatch):
     def refuse(self):
         raise AssertionError("rebuilt although the raw files exist")
+
     monkeypatch.setattr(EmbeddedMolDataset, "download", refuse)
     again = load_dataset("nci-tpsa", root)
     assert isinstance(again, EmbeddedMolDataset) and torch.equal(again.y, dataset.y)

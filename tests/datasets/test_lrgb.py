@@ -1,4 +1,5 @@
 """LRGB's Peptides-func, built from tiny files in the official format that the tests write themselves."""
+
 import os
 import pickle
 
@@ -9,9 +10,8 @@ import torch
 from ogb.utils import smiles2graph
 from sklearn.metrics import average_precision_score
 
-from plstm_geometric.datasets import DatasetFileError, OGBStyleEvaluator, PeptidesFunctional, load_dataset
+from plstm_geometric.datasets import DatasetFileError, OGBStyleEvaluator, PeptidesFunctional, load_dataset, lrgb
 from plstm_geometric.datasets import __main__ as datasets_cli
-from plstm_geometric.datasets import lrgb
 from plstm_geometric.datasets.lrgb import MD5, RAW_FILE, SPLIT_FILE, md5sum, prepare_peptides
 from plstm_geometric.testing import shared_path
 
@@ -26,31 +26,38 @@ SMILES = [
     "N[C@@H](CO)C(=O)N[C@@H](CS)C(=O)O",
     "c1ccc2[nH]ccc2c1",
 ]
-LABELS = np.array([
-    [1, 0, 0, 0, 1, 0, 0, 0, 0, 1],
-    [0, 1, 0, 0, 0, 0, 0, 1, 0, 0],
-    [1, 0, 1, 0, 0, 0, 0, 0, 0, 0],
-    [0, 0, 0, 1, 0, 1, 0, 0, 0, 0],
-    [1, 1, 0, 0, 0, 0, 1, 0, 0, 0],
-    [0, 0, 0, 0, 1, 0, 0, 0, 1, 0],
-    [0, 1, 1, 0, 0, 0, 0, 0, 0, 1],
-    [1, 0, 0, 1, 0, 1, 0, 1, 0, 0],
-])
+LABELS = np.array(
+    [
+        [1, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+        [0, 1, 0, 0, 0, 0, 0, 1, 0, 0],
+        [1, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 1, 0, 1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0, 1, 0, 0, 0],
+        [0, 0, 0, 0, 1, 0, 0, 0, 1, 0],
+        [0, 1, 1, 0, 0, 0, 0, 0, 0, 1],
+        [1, 0, 0, 1, 0, 1, 0, 1, 0, 0],
+    ]
+)
 # valid and test hold both classes of some task, so that their average precision is defined
-SPLIT = {"train": np.array([0, 2, 3, 5], dtype=np.int64), "val": np.array([1, 6], dtype=np.int64),
-         "test": np.array([4, 7], dtype=np.int64)}
+SPLIT = {
+    "train": np.array([0, 2, 3, 5], dtype=np.int64),
+    "val": np.array([1, 6], dtype=np.int64),
+    "test": np.array([4, 7], dtype=np.int64),
+}
 
 
 def write_official_files(folder, split=SPLIT):
     """LRGB's layout: raw/<csv.gz> with an index column, smiles, peptide_seq, labels, identifier; the split
     pickle (a dict of numpy int64 arrays, as LRGB's own file) next to raw/."""
     os.makedirs(folder / "raw", exist_ok=True)
-    frame = pd.DataFrame({
-        "smiles": SMILES,
-        "peptide_seq": ["G" * (i + 1) for i in range(len(SMILES))],
-        "labels": [str(list(map(int, row))) for row in LABELS],
-        "identifier": range(len(SMILES)),
-    })
+    frame = pd.DataFrame(
+        {
+            "smiles": SMILES,
+            "peptide_seq": ["G" * (i + 1) for i in range(len(SMILES))],
+            "labels": [str(list(map(int, row))) for row in LABELS],
+            "identifier": range(len(SMILES)),
+        }
+    )
     frame.to_csv(folder / "raw" / RAW_FILE, compression="gzip")
     with open(folder / SPLIT_FILE, "wb") as handle:
         pickle.dump(split, handle)
@@ -83,7 +90,7 @@ def test_builds_graphs_labels_and_split_from_the_official_format(source, tmp_pat
         assert torch.equal(data.x, torch.from_numpy(graph["node_feat"]))
         assert torch.equal(data.edge_index, torch.from_numpy(graph["edge_index"]))
         assert torch.equal(data.edge_attr, torch.from_numpy(graph["edge_feat"]))
-        assert data.y.shape == (1, 10) and torch.equal(data.y, torch.tensor(LABELS[i:i + 1], dtype=torch.float32))
+        assert data.y.shape == (1, 10) and torch.equal(data.y, torch.tensor(LABELS[i : i + 1], dtype=torch.float32))
     split = dataset.get_idx_split()
     assert sorted(split) == ["test", "train", "valid"]
     for ours, theirs in (("train", "train"), ("valid", "val"), ("test", "test")):
@@ -104,8 +111,12 @@ def test_ap_metric_is_lrgbs_mean_over_tasks_with_both_classes():
     # task 2 over its labelled rows [1, 0, 1] with scores [0.2, 0.3, 0.6]: ranks 1 (+), 2, 3 (+): (1 + 2/3) / 2
     assert score == pytest.approx(((1 + 2 / 3) / 2 + (1 + 2 / 3) / 2) / 2)
     labelled = ~np.isnan(y_true[:, 2])
-    reference = np.mean([average_precision_score(y_true[:, 0], y_pred[:, 0]),
-                         average_precision_score(y_true[labelled, 2], y_pred[labelled, 2])])
+    reference = np.mean(
+        [
+            average_precision_score(y_true[:, 0], y_pred[:, 0]),
+            average_precision_score(y_true[labelled, 2], y_pred[labelled, 2]),
+        ]
+    )
     assert score == pytest.approx(reference)
 
 
@@ -132,8 +143,9 @@ class _RunsCode:
 
 def test_a_split_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "ran"
-    source = write_official_files(tmp_path / "source", split={"train": _RunsCode(marker), "val": SPLIT["val"],
-                                                              "test": SPLIT["test"]})
+    source = write_official_files(
+        tmp_path / "source", split={"train": _RunsCode(marker), "val": SPLIT["val"], "test": SPLIT["test"]}
+    )
     root = tmp_path / "root"
     prepare_peptides(source, root, check_md5_sums=False)
     with pytest.raises(DatasetFileError, match="nothing was run"):
@@ -141,12 +153,15 @@ def test_a_split_pickle_that_would_run_code_is_refused_without_running_it(tmp_pa
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("split, problem", [
-    ({"train": SPLIT["train"], "test": SPLIT["test"]}, "keys"),
-    ({**SPLIT, "val": np.array([1, 8], dtype=np.int64)}, r"in \[0, 8\)"),
-    ({**SPLIT, "val": np.array([1, 0], dtype=np.int64)}, "repeated"),
-    ({**SPLIT, "test": SPLIT["test"].astype(np.int32)}, "int64"),
-])
+@pytest.mark.parametrize(
+    "split, problem",
+    [
+        ({"train": SPLIT["train"], "test": SPLIT["test"]}, "keys"),
+        ({**SPLIT, "val": np.array([1, 8], dtype=np.int64)}, r"in \[0, 8\)"),
+        ({**SPLIT, "val": np.array([1, 0], dtype=np.int64)}, "repeated"),
+        ({**SPLIT, "test": SPLIT["test"].astype(np.int32)}, "int64"),
+    ],
+)
 def test_a_wrong_split_file_is_a_clear_error(tmp_path, split, problem):
     source = write_official_files(tmp_path / "source", split=split)
     prepare_peptides(source, tmp_path / "root", check_md5_sums=False)
@@ -182,9 +197,29 @@ def test_cli_prepares_and_trains_one_epoch(source, tmp_path, tiny_md5, capsys):
     root = tmp_path / "root"
     assert datasets_cli.main(["prepare", "peptides-func", "--from", str(source.parent), "--root", str(root)]) == 0
     assert "metric ap, 10 task(s)" in capsys.readouterr().out
-    results = run(["--dataset", "peptides-func", "--root", str(root), "--out", str(tmp_path / "run"),
-                   "--model", "gine", "--epochs", "1", "--hidden", "8", "--layers", "2", "--batch-size", "4",
-                   "--threads", "1", "--no-progress"])
+    results = run(
+        [
+            "--dataset",
+            "peptides-func",
+            "--root",
+            str(root),
+            "--out",
+            str(tmp_path / "run"),
+            "--model",
+            "gine",
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--layers",
+            "2",
+            "--batch-size",
+            "4",
+            "--threads",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert results["metric"] == "ap" and not results["lower_is_better"] and results["finished"]
     assert 0.0 <= results["metrics"]["test"] <= 1.0
 

@@ -10,14 +10,17 @@ from plstm_geometric.datasets.molecule import mol_to_graph, parse_smiles
 HYPERVALENT_AL = "O=C1O[Al]23(OC1=O)(OC(=O)C(=O)O2)OC(=O)C(=O)O3"
 
 
-@pytest.mark.parametrize("smiles", [
-    "CC(=O)Oc1ccccc1C(=O)O",           # aromatic ring, branches
-    "C[C@H](N)C(=O)O",                 # chirality
-    "F/C=C/F",                         # bond stereo
-    "C",                               # a single atom, no bond
-    "[Na+].[Cl-]",                     # two fragments, no bond
-    "O=[N+]([O-])c1ccc2ccccc2c1",      # charges, fused rings
-])
+@pytest.mark.parametrize(
+    "smiles",
+    [
+        "CC(=O)Oc1ccccc1C(=O)O",  # aromatic ring, branches
+        "C[C@H](N)C(=O)O",  # chirality
+        "F/C=C/F",  # bond stereo
+        "C",  # a single atom, no bond
+        "[Na+].[Cl-]",  # two fragments, no bond
+        "O=[N+]([O-])c1ccc2ccccc2c1",  # charges, fused rings
+    ],
+)
 def test_mol_to_graph_equals_smiles2graph(smiles):
     mol, relaxed = parse_smiles(smiles)
     assert not relaxed

@@ -9,20 +9,40 @@ from ogb.utils import smiles2graph
 
 from plstm_geometric.datasets import OGBMolDataset, OGBStyleEvaluator, build_ogb_dataset
 
-SMILES = ["CCO", "c1ccccc1O", "CC(=O)Oc1ccccc1C(=O)O", "C", "c1ccccc1CC", "C1CCCCC1N",
-          "C[C@H](N)C(=O)O", "O=C(O)c1ccccc1", "CCN(CC)CC", "c1ccc2ccccc2c1", "OCC(O)CO",
-          "c1ccncc1", "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "O=C1CCCC1", "Clc1ccccc1", "CCCCCC"]
+SMILES = [
+    "CCO",
+    "c1ccccc1O",
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "C",
+    "c1ccccc1CC",
+    "C1CCCCC1N",
+    "C[C@H](N)C(=O)O",
+    "O=C(O)c1ccccc1",
+    "CCN(CC)CC",
+    "c1ccc2ccccc2c1",
+    "OCC(O)CO",
+    "c1ccncc1",
+    "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
+    "O=C1CCCC1",
+    "Clc1ccccc1",
+    "CCCCCC",
+]
 # MoleculeNet HIV classes: CI (inactive), CM and CA (active).
-HIV_CLASSES = ["CI", "CM", "CI", "CA", "CI", "CI", "CM", "CI", "CI", "CA", "CI", "CI", "CM", "CI",
-               "CI", "CI"]
-META = {"num tasks": 1, "eval metric": "rmse", "task type": "regression",
-        "add_inverse_edge": "True", "split": "scaffold"}
+HIV_CLASSES = ["CI", "CM", "CI", "CA", "CI", "CI", "CM", "CI", "CI", "CA", "CI", "CI", "CM", "CI", "CI", "CI"]
+META = {
+    "num tasks": 1,
+    "eval metric": "rmse",
+    "task type": "regression",
+    "add_inverse_edge": "True",
+    "split": "scaffold",
+}
 
 
 @pytest.fixture
 def no_download(monkeypatch):
     def refuse(self):
         raise AssertionError("download() called although the raw files exist")
+
     monkeypatch.setattr(OGBMolDataset, "download", refuse)
 
 
@@ -76,13 +96,15 @@ def test_pre_transform_and_reload(hiv_root, no_download):
     def mark(data):
         data.marked = torch.ones(1)
         return data
+
     dataset = OGBMolDataset("ogbg-molhiv", hiv_root, pre_transform=mark, force_reload=True)
     assert dataset[3].marked.tolist() == [1.0]
 
 
 def test_label_dtypes_follow_ogb(tmp_path, no_download):
-    frame = pd.DataFrame({"smiles": SMILES[:6], "value": [0.5, 1.0, 2.0, -1.0, 3.5, 0.0],
-                          "active": [1, 0, np.nan, 1, 0, 1]})
+    frame = pd.DataFrame(
+        {"smiles": SMILES[:6], "value": [0.5, 1.0, 2.0, -1.0, 3.5, 0.0], "active": [1, 0, np.nan, 1, 0, 1]}
+    )
     build_ogb_dataset(frame, "reg-set", tmp_path, target_columns=["value"])
     regression = OGBMolDataset("reg-set", tmp_path, meta_info=META)
     assert regression.y.dtype == torch.float32

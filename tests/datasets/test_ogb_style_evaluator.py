@@ -6,9 +6,10 @@ from ogb.graphproppred import Evaluator
 from plstm_geometric.datasets import OGBStyleEvaluator
 
 
-@pytest.mark.parametrize("ogb_name, metric, num_tasks", [("ogbg-mollipo", "rmse", 1),
-                                                         ("ogbg-moltox21", "rocauc", 12),
-                                                         ("ogbg-molpcba", "ap", 128)])
+@pytest.mark.parametrize(
+    "ogb_name, metric, num_tasks",
+    [("ogbg-mollipo", "rmse", 1), ("ogbg-moltox21", "rocauc", 12), ("ogbg-molpcba", "ap", 128)],
+)
 def test_scores_like_ogb(ogb_name, metric, num_tasks):
     generator = torch.Generator().manual_seed(0)
     y_true = torch.randint(0, 2, (40, num_tasks), generator=generator).float()
@@ -33,8 +34,10 @@ def test_shape_is_checked_like_ogb():
         evaluator.eval({"y_true": np.zeros((3, 1)), "y_pred": np.zeros((3, 1))})
 
 
-@pytest.mark.parametrize("num_tasks, metric, error", [(0, "rmse", ValueError), (1, "mae", ValueError),
-                                                     (1.5, "rmse", TypeError), (True, "rmse", TypeError)])
+@pytest.mark.parametrize(
+    "num_tasks, metric, error",
+    [(0, "rmse", ValueError), (1, "mae", ValueError), (1.5, "rmse", TypeError), (True, "rmse", TypeError)],
+)
 def test_bad_arguments(num_tasks, metric, error):
     with pytest.raises(error, match=r"(num_tasks|eval_metric): expected"):
         OGBStyleEvaluator("mine", num_tasks, metric)

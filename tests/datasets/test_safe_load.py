@@ -1,4 +1,5 @@
 """Nothing a data folder holds runs code: real payloads that would create a file, and damaged files."""
+
 import builtins
 import os
 import pickle
@@ -9,14 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from plstm_geometric.testing import shared_path
 
 from plstm_geometric.datasets import OGBMolDataset, TUGraphDataset, build_ogb_dataset
 from plstm_geometric.datasets.safe_load import DatasetFileError, load_index_pickle, safe_torch_load
+from plstm_geometric.testing import shared_path
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)O", "C1CCCCC1N", "c1ccncc1", "CCN(CC)CC"]
-META = {"num tasks": 1, "eval metric": "rmse", "task type": "regression", "add_inverse_edge": "True",
-        "split": "scaffold"}
+META = {
+    "num tasks": 1,
+    "eval metric": "rmse",
+    "task type": "regression",
+    "add_inverse_edge": "True",
+    "split": "scaffold",
+}
 
 
 class Payload:
@@ -83,25 +89,29 @@ def test_load_index_pickle_reads_int64_containers_only(tmp_path):
     path.write_bytes(pickle.dumps(value))
     loaded = load_index_pickle(path)
     assert loaded["train"].tolist() == [0, 1, 2, 3, 4] and loaded["val"][0].tolist() == [7, 8]
-    for bad, message in [({"train": np.arange(3, dtype=np.int32)}, "int64"),
-                         ({"train": np.arange(3.0)}, "int64"),
-                         ({"train": "text"}, "got str"),
-                         ({"train": np.array([object()], dtype=object)}, "refused")]:
+    for bad, message in [
+        ({"train": np.arange(3, dtype=np.int32)}, "int64"),
+        ({"train": np.arange(3.0)}, "int64"),
+        ({"train": "text"}, "got str"),
+        ({"train": np.array([object()], dtype=object)}, "refused"),
+    ]:
         path.write_bytes(pickle.dumps(bad))
         with pytest.raises(DatasetFileError, match=message):
             load_index_pickle(path)
 
 
 def test_load_index_pickle_reads_the_lrgb_split_file():
-    split = load_index_pickle(shared_path("data", "lrgb", "peptides-functional",
-                                          "splits_random_stratified_peptide.pickle"))
+    split = load_index_pickle(
+        shared_path("data", "lrgb", "peptides-functional", "splits_random_stratified_peptide.pickle")
+    )
     assert [len(split[part]) for part in ("train", "val", "test")] == [10873, 2331, 2331]
 
 
 @pytest.fixture
 def ogb_root(tmp_path):
-    build_ogb_dataset(pd.DataFrame({"smiles": SMILES, "value": np.arange(6.0)}), "toy-set", tmp_path,
-                      target_columns=["value"])
+    build_ogb_dataset(
+        pd.DataFrame({"smiles": SMILES, "value": np.arange(6.0)}), "toy-set", tmp_path, target_columns=["value"]
+    )
     OGBMolDataset("toy-set", tmp_path, meta_info=META)  # processed once
     return tmp_path
 
@@ -165,7 +175,9 @@ def damage(path, how):
 def test_damaged_processed_file_gives_one_clear_error(ogb_root, how):
     path = ogb_root / "toy_set" / "processed" / "plstm_geometric_data.pt"
     damage(path, how)
-    with pytest.raises(DatasetFileError, match=r"plstm_geometric_data\.pt: (damaged|expected a tuple).*force_reload=True"):
+    with pytest.raises(
+        DatasetFileError, match=r"plstm_geometric_data\.pt: (damaged|expected a tuple).*force_reload=True"
+    ):
         OGBMolDataset("toy-set", ogb_root, meta_info=META)
 
 

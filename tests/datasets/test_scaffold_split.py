@@ -1,14 +1,13 @@
 import pandas as pd
 import pytest
-from plstm_geometric.testing import shared_path
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from plstm_geometric.datasets.molecule import parse_smiles
 from plstm_geometric.datasets.scaffold import murcko_scaffold, scaffold_split
+from plstm_geometric.testing import shared_path
 
 
-@pytest.mark.parametrize("smiles", ["Cc1cc(Oc2nccc(CCC)c2)ccc1", "C[C@H]1CC[C@@H](C2CCCC2)CC1",
-                                    "CCO", "c1ccccc1"])
+@pytest.mark.parametrize("smiles", ["Cc1cc(Oc2nccc(CCC)c2)ccc1", "C[C@H]1CC[C@@H](C2CCCC2)CC1", "CCO", "c1ccccc1"])
 def test_murcko_scaffold_matches_rdkit_with_chirality(smiles):
     expected = MurckoScaffold.MurckoScaffoldSmiles(smiles=smiles, includeChirality=True)
     assert murcko_scaffold(parse_smiles(smiles)[0]) == expected

@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from plstm_geometric.testing import shared_path
-
 from plstm_geometric.datasets import TUGraphDataset, best_validation_accuracy, load_dataset, tu_folds
 from plstm_geometric.datasets.tu import is_tu_name, prepare_tu
+from plstm_geometric.testing import shared_path
 
 
 def write_tu_raw(folder, name, num_graphs=40, seed=0):
@@ -87,12 +86,12 @@ def test_bad_fold_arguments():
 
 
 def test_best_validation_accuracy():
-    valid = [[0.5, 0.7, 0.7, 0.6],   # best at epoch 1 (first of the tie)
-             [0.9, 0.8, 0.8, 0.8],   # best at epoch 0
-             [0.1, 0.2, 0.3, 0.4]]   # best at epoch 3
-    test = [[0.0, 0.6, 0.9, 1.0],
-            [0.7, 1.0, 1.0, 1.0],
-            [1.0, 1.0, 1.0, 0.8]]
+    valid = [
+        [0.5, 0.7, 0.7, 0.6],  # best at epoch 1 (first of the tie)
+        [0.9, 0.8, 0.8, 0.8],  # best at epoch 0
+        [0.1, 0.2, 0.3, 0.4],
+    ]  # best at epoch 3
+    test = [[0.0, 0.6, 0.9, 1.0], [0.7, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.8]]
     result = best_validation_accuracy(valid, test)
     assert result["best_epoch"].tolist() == [1, 0, 3]
     assert result["per_fold"].tolist() == pytest.approx([0.6, 0.7, 0.8])

@@ -1,12 +1,20 @@
 """Every backend against the levels backend (which is itself checked against golden vectors and the naive loop)."""
+
 import pytest
 import torch
 
 from plstm_geometric.functional import linear_recurrence, plstm_dag
 from plstm_geometric.functional.dag import BACKENDS, choose_backend
 from plstm_geometric.graph import build_plan, line_graph
-from plstm_geometric.testing import (NAMES, batch_of_graphs, forward_and_grads, golden_path, random_case,
-                                     random_graph, random_inputs)
+from plstm_geometric.testing import (
+    NAMES,
+    batch_of_graphs,
+    forward_and_grads,
+    golden_path,
+    random_case,
+    random_graph,
+    random_inputs,
+)
 
 # The fused backend needs CUDA tensors, or off GPU Triton's interpreter, too slow for these sizes:
 # test_fused_backend.py checks it on small graphs, on the device its kernels run on.
@@ -16,8 +24,9 @@ FAST_BACKENDS = [b for b in BACKENDS if b not in ("auto", "levels", "fused")]
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
 def test_golden(backend):
     for case in torch.load(golden_path("dag_public.pt"), weights_only=True):
-        out, grads = forward_and_grads({n: case[n] for n in NAMES}, case["edge_index"], case["line_edge_index"],
-                                       backend, case["out_weight"])
+        out, grads = forward_and_grads(
+            {n: case[n] for n in NAMES}, case["edge_index"], case["line_edge_index"], backend, case["out_weight"]
+        )
         torch.testing.assert_close(out, case["out"], atol=1e-10, rtol=0, msg=case["name"])
         for name in NAMES:
             torch.testing.assert_close(grads[name], case["grads"][name], atol=1e-10, rtol=0, msg=name)
@@ -52,8 +61,10 @@ def test_gradcheck(backend):
 def test_empty_and_isolated_nodes(backend):
     inputs, _, _ = random_case(num_nodes=5, num_edges=0)
     empty = torch.empty(2, 0, dtype=torch.long)
-    torch.testing.assert_close(plstm_dag(**inputs, edge_index=empty, line_edge_index=empty, backend=backend),
-                               plstm_dag(**inputs, edge_index=empty, line_edge_index=empty, backend="levels"))
+    torch.testing.assert_close(
+        plstm_dag(**inputs, edge_index=empty, line_edge_index=empty, backend=backend),
+        plstm_dag(**inputs, edge_index=empty, line_edge_index=empty, backend="levels"),
+    )
 
 
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
@@ -98,8 +109,12 @@ def chain_inputs(num_nodes, generator):
 
 def test_chain_dag_equals_the_linear_recurrence():
     inputs, edge_index, line_edge_index = chain_inputs(500, torch.Generator().manual_seed(1))
-    inputs.update(query=torch.ones_like(inputs["query"]), key=torch.ones_like(inputs["key"]),
-                  mark=torch.ones_like(inputs["mark"]), direct=torch.zeros_like(inputs["direct"]))
+    inputs.update(
+        query=torch.ones_like(inputs["query"]),
+        key=torch.ones_like(inputs["key"]),
+        mark=torch.ones_like(inputs["mark"]),
+        direct=torch.zeros_like(inputs["direct"]),
+    )
     out = plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, backend="chains")
     # Node t + 1 reads the state of edge t: h_t = T_{t-1} h_{t-1} + S_t v_t.
     decay = torch.cat([torch.zeros(1, 1, dtype=torch.float64), inputs["transition"]]).view(1, -1, 1)

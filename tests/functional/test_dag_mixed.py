@@ -1,17 +1,19 @@
 """The mixed backend: small graphs through the parallel form, large ones through the level sweep."""
+
 import torch
 
-from plstm_geometric.testing import NAMES, batch_of_graphs, forward_and_grads, random_graph, random_inputs
 from plstm_geometric.functional.dag import PARALLEL_MAX_EDGES, choose_backend
 from plstm_geometric.graph import build_plan, line_graph
+from plstm_geometric.testing import NAMES, batch_of_graphs, forward_and_grads, random_graph, random_inputs
 
 
 def small_and_large_batch(mode="P"):
     num_nodes, edge_index, generator = batch_of_graphs(30, seed=5, max_nodes=20)
     # Two graphs with more edges than the parallel form takes, in the middle and at the end of the batch.
     large = [random_graph(90, 200, generator), random_graph(70, 160, generator)]
-    edge_index = torch.cat([edge_index[:, :40], large[0] + num_nodes, edge_index[:, 40:],
-                            large[1] + num_nodes + 90], dim=1)
+    edge_index = torch.cat(
+        [edge_index[:, :40], large[0] + num_nodes, edge_index[:, 40:], large[1] + num_nodes + 90], dim=1
+    )
     num_nodes += 160
     return num_nodes, edge_index, line_graph(edge_index, num_nodes, mode), generator
 

@@ -16,19 +16,27 @@ def golden_cases():
 def test_golden_forward_and_gradients(recompute_states):
     for case in golden_cases():
         inputs = {name: case[name].clone().requires_grad_() for name in NAMES}
-        out = plstm_dag(**inputs, edge_index=case["edge_index"], line_edge_index=case["line_edge_index"],
-                        recompute_states=recompute_states)
+        out = plstm_dag(
+            **inputs,
+            edge_index=case["edge_index"],
+            line_edge_index=case["line_edge_index"],
+            recompute_states=recompute_states,
+        )
         torch.testing.assert_close(out, case["out"], atol=1e-10, rtol=0, msg=case["name"])
         (out * case["out_weight"]).sum().backward()
         for name in NAMES:
-            torch.testing.assert_close(inputs[name].grad, case["grads"][name], atol=1e-10, rtol=0,
-                                       msg=f"{case['name']}: grad of {name}")
+            torch.testing.assert_close(
+                inputs[name].grad, case["grads"][name], atol=1e-10, rtol=0, msg=f"{case['name']}: grad of {name}"
+            )
 
 
 def test_golden_matches_the_naive_reference():
     for case in golden_cases():
-        out = plstm_dag_naive(**{name: case[name] for name in NAMES}, edge_index=case["edge_index"],
-                                  line_edge_index=case["line_edge_index"])
+        out = plstm_dag_naive(
+            **{name: case[name] for name in NAMES},
+            edge_index=case["edge_index"],
+            line_edge_index=case["line_edge_index"],
+        )
         torch.testing.assert_close(out, case["out"], atol=1e-10, rtol=0)
 
 
@@ -55,8 +63,9 @@ def test_gradcheck(recompute_states):
     leaves = tuple(inputs[name].requires_grad_() for name in NAMES)
 
     def fn(*args):
-        return plstm_dag(*args, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan,
-                         recompute_states=recompute_states)
+        return plstm_dag(
+            *args, edge_index=edge_index, line_edge_index=line_edge_index, plan=plan, recompute_states=recompute_states
+        )
 
     assert torch.autograd.gradcheck(fn, leaves)
 
@@ -77,8 +86,11 @@ def test_a_batch_of_random_dags_equals_the_per_graph_calls():
             inputs[name].append(graph_inputs[name])
         offset_nodes += num_nodes
         offset_edges += edge_index.size(1)
-    batched = plstm_dag(**{name: torch.cat(t) for name, t in inputs.items()},
-                        edge_index=torch.cat(edges, 1), line_edge_index=torch.cat(lines, 1))
+    batched = plstm_dag(
+        **{name: torch.cat(t) for name, t in inputs.items()},
+        edge_index=torch.cat(edges, 1),
+        line_edge_index=torch.cat(lines, 1),
+    )
     single = torch.cat([plstm_dag(**graph_inputs, edge_index=e, line_edge_index=l) for graph_inputs, e, l in graphs])
     torch.testing.assert_close(batched, single, atol=1e-12, rtol=0)
 
@@ -153,12 +165,22 @@ def bad_input_cases():
         (with_(source=inputs["source"].tolist()), TypeError, "source: expected a torch.Tensor"),
         (with_(edge_index=edge_index.int()), TypeError, "edge_index: expected dtype torch.long"),
         (with_(line_edge_index=line_edge_index[0]), ValueError, r"line_edge_index: expected shape \[2, \*\]"),
-        (with_(edge_index=edge_index.clone().index_fill_(1, torch.tensor([0]), 40)), ValueError,
-         r"edge_index: expected node indices in \[0, 12\)"),
+        (
+            with_(edge_index=edge_index.clone().index_fill_(1, torch.tensor([0]), 40)),
+            ValueError,
+            r"edge_index: expected node indices in \[0, 12\)",
+        ),
         (with_(line_edge_index=line_edge_index + num_edges), ValueError, "line_edge_index: expected edge indices"),
         (with_(line_edge_index=line_edge_index.flip(0)), ValueError, "line_edge_index: column 0 joins"),
-        (with_(edge_index=edge_index.flip(0), line_edge_index=torch.empty(2, 0, dtype=torch.long),
-               transition=inputs["transition"][:0]), None, None),
+        (
+            with_(
+                edge_index=edge_index.flip(0),
+                line_edge_index=torch.empty(2, 0, dtype=torch.long),
+                transition=inputs["transition"][:0],
+            ),
+            None,
+            None,
+        ),
         (with_(backend="cuda"), ValueError, "backend: expected one of"),
     ]
 

@@ -1,4 +1,5 @@
 """Second derivatives: every backend either passes gradgradcheck or refuses double backward clearly."""
+
 import pytest
 import torch
 from torch.autograd import gradgradcheck
@@ -6,7 +7,6 @@ from torch.autograd import gradgradcheck
 from plstm_geometric.functional import linear_recurrence, plstm_dag, plstm_grid
 from plstm_geometric.functional.grid import GATE_NAMES, GridGates
 from plstm_geometric.graph import line_graph
-
 from plstm_geometric.testing import NAMES
 
 
@@ -15,8 +15,15 @@ def small_dag():
     edge_index = torch.tensor([[0, 0, 1, 2, 3], [1, 2, 3, 3, 4]])
     line_edge_index = line_graph(edge_index, 5, "P")
     g = torch.Generator().manual_seed(0)
-    shapes = dict(query=(5, 1, 2), key=(5, 1, 2), value=(5, 1, 2), source=(5, 1),
-                  transition=(line_edge_index.size(1), 1), mark=(5, 1), direct=(5, 1))
+    shapes = dict(
+        query=(5, 1, 2),
+        key=(5, 1, 2),
+        value=(5, 1, 2),
+        source=(5, 1),
+        transition=(line_edge_index.size(1), 1),
+        mark=(5, 1),
+        direct=(5, 1),
+    )
     inputs = tuple(torch.rand(*shapes[n], generator=g, dtype=torch.float64).requires_grad_() for n in NAMES)
     return inputs, edge_index, line_edge_index
 
@@ -25,8 +32,11 @@ def small_dag():
 @pytest.mark.parametrize("recompute_states", [False, True])
 def test_plstm_dag_gradgradcheck(backend, recompute_states):
     inputs, edge_index, line_edge_index = small_dag()
-    assert gradgradcheck(lambda *a: plstm_dag(*a, edge_index, line_edge_index, backend=backend,
-                                              recompute_states=recompute_states), inputs, fast_mode=True)
+    assert gradgradcheck(
+        lambda *a: plstm_dag(*a, edge_index, line_edge_index, backend=backend, recompute_states=recompute_states),
+        inputs,
+        fast_mode=True,
+    )
 
 
 def test_plstm_dag_fused_refuses_double_backward():
@@ -70,6 +80,7 @@ def scan_backends():
     backends = ["torch"]
     try:
         import triton  # noqa: F401
+
         if torch.cuda.is_available():
             backends.append("triton")
     except ImportError:
@@ -83,13 +94,18 @@ def scan_backends():
 def test_linear_recurrence_gradgradcheck(backend, reverse, length):
     device = "cuda" if backend == "triton" else "cpu"
     g = torch.Generator().manual_seed(length)
-    decay, impulse = (torch.randn(2, length, 3, generator=g, dtype=torch.float64).to(device).requires_grad_()
-                      for _ in range(2))
+    decay, impulse = (
+        torch.randn(2, length, 3, generator=g, dtype=torch.float64).to(device).requires_grad_() for _ in range(2)
+    )
     state = torch.randn(2, 3, generator=g, dtype=torch.float64).to(device).requires_grad_()
-    assert gradgradcheck(lambda a, b, h: linear_recurrence(a, b, h, reverse=reverse, backend=backend),
-                         (decay, impulse, state), fast_mode=True)
-    assert gradgradcheck(lambda a, b: linear_recurrence(a, b, reverse=reverse, backend=backend), (decay, impulse),
-                         fast_mode=True)
+    assert gradgradcheck(
+        lambda a, b, h: linear_recurrence(a, b, h, reverse=reverse, backend=backend),
+        (decay, impulse, state),
+        fast_mode=True,
+    )
+    assert gradgradcheck(
+        lambda a, b: linear_recurrence(a, b, reverse=reverse, backend=backend), (decay, impulse), fast_mode=True
+    )
 
 
 def test_linear_recurrence_gradient_has_a_graph_under_create_graph():

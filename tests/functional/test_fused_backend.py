@@ -3,6 +3,7 @@
 Without a GPU the kernels run in Triton's interpreter (conftest sets TRITON_INTERPRET=1), a few
 milliseconds per program, so the graphs here are small. With a GPU every test runs on CUDA tensors.
 """
+
 import os
 import pathlib
 import subprocess
@@ -19,13 +20,16 @@ DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def assert_fused_equals_levels(inputs, edge_index, line_edge_index, recompute_states=False, out_weight=None,
-                               **tolerance):
+def assert_fused_equals_levels(
+    inputs, edge_index, line_edge_index, recompute_states=False, out_weight=None, **tolerance
+):
     tolerance = tolerance or dict(atol=1e-10, rtol=0)
-    expected, expected_grads = forward_and_grads(inputs, edge_index, line_edge_index, "levels", out_weight,
-                                                 device=DEVICE)
-    out, grads = forward_and_grads(inputs, edge_index, line_edge_index, "fused", out_weight, recompute_states,
-                                   device=DEVICE)
+    expected, expected_grads = forward_and_grads(
+        inputs, edge_index, line_edge_index, "levels", out_weight, device=DEVICE
+    )
+    out, grads = forward_and_grads(
+        inputs, edge_index, line_edge_index, "fused", out_weight, recompute_states, device=DEVICE
+    )
     assert out.dtype == expected.dtype
     torch.testing.assert_close(out, expected, **tolerance)
     for name in NAMES:
@@ -35,12 +39,17 @@ def assert_fused_equals_levels(inputs, edge_index, line_edge_index, recompute_st
 
 def test_golden_vectors():
     for case in torch.load(golden_path("dag_public.pt"), weights_only=True):
-        out, grads = assert_fused_equals_levels({name: case[name] for name in NAMES}, case["edge_index"],
-                                                case["line_edge_index"], out_weight=case["out_weight"])
+        out, grads = assert_fused_equals_levels(
+            {name: case[name] for name in NAMES},
+            case["edge_index"],
+            case["line_edge_index"],
+            out_weight=case["out_weight"],
+        )
         torch.testing.assert_close(out.cpu(), case["out"], atol=1e-10, rtol=0, msg=case["name"])
         for name in NAMES:
-            torch.testing.assert_close(grads[name].cpu(), case["grads"][name], atol=1e-10, rtol=0,
-                                       msg=f"{case['name']}: grad of {name}")
+            torch.testing.assert_close(
+                grads[name].cpu(), case["grads"][name], atol=1e-10, rtol=0, msg=f"{case['name']}: grad of {name}"
+            )
 
 
 @pytest.mark.parametrize("recompute_states", [False, True])
@@ -93,12 +102,13 @@ def test_bfloat16_inputs_accumulate_in_float32():
     inputs, edge_index, line_edge_index = random_case(num_nodes=10, num_edges=20, seed=7)
     low = {name: t.to(torch.bfloat16) for name, t in inputs.items()}
     # Both backends compute in float32 and round once at the end: at most one bfloat16 step apart.
-    out, _ = assert_fused_equals_levels(low, edge_index, line_edge_index, atol=1e-5, rtol=2 ** -7)
+    out, _ = assert_fused_equals_levels(low, edge_index, line_edge_index, atol=1e-5, rtol=2**-7)
     assert out.dtype == torch.bfloat16
     # Against exact arithmetic on the same (rounded) inputs the only error left is that final rounding.
-    exact, _ = forward_and_grads({name: t.double() for name, t in low.items()}, edge_index, line_edge_index,
-                                 "levels", device=DEVICE)
-    torch.testing.assert_close(out.double(), exact, atol=1e-5, rtol=2 ** -8)
+    exact, _ = forward_and_grads(
+        {name: t.double() for name, t in low.items()}, edge_index, line_edge_index, "levels", device=DEVICE
+    )
+    torch.testing.assert_close(out.double(), exact, atol=1e-5, rtol=2**-8)
 
 
 def assert_non_finite_values_propagate_like_levels(inputs, edge_index, line_edge_index):
@@ -166,6 +176,7 @@ def test_cuda_float32_agrees_with_levels():
 @pytest.mark.gpu
 def test_cpu_tensors_without_the_interpreter_are_refused():
     from plstm_geometric.functional.dag.fused import INTERPRETED
+
     if INTERPRETED:
         pytest.skip("TRITON_INTERPRET=1: the kernels run on CPU tensors")
     inputs, edge_index, line_edge_index = random_case(num_nodes=5, num_edges=8)

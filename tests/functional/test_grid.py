@@ -14,10 +14,12 @@ BACKENDS = ("wavefront", "chunkwise", "dag")
 def with_flat_gates(op):
     """``op`` called with the tensors of the tests' flat dicts (or positionally, in ``NAMES`` order): the
     nine gates are bundled into one :class:`GridGates` by name."""
+
     def call(*tensors, **kwargs):
         kwargs.update(zip(NAMES, tensors))
         gates = GridGates(**{name: kwargs.pop(name) for name in GATE_NAMES})
         return op(kwargs.pop("query"), kwargs.pop("key"), kwargs.pop("value"), gates, **kwargs)
+
     return call
 
 
@@ -42,8 +44,9 @@ def forward_and_grads(function, inputs, out_weight, **kwargs):
     out = function(**leaves, **kwargs)
     (out * out_weight).sum().backward()
     # An input that cannot reach the output (e.g. source_r of a one-column grid) gets no grad at all.
-    return out.detach(), {name: torch.zeros_like(leaf) if leaf.grad is None else leaf.grad
-                          for name, leaf in leaves.items()}
+    return out.detach(), {
+        name: torch.zeros_like(leaf) if leaf.grad is None else leaf.grad for name, leaf in leaves.items()
+    }
 
 
 def assert_same(result, expected, atol=1e-10):
@@ -57,8 +60,13 @@ def assert_same(result, expected, atol=1e-10):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_golden_forward_and_gradients(backend, recompute_states):
     for case in torch.load(golden_path("grid_public.pt"), weights_only=True):
-        result = forward_and_grads(plstm_grid, {name: case[name] for name in NAMES}, case["out_weight"],
-                                   backend=backend, recompute_states=recompute_states)
+        result = forward_and_grads(
+            plstm_grid,
+            {name: case[name] for name in NAMES},
+            case["out_weight"],
+            backend=backend,
+            recompute_states=recompute_states,
+        )
         assert_same(result, (case["out"], case["grads"]))
 
 
@@ -84,8 +92,7 @@ def test_backends_agree_on_a_grid_beyond_the_parallel_solve(recompute_states):
     inputs = random_inputs(B=2, X=12, Y=11, H=2, K=4, V=3, seed=3)
     out_weight = torch.randn(2, 12, 11, 2, 3, dtype=torch.float64)
     expected = forward_and_grads(plstm_grid, inputs, out_weight, backend="dag")
-    result = forward_and_grads(plstm_grid, inputs, out_weight, backend="wavefront",
-                               recompute_states=recompute_states)
+    result = forward_and_grads(plstm_grid, inputs, out_weight, backend="wavefront", recompute_states=recompute_states)
     assert_same(result, expected)
 
 
@@ -101,22 +108,28 @@ def test_batched_equals_per_image(backend):
     inputs = random_inputs(B=3, X=4, Y=3, seed=7)
     batched = plstm_grid(**inputs, backend=backend)
     for b in range(3):
-        single = plstm_grid(**{name: t[b:b + 1] for name, t in inputs.items()}, backend=backend)
-        torch.testing.assert_close(batched[b:b + 1], single, atol=1e-12, rtol=0)
+        single = plstm_grid(**{name: t[b : b + 1] for name, t in inputs.items()}, backend=backend)
+        torch.testing.assert_close(batched[b : b + 1], single, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("backend", ["wavefront", "chunkwise"])
 def test_gates_of_missing_edges_get_zero_gradients(backend):
     inputs = random_inputs(B=1, X=4, Y=5, seed=2)
     chunking = {"chunk_size": 2} if backend == "chunkwise" else {}
-    _, grads = forward_and_grads(plstm_grid, inputs, torch.ones(1, 4, 5, 2, 2, dtype=torch.float64),
-                                 backend=backend, **chunking)
+    _, grads = forward_and_grads(
+        plstm_grid, inputs, torch.ones(1, 4, 5, 2, 2, dtype=torch.float64), backend=backend, **chunking
+    )
     # Edges leaving the grid, and transitions / marks of incoming edges that do not exist.
-    for name, index in (("source_r", (slice(None), -1)), ("source_d", (slice(None), slice(None), -1)),
-                        ("transition_rr", (slice(None), 0)), ("transition_rd", (slice(None), 0)),
-                        ("transition_dd", (slice(None), slice(None), 0)),
-                        ("transition_dr", (slice(None), slice(None), 0)),
-                        ("mark_r", (slice(None), 0)), ("mark_d", (slice(None), slice(None), 0))):
+    for name, index in (
+        ("source_r", (slice(None), -1)),
+        ("source_d", (slice(None), slice(None), -1)),
+        ("transition_rr", (slice(None), 0)),
+        ("transition_rd", (slice(None), 0)),
+        ("transition_dd", (slice(None), slice(None), 0)),
+        ("transition_dr", (slice(None), slice(None), 0)),
+        ("mark_r", (slice(None), 0)),
+        ("mark_d", (slice(None), slice(None), 0)),
+    ):
         assert grads[name][index].abs().max() == 0, name
         assert grads[name].abs().max() > 0, name
 
@@ -134,17 +147,27 @@ def test_low_precision_keeps_the_dtype_and_stays_close(dtype, backend):
 
 
 @pytest.mark.parametrize("recompute_states", [False, True])
-@pytest.mark.parametrize("shape,chunk_size", [
-    ((2, 8, 8), 4), ((1, 7, 5), (3, 2)), ((2, 9, 10), (4, 3)), ((1, 6, 7), 100), ((1, 4, 4), 1),
-    ((1, 1, 6), 4), ((1, 6, 1), (1, 4))])
+@pytest.mark.parametrize(
+    "shape,chunk_size",
+    [
+        ((2, 8, 8), 4),
+        ((1, 7, 5), (3, 2)),
+        ((2, 9, 10), (4, 3)),
+        ((1, 6, 7), 100),
+        ((1, 4, 4), 1),
+        ((1, 1, 6), 4),
+        ((1, 6, 1), (1, 4)),
+    ],
+)
 def test_chunkwise_equals_the_wavefront_for_any_chunk_size(shape, chunk_size, recompute_states):
     # Chunks that tile the grid, that need padding, rectangular ones, one chunk, single-cell chunks.
     B, X, Y = shape
     inputs = random_inputs(B=B, X=X, Y=Y, H=2, K=3, V=2, seed=X + Y)
     out_weight = torch.randn(B, X, Y, 2, 2, dtype=torch.float64)
     expected = forward_and_grads(plstm_grid, inputs, out_weight, backend="wavefront")
-    result = forward_and_grads(plstm_grid, inputs, out_weight, backend="chunkwise", chunk_size=chunk_size,
-                               recompute_states=recompute_states)
+    result = forward_and_grads(
+        plstm_grid, inputs, out_weight, backend="chunkwise", chunk_size=chunk_size, recompute_states=recompute_states
+    )
     assert_same(result, expected)
 
 
@@ -219,8 +242,9 @@ def test_flipped_sweep_runs_towards_the_first_column():
     silenced = dict(inputs, source_r=inputs["source_r"].clone())
     silenced["source_r"][:, 0] = 0
     # Swept from x = X - 1, the r-edges of column 0 lead out of the grid: their sources feed nothing.
-    torch.testing.assert_close(plstm_grid_oriented(**silenced, flip_x=True),
-                               plstm_grid_oriented(**inputs, flip_x=True), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        plstm_grid_oriented(**silenced, flip_x=True), plstm_grid_oriented(**inputs, flip_x=True), atol=1e-12, rtol=0
+    )
     # Swept from x = 0 they feed every later column.
     changed = plstm_grid_oriented(**silenced) - plstm_grid_oriented(**inputs)
     assert changed[:, 0].abs().max() == 0 and changed[:, 1:].abs().amin(dim=(0, 2, 3, 4)).gt(0).all()
@@ -234,13 +258,18 @@ def test_orientations_stack_the_single_sweeps():
     per_orientation = plstm_grid_orientations(**shared, **gates, reduce="none")
     assert per_orientation.shape == (4, 2, 3, 5, 2, 2)
     for o, (flip_x, flip_y) in enumerate(GRID_ORIENTATIONS):
-        single = plstm_grid_oriented(**shared, **{name: gate[o] for name, gate in gates.items()},
-                                     flip_x=flip_x, flip_y=flip_y)
+        single = plstm_grid_oriented(
+            **shared, **{name: gate[o] for name, gate in gates.items()}, flip_x=flip_x, flip_y=flip_y
+        )
         torch.testing.assert_close(per_orientation[o], single, atol=1e-12, rtol=0)
     torch.testing.assert_close(plstm_grid_orientations(**shared, **gates), per_orientation.mean(0))
     torch.testing.assert_close(plstm_grid_orientations(**shared, **gates, reduce="sum"), per_orientation.sum(0))
-    two = plstm_grid_orientations(**shared, **{name: gate[[0, 3]] for name, gate in gates.items()},
-                                  orientations=[GRID_ORIENTATIONS[0], GRID_ORIENTATIONS[3]], reduce="none")
+    two = plstm_grid_orientations(
+        **shared,
+        **{name: gate[[0, 3]] for name, gate in gates.items()},
+        orientations=[GRID_ORIENTATIONS[0], GRID_ORIENTATIONS[3]],
+        reduce="none",
+    )
     torch.testing.assert_close(two, per_orientation[[0, 3]])
 
 
@@ -263,16 +292,18 @@ def test_bad_inputs_raise_with_the_argument_name():
     with pytest.raises(ValueError, match="backend"):
         plstm_grid(**inputs, backend="levels")
     with pytest.raises(TypeError, match="gates: expected a GridGates, got tuple"):
-        functional.plstm_grid(inputs["query"], inputs["key"], inputs["value"],
-                              tuple(inputs[name] for name in GATE_NAMES))
+        functional.plstm_grid(
+            inputs["query"], inputs["key"], inputs["value"], tuple(inputs[name] for name in GATE_NAMES)
+        )
     for chunk_size in (0, (2,), (2, -1), 1.5, True, "8"):
         with pytest.raises(ValueError, match="chunk_size"):
             plstm_grid(**inputs, backend="chunkwise", chunk_size=chunk_size)
     gates = {name: inputs[name].unsqueeze(0) for name in GATE_NAMES}
     shared = {name: inputs[name] for name in ("query", "key", "value")}
     with pytest.raises(ValueError, match="source_d"):
-        plstm_grid_orientations(**shared, **dict(gates, source_d=inputs["source_d"]),
-                                orientations=GRID_ORIENTATIONS[:1])
+        plstm_grid_orientations(
+            **shared, **dict(gates, source_d=inputs["source_d"]), orientations=GRID_ORIENTATIONS[:1]
+        )
     with pytest.raises(ValueError, match="orientations"):
         plstm_grid_orientations(**shared, **gates, orientations=[(0, 1, 2)])
     with pytest.raises(ValueError, match="reduce"):

@@ -1,4 +1,5 @@
 """Non-finite inputs: every backend gives the level sweep's NaN/inf pattern (causal, graph-local)."""
+
 import pytest
 import torch
 
@@ -22,17 +23,25 @@ def dag_inputs(num_nodes, num_edges, num_line, seed=0):
     g = torch.Generator().manual_seed(seed)
     rand = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
     gate = lambda *s: torch.rand(*s, generator=g, dtype=torch.float64)  # noqa: E731
-    return dict(query=rand(num_nodes, 2, 3), key=rand(num_nodes, 2, 3), value=rand(num_nodes, 2, 2),
-                source=gate(num_edges, 2), transition=gate(num_line, 2), mark=gate(num_edges, 2),
-                direct=gate(num_nodes, 2))
+    return dict(
+        query=rand(num_nodes, 2, 3),
+        key=rand(num_nodes, 2, 3),
+        value=rand(num_nodes, 2, 2),
+        source=gate(num_edges, 2),
+        transition=gate(num_line, 2),
+        mark=gate(num_edges, 2),
+        direct=gate(num_nodes, 2),
+    )
 
 
 def pattern(out):
     return out.isnan(), out.isinf()
 
 
-@pytest.mark.parametrize("name,row", [("value", 150), ("key", 150), ("query", 10), ("value", 399),
-                                      ("source", 100), ("transition", 50), ("mark", 3)])
+@pytest.mark.parametrize(
+    "name,row",
+    [("value", 150), ("key", 150), ("query", 10), ("value", 399), ("source", 100), ("transition", 50), ("mark", 3)],
+)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_dag_backends_match_levels_on_nonfinite_input(name, row, bad):
     # Two 200-node chains in one batch: a bad entry in the first must never reach the second, nor any

@@ -9,7 +9,6 @@ from plstm_geometric.functional import linear_recurrence
 from plstm_geometric.functional.scan.naive import linear_recurrence_naive as naive_recurrence
 from plstm_geometric.testing import random_scan_inputs as random_inputs
 
-
 # Lengths around the chunk size and its powers (8, 64, 512), primes, T = 1.
 LENGTHS = [1, 2, 7, 8, 9, 13, 63, 64, 65, 97, 511, 512, 513, 1009, 4099]
 
@@ -30,8 +29,12 @@ def test_other_chunk_sizes(monkeypatch, chunk_size):
     monkeypatch.setattr(chunked_module, "CHUNK_SIZE", chunk_size)
     decay, impulse, initial_state = random_inputs(2, 101, 3)
     for reverse in (False, True):
-        torch.testing.assert_close(linear_recurrence(decay, impulse, initial_state, reverse),
-                                   naive_recurrence(decay, impulse, initial_state, reverse), rtol=0, atol=1e-10)
+        torch.testing.assert_close(
+            linear_recurrence(decay, impulse, initial_state, reverse),
+            naive_recurrence(decay, impulse, initial_state, reverse),
+            rtol=0,
+            atol=1e-10,
+        )
 
 
 def test_zero_and_negative_decays():
@@ -45,8 +48,7 @@ def test_zero_and_negative_decays():
     # Decays of magnitude > 1 grow geometrically, still exactly as the loop does.
     decay = torch.full((1, 200, 2), -1.1, dtype=torch.float64)
     impulse = torch.ones(1, 200, 2, dtype=torch.float64)
-    torch.testing.assert_close(linear_recurrence(decay, impulse), naive_recurrence(decay, impulse),
-                               rtol=1e-12, atol=0)
+    torch.testing.assert_close(linear_recurrence(decay, impulse), naive_recurrence(decay, impulse), rtol=1e-12, atol=0)
 
 
 def test_non_contiguous_inputs():
@@ -54,8 +56,12 @@ def test_non_contiguous_inputs():
     decay_t = decay.transpose(0, 2).contiguous().transpose(0, 2)
     impulse_t = impulse[:, :, :].transpose(0, 2).contiguous().transpose(0, 2)
     assert not decay_t.is_contiguous()
-    torch.testing.assert_close(linear_recurrence(decay_t, impulse_t, initial_state),
-                               naive_recurrence(decay, impulse, initial_state), rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        linear_recurrence(decay_t, impulse_t, initial_state),
+        naive_recurrence(decay, impulse, initial_state),
+        rtol=0,
+        atol=1e-10,
+    )
 
 
 @pytest.mark.parametrize("length", [1, 2, 9, 20])
@@ -87,7 +93,7 @@ def test_gradient_only_for_some_inputs():
     assert impulse.grad is not None and decay.grad is None
 
 
-@pytest.mark.parametrize("dtype, unit_roundoff", [(torch.bfloat16, 2.0 ** -8), (torch.float16, 2.0 ** -11)])
+@pytest.mark.parametrize("dtype, unit_roundoff", [(torch.bfloat16, 2.0**-8), (torch.float16, 2.0**-11)])
 def test_half_precision_close_to_float32(dtype, unit_roundoff):
     # The scan accumulates in float32. On the same (rounded) inputs the only error is the final rounding
     # of h: at most one unit roundoff u of max |h|. Against the unrounded float32 inputs, the input

@@ -1,5 +1,6 @@
 """The Triton backend of linear_recurrence. Without a GPU the kernels run in Triton's CPU interpreter
 (tests/conftest.py sets TRITON_INTERPRET=1), which is slow: the sizes are small."""
+
 import math
 import sys
 
@@ -11,7 +12,6 @@ pytest.importorskip("triton")
 import plstm_geometric.functional.scan.fused as triton_scan_module  # noqa: E402
 from plstm_geometric.functional import linear_recurrence  # noqa: E402
 from plstm_geometric.functional.scan.fused import scan_schedule, triton_scan  # noqa: E402
-
 from plstm_geometric.functional.scan.naive import linear_recurrence_naive as naive_recurrence  # noqa: E402
 from plstm_geometric.testing import random_scan_inputs as random_inputs  # noqa: E402
 
@@ -46,8 +46,9 @@ def test_forward_matches_torch_and_loop_float64(schedule, length, reverse):
     out = linear_recurrence(decay, impulse, initial_state, reverse=reverse, backend="triton")
     assert out.shape == (2, length, 3) and out.dtype == torch.float64
     torch.testing.assert_close(out, naive_recurrence(decay, impulse, initial_state, reverse), rtol=0, atol=1e-10)
-    torch.testing.assert_close(out, linear_recurrence(decay, impulse, initial_state, reverse, backend="torch"),
-                               rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        out, linear_recurrence(decay, impulse, initial_state, reverse, backend="torch"), rtol=0, atol=1e-10
+    )
 
 
 @pytest.mark.parametrize("length", [1, 100])
@@ -57,9 +58,11 @@ def test_gradients_match_torch_and_loop_float64(schedule, length, reverse):
     decay[:, ::5] = 0.0
     grad_out = torch.randn(2, length, 3, dtype=torch.float64)
     grads = {}
-    for name, fn in [("triton", lambda *x: linear_recurrence(*x, reverse=reverse, backend="triton")),
-                     ("torch", lambda *x: linear_recurrence(*x, reverse=reverse, backend="torch")),
-                     ("loop", lambda *x: naive_recurrence(*x, reverse=reverse))]:
+    for name, fn in [
+        ("triton", lambda *x: linear_recurrence(*x, reverse=reverse, backend="triton")),
+        ("torch", lambda *x: linear_recurrence(*x, reverse=reverse, backend="torch")),
+        ("loop", lambda *x: naive_recurrence(*x, reverse=reverse)),
+    ]:
         inputs = [x.clone().requires_grad_() for x in (decay, impulse, initial_state)]
         (fn(*inputs) * grad_out).sum().backward()
         grads[name] = [x.grad for x in inputs]
@@ -75,17 +78,21 @@ def test_recursive_carry_scan(monkeypatch):
     assert [scan_schedule(1, length, 4).num_chunks for length in (100, 25, 7, 2)] == [25, 7, 2, 1]
     decay, impulse, initial_state = random_inputs(1, 100, 4)
     for reverse in (False, True):
-        torch.testing.assert_close(linear_recurrence(decay, impulse, initial_state, reverse, backend="triton"),
-                                   naive_recurrence(decay, impulse, initial_state, reverse), rtol=0, atol=1e-10)
+        torch.testing.assert_close(
+            linear_recurrence(decay, impulse, initial_state, reverse, backend="triton"),
+            naive_recurrence(decay, impulse, initial_state, reverse),
+            rtol=0,
+            atol=1e-10,
+        )
 
 
 def test_schedule_rule():
     # Enough batch rows and channel blocks: one chunk. B = 1, D = 32, T = 1M: chunks up to 1024 programs.
-    assert scan_schedule(64, 10 ** 6, 1024).num_chunks == 1
-    long_single = scan_schedule(1, 2 ** 20, 32)
+    assert scan_schedule(64, 10**6, 1024).num_chunks == 1
+    long_single = scan_schedule(1, 2**20, 32)
     assert long_single.num_chunks == 1024 and long_single.block_channels == 32
     assert long_single.chunk_length % long_single.block_time == 0
-    assert long_single.num_chunks * long_single.chunk_length >= 2 ** 20
+    assert long_single.num_chunks * long_single.chunk_length >= 2**20
     # Short sequences stay sequential however few programs they have; tiles never exceed the sequence.
     assert scan_schedule(1, 100, 32) == (64, 32, 1, 128)
 
@@ -107,7 +114,7 @@ def test_bfloat16_accumulates_in_float32():
     assert out.dtype == torch.bfloat16
     # The same float32 accumulation as the torch backend: equal up to reassociation, then one rounding.
     expected = linear_recurrence(decay, impulse, initial_state, backend="torch")
-    assert (out.float() - expected.float()).abs().max().item() <= 2.0 ** -8 * expected.float().abs().max().item()
+    assert (out.float() - expected.float()).abs().max().item() <= 2.0**-8 * expected.float().abs().max().item()
     decay.requires_grad_()
     linear_recurrence(decay, impulse, backend="triton").sum().backward()
     assert decay.grad.dtype == torch.bfloat16 and torch.isfinite(decay.grad.float()).all()
@@ -122,8 +129,9 @@ def test_nan_propagates_forward_in_time(monkeypatch):
     assert torch.equal(torch.isnan(out), torch.isnan(naive_recurrence(decay, impulse, initial_state)))
     assert not torch.isnan(out[0, :40, 0]).any() and torch.isnan(out[0, 40:, 0]).all()
     out_reverse = linear_recurrence(decay, impulse, reverse=True, backend="triton")
-    torch.testing.assert_close(out_reverse, naive_recurrence(decay, impulse, reverse=True), rtol=0, atol=1e-10,
-                               equal_nan=True)
+    torch.testing.assert_close(
+        out_reverse, naive_recurrence(decay, impulse, reverse=True), rtol=0, atol=1e-10, equal_nan=True
+    )
     assert torch.isnan(out_reverse[0, :41, 0]).all() and not torch.isnan(out_reverse[0, 41:, 0]).any()
 
 

@@ -1,4 +1,5 @@
 """Size buckets of the per-graph dense layout."""
+
 import torch
 
 from plstm_geometric.graph.components import BUCKET_COST, size_buckets
@@ -7,7 +8,7 @@ from plstm_geometric.graph.components import BUCKET_COST, size_buckets
 def test_a_few_small_graphs_join_the_bucket_of_many_larger_ones():
     # A bucket of its own would cost BUCKET_COST; padding two 2-node graphs to 30 costs far less.
     size = torch.tensor([2, 30, 2] + [30] * 50)
-    assert 2 * 30 ** 3 < BUCKET_COST
+    assert 2 * 30**3 < BUCKET_COST
     assert size_buckets(size).unique().numel() == 1
 
 

@@ -65,12 +65,15 @@ def test_cycle_raises_naming_a_node_on_it():
         node_levels(torch.tensor([[0], [0]]), 1)
 
 
-@pytest.mark.parametrize("bad, error, match", [
-    (torch.tensor([[0, 1], [1, 5]]), ValueError, r"edge_index: expected node indices in \[0, 3\)"),
-    (torch.tensor([[0, 1], [1, -1]]), ValueError, "edge_index: expected node indices"),
-    (torch.tensor([[0.0, 1.0], [1.0, 2.0]]), TypeError, "edge_index: expected dtype torch.long"),
-    (torch.tensor([0, 1, 2]), ValueError, r"edge_index: expected shape \[2, \*\]"),
-])
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        (torch.tensor([[0, 1], [1, 5]]), ValueError, r"edge_index: expected node indices in \[0, 3\)"),
+        (torch.tensor([[0, 1], [1, -1]]), ValueError, "edge_index: expected node indices"),
+        (torch.tensor([[0.0, 1.0], [1.0, 2.0]]), TypeError, "edge_index: expected dtype torch.long"),
+        (torch.tensor([0, 1, 2]), ValueError, r"edge_index: expected shape \[2, \*\]"),
+    ],
+)
 def test_bad_edge_index(bad, error, match):
     for fn in (lambda: node_levels(bad, 3), lambda: dagify(bad, 3)):
         with pytest.raises(error, match=match):

@@ -7,8 +7,13 @@ from plstm_geometric.graph.grid import grid_wavefronts
 
 def undirected_grid(X, Y):
     node = torch.arange(X * Y).view(X, Y)
-    pairs = torch.cat([torch.stack([node[:-1].reshape(-1), node[1:].reshape(-1)]),
-                       torch.stack([node[:, :-1].reshape(-1), node[:, 1:].reshape(-1)])], dim=1)
+    pairs = torch.cat(
+        [
+            torch.stack([node[:-1].reshape(-1), node[1:].reshape(-1)]),
+            torch.stack([node[:, :-1].reshape(-1), node[:, 1:].reshape(-1)]),
+        ],
+        dim=1,
+    )
     return torch.cat([pairs, pairs.flip(0)], dim=1)
 
 
@@ -33,8 +38,9 @@ def test_gate_index_maps_point_at_the_right_nodes_and_directions():
     node = dst[e_in]
     assert torch.equal(node, src[e_out])
     kind = {(0, 0): 0, (1, 1): 1, (0, 1): 2, (1, 0): 3}  # rr, dd, rd, dr
-    expected = torch.tensor([4 * int(n) + kind[int(direction[i]), int(direction[o])]
-                             for n, i, o in zip(node, e_in, e_out)])
+    expected = torch.tensor(
+        [4 * int(n) + kind[int(direction[i]), int(direction[o])] for n, i, o in zip(node, e_in, e_out)]
+    )
     assert torch.equal(grid.line_transition, expected)
 
 
@@ -45,7 +51,7 @@ def test_batched_grid_is_a_disjoint_union_and_cached():
         edges = slice(b * num_edges, (b + 1) * num_edges)
         assert torch.equal(batched.edge_index[:, edges], single.edge_index + 6 * b)
         assert torch.equal(batched.edge_source[edges], single.edge_source + 12 * b)
-    assert torch.equal(batched.line_edge_index[:, :single.line_edge_index.size(1)], single.line_edge_index)
+    assert torch.equal(batched.line_edge_index[:, : single.line_edge_index.size(1)], single.line_edge_index)
     assert grid_dag(3, 2, batch_size=3) is batched
     plan = grid_plan(3, 2, batch_size=3)
     assert plan.num_nodes == 18 and plan.num_levels == 3 and grid_plan(3, 2, batch_size=3) is plan
@@ -62,8 +68,9 @@ def test_wavefronts_list_anti_diagonals_with_their_neighbours(X, Y):
     assert torch.equal(fronts.order[fronts.inverse], torch.arange(X * Y))
     outside = X * Y
     for position in range(X * Y):
-        for (dx, dy), successor, predecessor in zip(((1, 0), (0, 1)), fronts.successor[position],
-                                                    fronts.predecessor[position]):
+        for (dx, dy), successor, predecessor in zip(
+            ((1, 0), (0, 1)), fronts.successor[position], fronts.predecessor[position]
+        ):
             forward, backward = (x[position] + dx, y[position] + dy), (x[position] - dx, y[position] - dy)
             for (nx, ny), neighbour in ((forward, successor), (backward, predecessor)):
                 inside = 0 <= nx < X and 0 <= ny < Y

@@ -1,5 +1,6 @@
 """The D-mode line graph against the previous implementation (one vectorised step per level and rank, ancestor
 bitsets on every line node), kept here as the oracle."""
+
 import math
 
 import pytest
@@ -99,6 +100,7 @@ def test_equals_the_reference_on_a_batch_of_chains_trees_and_dense_dags():
 
 def test_a_long_chain_is_about_as_fast_as_p_mode():
     import time
+
     num_nodes = 100_000
     edge_index = torch.stack([torch.arange(num_nodes - 1), torch.arange(1, num_nodes)])
     start = time.perf_counter()

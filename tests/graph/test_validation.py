@@ -1,4 +1,5 @@
 """Structure arguments that used to be trusted: plans, levels, orders, and line-graph size."""
+
 import pytest
 import torch
 
@@ -10,10 +11,15 @@ from plstm_geometric.graph.size import line_graph_size
 
 def path_inputs(num_nodes, num_edges, num_line):
     g = torch.Generator().manual_seed(0)
-    return dict(query=torch.randn(num_nodes, 1, 2, generator=g), key=torch.randn(num_nodes, 1, 2, generator=g),
-                value=torch.randn(num_nodes, 1, 2, generator=g), source=torch.rand(num_edges, 1, generator=g),
-                transition=torch.rand(num_line, 1, generator=g), mark=torch.rand(num_edges, 1, generator=g),
-                direct=torch.rand(num_nodes, 1, generator=g))
+    return dict(
+        query=torch.randn(num_nodes, 1, 2, generator=g),
+        key=torch.randn(num_nodes, 1, 2, generator=g),
+        value=torch.randn(num_nodes, 1, 2, generator=g),
+        source=torch.rand(num_edges, 1, generator=g),
+        transition=torch.rand(num_line, 1, generator=g),
+        mark=torch.rand(num_edges, 1, generator=g),
+        direct=torch.rand(num_nodes, 1, generator=g),
+    )
 
 
 def test_plan_of_another_graph_with_the_same_sizes_is_refused():
@@ -65,26 +71,39 @@ def test_dagify_refuses_non_finite_order(bad):
 def test_line_graph_size_is_estimated_before_allocating(monkeypatch):
     # A hub with 300 in- and 300 out-edges: 90,000 line edges.
     hub = 300
-    edge_index = torch.cat([torch.stack([torch.arange(hub), torch.full((hub,), hub)]),
-                            torch.stack([torch.full((hub,), hub), torch.arange(hub + 1, 2 * hub + 1)])], 1)
+    edge_index = torch.cat(
+        [
+            torch.stack([torch.arange(hub), torch.full((hub,), hub)]),
+            torch.stack([torch.full((hub,), hub), torch.arange(hub + 1, 2 * hub + 1)]),
+        ],
+        1,
+    )
     assert line_graph_size(edge_index, 2 * hub + 1) == hub * hub
     assert line_graph(edge_index, 2 * hub + 1).size(1) == hub * hub
     monkeypatch.setattr(graph_size, "MAX_LINE_EDGES", 10_000)
     for mode in ("P", "D"):
-        with pytest.raises(ValueError, match="^edge_index: its line graph would have 90,000 line edges.*MAX_LINE_EDGES"):
+        with pytest.raises(
+            ValueError, match="^edge_index: its line graph would have 90,000 line edges.*MAX_LINE_EDGES"
+        ):
             line_graph(edge_index, 2 * hub + 1, mode)
 
 
 def test_a_hub_of_50k_edges_each_way_fails_fast():
     hub = 50_000
-    edge_index = torch.cat([torch.stack([torch.arange(hub), torch.full((hub,), hub)]),
-                            torch.stack([torch.full((hub,), hub), torch.arange(hub + 1, 2 * hub + 1)])], 1)
+    edge_index = torch.cat(
+        [
+            torch.stack([torch.arange(hub), torch.full((hub,), hub)]),
+            torch.stack([torch.full((hub,), hub), torch.arange(hub + 1, 2 * hub + 1)]),
+        ],
+        1,
+    )
     with pytest.raises(ValueError, match="2,500,000,000 line edges"):
         line_graph(edge_index, 2 * hub + 1)
 
 
 def test_auto_orientation_cycle_message_points_to_undirected():
     from plstm_geometric.graph.structure import orient_edges
+
     # Undirected but for one reverse edge missing.
     edge_index = torch.tensor([[0, 1, 1, 2, 2], [1, 0, 2, 1, 0]])
     with pytest.raises(ValueError, match="orientation='undirected'"):

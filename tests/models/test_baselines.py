@@ -63,8 +63,9 @@ def test_graphs_in_a_batch_are_independent_and_node_order_is_irrelevant(model_cl
     perm = torch.randperm(data.num_nodes)
     inverse = torch.empty_like(perm)
     inverse[perm] = torch.arange(data.num_nodes)
-    permuted = Data(x=data.x[perm], edge_index=inverse[data.edge_index], edge_attr=data.edge_attr,
-                    num_nodes=data.num_nodes)
+    permuted = Data(
+        x=data.x[perm], edge_index=inverse[data.edge_index], edge_attr=data.edge_attr, num_nodes=data.num_nodes
+    )
     assert torch.allclose(model(Batch.from_data_list([permuted])), alone, atol=1e-5)
 
 
@@ -78,8 +79,11 @@ def node_embeddings(model, data):
 
 def test_virtual_node_connects_disconnected_nodes():
     # two atoms without a bond: only the virtual node can carry information from one to the other
-    data = Data(x=torch.tensor([[5, 0, 4, 5, 3, 0, 2, 0, 0], [7, 0, 4, 5, 3, 0, 2, 0, 0]]),
-                edge_index=torch.empty(2, 0, dtype=torch.long), edge_attr=torch.empty(0, 3, dtype=torch.long))
+    data = Data(
+        x=torch.tensor([[5, 0, 4, 5, 3, 0, 2, 0, 0], [7, 0, 4, 5, 3, 0, 2, 0, 0]]),
+        edge_index=torch.empty(2, 0, dtype=torch.long),
+        edge_attr=torch.empty(0, 3, dtype=torch.long),
+    )
     changed = data.clone()
     changed.x[1, 0] = 16
     for model_class, connected in [(GIN, False), (GINVirtual, True)]:
@@ -112,8 +116,11 @@ def test_bond_gcn_conv_matches_formula():
 
 @pytest.mark.parametrize("edge_dim", [None, 2])
 def test_linear_encoder_with_float_features(edge_dim):
-    data = Data(x=torch.randn(5, 7), edge_index=torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]]),
-                edge_attr=torch.randn(4, 2) if edge_dim else None)
+    data = Data(
+        x=torch.randn(5, 7),
+        edge_index=torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]]),
+        edge_attr=torch.randn(4, 2) if edge_dim else None,
+    )
     for model_class in [GIN, GINVirtual, GCN]:
         model = model_class(8, 2, num_layers=2, encoder="linear", in_channels=7, edge_dim=edge_dim, pool="sum")
         assert model(Batch.from_data_list([data, data])).shape == (2, 2)
@@ -166,11 +173,21 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="dropout"):
         GIN(8, 1, dropout=1.5)
     with pytest.raises(TypeError, match="data.x"):
-        GIN(8, 1)(Batch.from_data_list([Data(x=torch.randn(2, 9), edge_index=torch.tensor([[0], [1]]),
-                                             edge_attr=torch.zeros(1, 3, dtype=torch.long))]))
+        GIN(8, 1)(
+            Batch.from_data_list(
+                [
+                    Data(
+                        x=torch.randn(2, 9),
+                        edge_index=torch.tensor([[0], [1]]),
+                        edge_attr=torch.zeros(1, 3, dtype=torch.long),
+                    )
+                ]
+            )
+        )
     with pytest.raises(ValueError, match="data.edge_attr"):
-        GIN(8, 1)(Batch.from_data_list([Data(x=torch.zeros(2, 9, dtype=torch.long),
-                                             edge_index=torch.tensor([[0], [1]]))]))
+        GIN(8, 1)(
+            Batch.from_data_list([Data(x=torch.zeros(2, 9, dtype=torch.long), edge_index=torch.tensor([[0], [1]]))])
+        )
 
 
 # LRGB's budget: about 500k parameters for Peptides-func (10 tasks); the configurations of

@@ -5,8 +5,8 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from plstm_geometric.testing import nci_batch
 from plstm_geometric.models import PLSTMGraphModel
+from plstm_geometric.testing import nci_batch
 from plstm_geometric.transforms import PreparePLSTM
 
 
@@ -62,8 +62,11 @@ def test_prepared_and_plain_data_agree():
 
 def test_molecules_without_bonds():
     # Single ions have no edges: their nodes only see the direct term.
-    ion = Data(x=torch.zeros(1, 9, dtype=torch.long), edge_index=torch.zeros(2, 0, dtype=torch.long),
-               edge_attr=torch.zeros(0, 3, dtype=torch.long))
+    ion = Data(
+        x=torch.zeros(1, 9, dtype=torch.long),
+        edge_index=torch.zeros(2, 0, dtype=torch.long),
+        edge_attr=torch.zeros(0, 3, dtype=torch.long),
+    )
     graphs = [ion, *molecules(2), ion]
     model = PLSTMGraphModel(16, 1, num_layers=2, heads=2)
     out = model(first_batch(graphs))
@@ -93,8 +96,9 @@ def test_bad_arguments_raise():
         PLSTMGraphModel(8, 1, 0)
     graph = molecules(1)[0]
     with pytest.raises(TypeError, match="data.x"):
-        PLSTMGraphModel(8, 1, 1, heads=2)(Data(x=graph.x.float(), edge_index=graph.edge_index,
-                                                edge_attr=graph.edge_attr))
+        PLSTMGraphModel(8, 1, 1, heads=2)(
+            Data(x=graph.x.float(), edge_index=graph.edge_index, edge_attr=graph.edge_attr)
+        )
     with pytest.raises(ValueError, match="PreparePLSTM"):
         # prepared without the reverse direction, which the second block needs
         PLSTMGraphModel(8, 1, 2, heads=2)(PreparePLSTM(directions=("forward",))(graph))

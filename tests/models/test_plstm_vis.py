@@ -5,7 +5,6 @@ from plstm_geometric.models import PLSTMVis
 from plstm_geometric.nn import PLSTM2D
 
 
-
 def small_model(**kwargs):
     options = dict(dim=12, heads=3, depth=2)
     options.update(kwargs)

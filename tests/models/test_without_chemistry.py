@@ -1,4 +1,5 @@
 """The layers and models need neither OGB nor RDKit: their molecule encoders are the library's own."""
+
 import subprocess
 import sys
 import textwrap
@@ -10,8 +11,7 @@ from plstm_geometric.nn import AtomEncoder, BondEncoder
 
 
 def run_python(code: str) -> str:
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -1,4 +1,5 @@
 """Clear errors at the layer boundary instead of deep ones."""
+
 import pytest
 import torch
 from torch_geometric.data import Data
@@ -8,8 +9,15 @@ from plstm_geometric.nn.encoders import ATOM_FEATURE_SIZES, AtomEncoder, BondEnc
 from plstm_geometric.transforms import PreparePLSTM
 
 
-@pytest.mark.parametrize("kwargs,name", [(dict(heads=0), "heads"), (dict(edge_dim=0), "edge_dim"),
-                                         (dict(heads=-1), "heads"), (dict(edge_dim=1.5), "edge_dim")])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(heads=0), "heads"),
+        (dict(edge_dim=0), "edge_dim"),
+        (dict(heads=-1), "heads"),
+        (dict(edge_dim=1.5), "edge_dim"),
+    ],
+)
 def test_plstm_conv_constructor_names_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name}: expected a positive int"):
         PLSTMConv(4, 4, **kwargs)

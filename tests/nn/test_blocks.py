@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch_geometric.utils import to_undirected
 
-from plstm_geometric.testing import nci_batch
 from plstm_geometric.nn import PLSTMBlock, PLSTMConv
+from plstm_geometric.testing import nci_batch
 
 
 def ring_with_tail():

@@ -1,5 +1,6 @@
 """PLSTMConv under torch.compile (structure built outside the compiled call, one graph break at the op, no
 recompile per batch shape) and a clear refusal of torch.jit."""
+
 import pytest
 import torch
 import torch._dynamo as dynamo
@@ -18,8 +19,13 @@ def molecule_batch(sizes, channels=8, edge_dim=4):
     for size in sizes:
         ring = torch.stack([torch.arange(size), (torch.arange(size) + 1) % size])
         edge_index = to_undirected(torch.cat([ring, torch.tensor([[0], [size // 2]])], 1), num_nodes=size)
-        graphs.append(Data(x=torch.randn(size, channels), edge_index=edge_index,
-                           edge_attr=torch.randn(edge_index.size(1), edge_dim)))
+        graphs.append(
+            Data(
+                x=torch.randn(size, channels),
+                edge_index=edge_index,
+                edge_attr=torch.randn(edge_index.size(1), edge_dim),
+            )
+        )
     return Batch.from_data_list(graphs)
 
 
@@ -40,9 +46,9 @@ def test_compile_matches_eager_without_recompiles():
         # After the first batch, any recompilation (for example a guard on a batch's size) is an error.
         with dynamo.config.patch(error_on_recompile=index > 0):
             out = compiled(x, batch.edge_index, batch.edge_attr, structure=structure)
-            grad, = torch.autograd.grad(out.square().sum(), x)
+            (grad,) = torch.autograd.grad(out.square().sum(), x)
         expected = conv(x, batch.edge_index, batch.edge_attr, structure=structure)
-        expected_grad, = torch.autograd.grad(expected.square().sum(), x)
+        (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-5)
 

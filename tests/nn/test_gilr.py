@@ -12,7 +12,7 @@ def naive_gilr(module, x, initial_state=None):
     out = []
     for t in range(x.shape[1]):
         gate = torch.sigmoid(x[:, t] @ weight[:hidden].t() + bias[:hidden])
-        candidate = torch.tanh(x[:, t] @ weight[hidden:2 * hidden].t() + bias[hidden:2 * hidden])
+        candidate = torch.tanh(x[:, t] @ weight[hidden : 2 * hidden].t() + bias[hidden : 2 * hidden])
         state = gate * state + (1 - gate) * candidate
         out.append(state)
     return torch.stack(out, dim=1)
@@ -25,10 +25,10 @@ def naive_gilr_lstm(module, x, gilr_state=None, cell_state=None):
     summary_weight = module.lin_summary.weight  # [U_f; U_i; U_o; U_z]
 
     def block(k):  # rows of V / b for block k of [g, j, f, i, o, z]
-        return weight[k * hidden:(k + 1) * hidden], bias[k * hidden:(k + 1) * hidden]
+        return weight[k * hidden : (k + 1) * hidden], bias[k * hidden : (k + 1) * hidden]
 
     def summary_block(k):  # rows of U for block k of [f, i, o, z]
-        return summary_weight[k * hidden:(k + 1) * hidden]
+        return summary_weight[k * hidden : (k + 1) * hidden]
 
     summary = x.new_zeros(x.shape[0], hidden) if gilr_state is None else gilr_state
     cell = x.new_zeros(x.shape[0], hidden) if cell_state is None else cell_state
@@ -72,8 +72,9 @@ def test_gilr_lstm_matches_naive(length):
     torch.testing.assert_close(last_summary, expected_summary, rtol=0, atol=1e-10)
     torch.testing.assert_close(last_cell, expected_cell, rtol=0, atol=1e-10)
     # Only one of the two states given.
-    torch.testing.assert_close(module(x, (None, cell_state)), naive_gilr_lstm(module, x, None, cell_state)[0],
-                               rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        module(x, (None, cell_state)), naive_gilr_lstm(module, x, None, cell_state)[0], rtol=0, atol=1e-10
+    )
 
 
 def test_gilr_lstm_state_continues_a_split_sequence():
@@ -114,7 +115,7 @@ def test_reset_parameters_and_chrono_initialisation():
     module = GILRLSTM(3, 8, max_timescale=100)
     hidden = 8
     bias = module.lin.bias.detach()
-    gilr_bias, forget_bias, input_bias = bias[:hidden], bias[2 * hidden:3 * hidden], bias[3 * hidden:4 * hidden]
+    gilr_bias, forget_bias, input_bias = bias[:hidden], bias[2 * hidden : 3 * hidden], bias[3 * hidden : 4 * hidden]
     for b in (gilr_bias, forget_bias):
         assert (b >= 0).all() and (b <= torch.log(torch.tensor(99.0))).all()
     torch.testing.assert_close(input_bias, -forget_bias)

@@ -7,7 +7,6 @@ from plstm_geometric.functional.grid import GRID_ORIENTATIONS, flip_grid
 from plstm_geometric.nn import PLSTM2D
 
 
-
 def randomize_gates(layer, scale=0.5):
     """Input-dependent gates (the default init has zero gate weights, which would hide orientation bugs)."""
     with torch.no_grad():

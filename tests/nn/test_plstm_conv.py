@@ -6,10 +6,10 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import to_undirected
 
 from plstm_geometric.functional import plstm_dag_naive
-from plstm_geometric.testing import nci_batch
 from plstm_geometric.graph import dagify, line_graph
 from plstm_geometric.nn import PLSTMConv
 from plstm_geometric.nn.plstm_conv import constrain_transition
+from plstm_geometric.testing import nci_batch
 
 MODES = ["P", "D", "unconstrained"]
 # MultiHeadRMSNorm normalises in float32 even for float64 inputs, so float64 layers agree to float32 precision.
@@ -45,10 +45,12 @@ def naive_forward(conv, x, edge_index, edge_attr=None):
     node_weight = conv.lin_gate.weight.view(4, heads, -1)
     node_bias = conv.lin_gate.bias.view(4, heads)
     edge_weight = conv.lin_edge_gate.weight.view(4, heads, -1)
-    source = torch.sigmoid(torch.cat([x[src], features], 1) @ torch.cat([node_weight[0], edge_weight[0]], 1).T
-                           + node_bias[0])
-    mark = torch.sigmoid(torch.cat([x[dst], features], 1) @ torch.cat([node_weight[1], edge_weight[1]], 1).T
-                         + node_bias[1])
+    source = torch.sigmoid(
+        torch.cat([x[src], features], 1) @ torch.cat([node_weight[0], edge_weight[0]], 1).T + node_bias[0]
+    )
+    mark = torch.sigmoid(
+        torch.cat([x[dst], features], 1) @ torch.cat([node_weight[1], edge_weight[1]], 1).T + node_bias[1]
+    )
     direct = torch.sigmoid(x @ node_weight[3].T + node_bias[3])
     transition_input = torch.cat([features[e_in], features[e_out], x[dst[e_in]]], 1)
     transition = transition_input @ torch.cat([edge_weight[2], edge_weight[3], node_weight[2]], 1).T + node_bias[2]
@@ -61,7 +63,7 @@ def naive_forward(conv, x, edge_index, edge_attr=None):
         transition = normalized
     elif conv.mode == "D":
         transition = torch.tanh(transition)
-    query = conv.lin_query(x).view(num_nodes, heads, k) / k ** 0.5
+    query = conv.lin_query(x).view(num_nodes, heads, k) / k**0.5
     key = conv.lin_key(x).view(num_nodes, heads, k)
     value = conv.lin_value(x).view(num_nodes, heads, v)
     out = plstm_dag_naive(query, key, value, source, transition, mark, direct, dag_edge_index, line_edge_index)
@@ -226,7 +228,7 @@ def test_reset_parameters_restores_the_initialisation():
     randomize_gates(conv)
     conv.reset_parameters()
     # gate weights are small: pre-activations stay within about 0.1 of the bias for unit-variance inputs
-    assert 0 < conv.lin_gate.weight.std() * 5 ** 0.5 < 0.2 and 0 < conv.lin_edge_gate.weight.std() * 10 ** 0.5 < 0.2
+    assert 0 < conv.lin_gate.weight.std() * 5**0.5 < 0.2 and 0 < conv.lin_edge_gate.weight.std() * 10**0.5 < 0.2
     p_conv = PLSTMConv(5, 8, heads=4, mode="P", alpha=0.5)
     transition = p_conv.lin_gate.bias.view(4, 4)[2]
     torch.testing.assert_close(transition / (0.5 + transition), torch.linspace(0.6, 0.95, 4))

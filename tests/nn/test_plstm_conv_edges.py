@@ -1,12 +1,13 @@
 """PLSTMConv on edge attributes that depend on direction, and orientation decided per graph of a batch."""
+
 import pytest
 import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_undirected
 
-from plstm_geometric.testing import nci_batch
 from plstm_geometric.graph.structure import orient_edges
 from plstm_geometric.nn import PLSTMConv
+from plstm_geometric.testing import nci_batch
 
 
 def randomized(conv):

@@ -1,5 +1,6 @@
 """PLSTMConv in the PyG ecosystem: Explainer edge masks, to_hetero, lazy in_channels, sparse adjacency
 input, the backend / recompute_states options and the repr."""
+
 import pytest
 import torch
 from torch_geometric.data import HeteroData
@@ -53,9 +54,14 @@ def test_explainer_edge_mask_reaches_plstm_conv():
     for conv in (model.conv1, model.conv2):
         randomize_gates(conv)
     x, edge_index = graph()
-    explainer = Explainer(model, GNNExplainer(epochs=3), explanation_type="model", node_mask_type="attributes",
-                          edge_mask_type="object", model_config=dict(mode="regression", task_level="node",
-                                                                     return_type="raw"))
+    explainer = Explainer(
+        model,
+        GNNExplainer(epochs=3),
+        explanation_type="model",
+        node_mask_type="attributes",
+        edge_mask_type="object",
+        model_config=dict(mode="regression", task_level="node", return_type="raw"),
+    )
     explanation = explainer(x, edge_index, index=6)
     assert explanation.edge_mask.shape == (edge_index.size(1),)
     assert explanation.edge_mask.abs().sum() > 0
@@ -85,8 +91,11 @@ def test_to_hetero():
     # The homogeneous edge type alone equals the plain layer on that graph.
     conv = model.conv["atom__bond__atom"]
     bipartite = model.conv["ion__binds__atom"]
-    torch.testing.assert_close(out["atom"], conv(data["atom"].x, ring)
-                               + bipartite((data["ion"].x, data["atom"].x), data["ion", "binds", "atom"].edge_index))
+    torch.testing.assert_close(
+        out["atom"],
+        conv(data["atom"].x, ring)
+        + bipartite((data["ion"].x, data["atom"].x), data["ion", "binds", "atom"].edge_index),
+    )
 
 
 def test_bipartite_pair_equals_joint_graph():
@@ -150,9 +159,9 @@ def test_backend_and_recompute_states(backend):
     conv.load_state_dict(reference.state_dict())
     x.requires_grad_()
     out = conv(x, edge_index)
-    grad, = torch.autograd.grad(out.square().sum(), x)
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
     expected = reference(x, edge_index)
-    expected_grad, = torch.autograd.grad(expected.square().sum(), x)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-6)
 
@@ -163,7 +172,8 @@ def test_backend_checked_and_repr():
     with pytest.raises(TypeError, match="recompute_states"):
         PLSTMConv(6, 8, recompute_states="yes")
     assert repr(PLSTMConv(6, 8, heads=2, edge_dim=3, backend="levels")) == (
-        "PLSTMConv(6, 8, heads=2, mode=P, edge_dim=3, backend=levels)")
+        "PLSTMConv(6, 8, heads=2, mode=P, edge_dim=3, backend=levels)"
+    )
     assert repr(PLSTMConv(-1, 8, heads=2)) == "PLSTMConv(-1, 8, heads=2, mode=P)"
 
 
@@ -177,6 +187,11 @@ def test_pooled_graph_model_with_explainer_graph_level():
             return global_add_pool(self.conv(x, edge_index), batch).sum(-1, keepdim=True)
 
     x, edge_index = graph()
-    explainer = Explainer(GraphNet(), GNNExplainer(epochs=2), explanation_type="model", edge_mask_type="object",
-                          model_config=dict(mode="regression", task_level="graph", return_type="raw"))
+    explainer = Explainer(
+        GraphNet(),
+        GNNExplainer(epochs=2),
+        explanation_type="model",
+        edge_mask_type="object",
+        model_config=dict(mode="regression", task_level="graph", return_type="raw"),
+    )
     assert explainer(x, edge_index).edge_mask.shape == (edge_index.size(1),)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from benchmarks.stability import measure
-from plstm_geometric.testing import chain_dag, grid_dag, random_dag
 from plstm_geometric.nn import PLSTMConv
+from plstm_geometric.testing import chain_dag, grid_dag, random_dag
 
 PUSHED = 10.0
 
@@ -39,11 +39,14 @@ def test_unconstrained_mode_overflows_on_a_grid():
     assert not torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name, edge_index, num_nodes", [
-    ("chain", chain_dag(300), 300),
-    ("grid", grid_dag(20, 20), 400),
-    ("random", random_dag(600, window=50), 600),
-])
+@pytest.mark.parametrize(
+    "name, edge_index, num_nodes",
+    [
+        ("chain", chain_dag(300), 300),
+        ("grid", grid_dag(20, 20), 400),
+        ("random", random_dag(600, window=50), 600),
+    ],
+)
 @pytest.mark.parametrize("sign", ["+10", "+-10"])
 def test_state_norms_respect_the_bounds(name, edge_index, num_nodes, sign):
     for mode in ("P", "D"):

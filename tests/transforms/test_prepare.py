@@ -5,13 +5,17 @@ import torch
 from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.loader import DataLoader
 
-from plstm_geometric.testing import nci_batch
 from plstm_geometric.graph import dagify, line_graph, node_levels, reverse_dag
 from plstm_geometric.nn import PLSTMConv
+from plstm_geometric.testing import nci_batch
 from plstm_geometric.transforms import PLSTMData, PreparePLSTM
 
-LINE_KEYS = ["line_edge_index_p_forward", "line_edge_index_d_forward",
-             "line_edge_index_p_reverse", "line_edge_index_d_reverse"]
+LINE_KEYS = [
+    "line_edge_index_p_forward",
+    "line_edge_index_d_forward",
+    "line_edge_index_p_reverse",
+    "line_edge_index_d_reverse",
+]
 
 
 def molecules(count=40):
@@ -63,11 +67,11 @@ def test_batching_offsets_edges_not_nodes():
         num_dag_edges = graph.dag_edge_index.size(1)
         for key in LINE_KEYS:
             start = sum(g[key].size(1) for g in graphs[:i])
-            part = batch[key][:, start:start + graph[key].size(1)]
+            part = batch[key][:, start : start + graph[key].size(1)]
             assert torch.equal(part, graph[key] + dag_offset), key
-        part = batch.dag_edge_index[:, dag_offset:dag_offset + num_dag_edges]
+        part = batch.dag_edge_index[:, dag_offset : dag_offset + num_dag_edges]
         assert torch.equal(part, graph.dag_edge_index + node_offset)
-        assert torch.equal(batch.dag_edge_id[dag_offset:dag_offset + num_dag_edges], graph.dag_edge_id + edge_offset)
+        assert torch.equal(batch.dag_edge_id[dag_offset : dag_offset + num_dag_edges], graph.dag_edge_id + edge_offset)
         dag_offset += num_dag_edges
         edge_offset += graph.edge_index.size(1)
         node_offset += graph.num_nodes
@@ -148,13 +152,17 @@ def test_saved_dataset_loads_with_weights_only(tmp_path):
 def prepared_molecule_with_directed_attributes():
     torch.manual_seed(3)
     graph = molecules(2)[1]
-    data = Data(x=torch.randn(graph.num_nodes, 8), edge_index=graph.edge_index,
-                edge_attr=torch.randn(graph.edge_index.size(1), 3))
+    data = Data(
+        x=torch.randn(graph.num_nodes, 8),
+        edge_index=graph.edge_index,
+        edge_attr=torch.randn(graph.edge_index.size(1), 3),
+    )
     return PreparePLSTM()(data)
 
 
 def test_a_transform_that_reorders_edges_afterwards_raises():
     from torch_geometric.utils import sort_edge_index
+
     prepared = prepared_molecule_with_directed_attributes()
     conv = PLSTMConv(8, 8, heads=2, edge_dim=3)
     conv(prepared.x, prepared.edge_index, prepared.edge_attr, structure=prepared.plstm_structure("P"))

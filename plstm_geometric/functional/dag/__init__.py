@@ -5,7 +5,6 @@ graph), :mod:`.chains` (chain contraction and a parallel scan), :mod:`.fused` (t
 kernels, imported on first use), :mod:`.mixed` (a batch split by graph size, each part with its own
 backend) and :mod:`.naive` (one edge at a time, straight from the equations).
 """
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -35,7 +34,7 @@ def plstm_dag(
     direct: Tensor,
     edge_index: Tensor,
     line_edge_index: Tensor,
-    plan: Optional[PLSTMPlan] = None,
+    plan: PLSTMPlan | None = None,
     backend: str = "auto",
     recompute_states: bool = False,
 ) -> Tensor:
@@ -98,8 +97,10 @@ def plstm_dag(
     elif not isinstance(plan, PLSTMPlan):
         raise TypeError(f"plan: expected a PLSTMPlan, got {type(plan).__name__}")
     elif not plan.matches(num_nodes, num_edges, num_line_edges):
-        raise ValueError(f"plan: built for {plan.num_nodes} nodes, {plan.num_edges} edges, "
-                         f"{plan.num_line_edges} line edges; got {num_nodes}, {num_edges}, {num_line_edges}")
+        raise ValueError(
+            f"plan: built for {plan.num_nodes} nodes, {plan.num_edges} edges, "
+            f"{plan.num_line_edges} line edges; got {num_nodes}, {num_edges}, {num_line_edges}"
+        )
     elif plan.device != query.device:
         raise ValueError(f"plan: expected device {query.device}, got {plan.device} (use plan.to(device))")
     else:
@@ -127,8 +128,18 @@ def plstm_dag(
         return run_backend(backend, query, key, value, source, transition, mark, direct, plan, recompute_states)
 
 
-def run_backend(backend: str, query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor,
-                mark: Tensor, direct: Tensor, plan: PLSTMPlan, recompute_states: bool) -> Tensor:
+def run_backend(
+    backend: str,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    source: Tensor,
+    transition: Tensor,
+    mark: Tensor,
+    direct: Tensor,
+    plan: PLSTMPlan,
+    recompute_states: bool,
+) -> Tensor:
     """Runs one backend on checked inputs (no ``"auto"`` or ``"mixed"`` here)."""
     if backend in ("parallel", "chains"):
         run = plstm_dag_parallel if backend == "parallel" else plstm_dag_chains

@@ -6,19 +6,29 @@ all chain segments of one step into a single sequence with decay :math:`T` on li
 starts, and :func:`~plstm_geometric.functional.linear_recurrence` solves it in logarithmic depth. A
 100,000-edge chain is then one step instead of 100,000. Autograd differentiates through the scan.
 """
+
 import torch
 from torch import Tensor
 
 from ...graph.plan import PLSTMPlan
-from ..scan import linear_recurrence
 from ..common import direct_term, in_compute_dtype, source_terms
+from ..scan import linear_recurrence
 
 
-def plstm_dag_chains(query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor,
-                     mark: Tensor, direct: Tensor, plan: PLSTMPlan) -> Tensor:
+def plstm_dag_chains(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    source: Tensor,
+    transition: Tensor,
+    mark: Tensor,
+    direct: Tensor,
+    plan: PLSTMPlan,
+) -> Tensor:
     dtype = query.dtype
     query, key, value, source, transition, mark, direct = in_compute_dtype(
-        query, key, value, source, transition, mark, direct)
+        query, key, value, source, transition, mark, direct
+    )
     schedule = plan.chains
     heads, key_channels, value_channels = query.size(1), query.size(2), value.size(2)
     src, dst = plan.edge_index[:, schedule.edge_order]
@@ -36,8 +46,10 @@ def plstm_dag_chains(query: Tensor, key: Tensor, value: Tensor, source: Tensor, 
         jump_lo, jump_hi = schedule.jump_level_ptr[level], schedule.jump_level_ptr[level + 1]
         if jump_hi > jump_lo:
             earlier = torch.cat(states)
-            inflow = (earlier[schedule.jump_in_pos[jump_lo:jump_hi]]
-                      * transition[schedule.jump_line_id[jump_lo:jump_hi], :, None, None])
+            inflow = (
+                earlier[schedule.jump_in_pos[jump_lo:jump_hi]]
+                * transition[schedule.jump_line_id[jump_lo:jump_hi], :, None, None]
+            )
             impulse = impulse.index_add(0, schedule.jump_out_pos[jump_lo:jump_hi] - lo, inflow)
         level_decay = decay[lo:hi, :, None, None].expand(-1, -1, key_channels, value_channels)
         solved = linear_recurrence(level_decay.reshape(1, hi - lo, -1), impulse.reshape(1, hi - lo, -1))

@@ -31,6 +31,7 @@ Importing this module imports Triton; :func:`~plstm_geometric.functional.plstm_d
 ``backend="fused"`` is asked for. Off CUDA the kernels run only in Triton's interpreter
 (``TRITON_INTERPRET=1`` set before this module is imported), which the tests use.
 """
+
 import torch
 import triton
 import triton.language as tl
@@ -83,15 +84,42 @@ def rank_one_tile(gate, node_row, left, right, key_channels, value_channels, k_o
 
 
 @triton.jit
-def sweep_level_kernel(states, readout, query, key, value, source, transition, edge_src, edge_dst,
-                       line_ptr_by_out, line_in_by_out, first_edge, heads, key_channels, value_channels,
-                       BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr):
+def sweep_level_kernel(
+    states,
+    readout,
+    query,
+    key,
+    value,
+    source,
+    transition,
+    edge_src,
+    edge_dst,
+    line_ptr_by_out,
+    line_in_by_out,
+    first_edge,
+    heads,
+    key_channels,
+    value_channels,
+    BLOCK_K: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+):
     """C_e and q_dst^T C_e, for the edge, head and value tile of :func:`program_tile`."""
     edge, head, v_tile, row, k_offsets, v_offsets, k_mask, v_mask, tile_offsets, tile_mask = program_tile(
-        first_edge, heads, key_channels, value_channels, BLOCK_K, BLOCK_V)
+        first_edge, heads, key_channels, value_channels, BLOCK_K, BLOCK_V
+    )
     state_size = key_channels * value_channels
-    state = rank_one_tile(tl.load(source + row), tl.load(edge_src + edge) * heads + head, key, value,
-                          key_channels, value_channels, k_offsets, v_offsets, k_mask, v_mask)
+    state = rank_one_tile(
+        tl.load(source + row),
+        tl.load(edge_src + edge) * heads + head,
+        key,
+        value,
+        key_channels,
+        value_channels,
+        k_offsets,
+        v_offsets,
+        k_mask,
+        v_mask,
+    )
     # Predecessors lie on lower levels, written by earlier launches.
     for line in range(tl.load(line_ptr_by_out + edge), tl.load(line_ptr_by_out + edge + 1)):
         predecessor_row = tl.load(line_in_by_out + line) * heads + head
@@ -106,22 +134,50 @@ def sweep_level_kernel(states, readout, query, key, value, source, transition, e
 
 
 @triton.jit
-def sweep_level_grads_kernel(state_grads, transition_grad_tiles, states, query, out_grad, mark, transition,
-                             edge_dst, line_ptr_by_in, line_out_by_in, line_by_out_for_in, first_edge, heads,
-                             num_line_edges, key_channels, value_channels,
-                             BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr):
+def sweep_level_grads_kernel(
+    state_grads,
+    transition_grad_tiles,
+    states,
+    query,
+    out_grad,
+    mark,
+    transition,
+    edge_dst,
+    line_ptr_by_in,
+    line_out_by_in,
+    line_by_out_for_in,
+    first_edge,
+    heads,
+    num_line_edges,
+    key_channels,
+    value_channels,
+    BLOCK_K: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+):
     """G_e and the transition gradients of the line edges leaving e, for the edge, head and value tile of
     :func:`program_tile`."""
     edge, head, v_tile, row, k_offsets, v_offsets, k_mask, v_mask, tile_offsets, tile_mask = program_tile(
-        first_edge, heads, key_channels, value_channels, BLOCK_K, BLOCK_V)
+        first_edge, heads, key_channels, value_channels, BLOCK_K, BLOCK_V
+    )
     state_size = key_channels * value_channels
-    grad = rank_one_tile(tl.load(mark + row), tl.load(edge_dst + edge) * heads + head, query, out_grad,
-                         key_channels, value_channels, k_offsets, v_offsets, k_mask, v_mask)
+    grad = rank_one_tile(
+        tl.load(mark + row),
+        tl.load(edge_dst + edge) * heads + head,
+        query,
+        out_grad,
+        key_channels,
+        value_channels,
+        k_offsets,
+        v_offsets,
+        k_mask,
+        v_mask,
+    )
     state = load_row(states, row, state_size, tile_offsets, tile_mask)
     # Successors lie on higher levels, written by earlier (reverse-order) launches.
     for line in range(tl.load(line_ptr_by_in + edge), tl.load(line_ptr_by_in + edge + 1)):
-        successor_grad = load_row(state_grads, tl.load(line_out_by_in + line) * heads + head, state_size,
-                                  tile_offsets, tile_mask)
+        successor_grad = load_row(
+            state_grads, tl.load(line_out_by_in + line) * heads + head, state_size, tile_offsets, tile_mask
+        )
         # The transition lives in forward order; reading it there spares a reordered copy.
         forward_line = tl.load(line_by_out_for_in + line)
         grad += tl.load(transition + forward_line * heads + head) * successor_grad
@@ -146,8 +202,9 @@ def level_slices(plan: PLSTMPlan, levels):
     return [(ptr[level], ptr[level + 1] - ptr[level]) for level in levels if ptr[level + 1] > ptr[level]]
 
 
-def fused_states_and_readout(plan: PLSTMPlan, query: Tensor, key: Tensor, value: Tensor, source: Tensor,
-                             transition: Tensor):
+def fused_states_and_readout(
+    plan: PLSTMPlan, query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor
+):
     heads, key_channels, value_channels = query.size(1), query.size(2), value.size(2)
     states = query.new_empty(plan.num_edges, heads, key_channels, value_channels)
     readout = query.new_empty(plan.num_edges, heads, value_channels)
@@ -158,14 +215,31 @@ def fused_states_and_readout(plan: PLSTMPlan, query: Tensor, key: Tensor, value:
     query, key, value, source, transition = (t.contiguous() for t in (query, key, value, source, transition))
     for first_edge, num_edges in level_slices(plan, range(plan.num_levels)):
         sweep_level_kernel[(num_edges, heads, value_tiles)](
-            states, readout, query, key, value, source, transition, plan.edge_src, plan.edge_dst,
-            plan.line_ptr_by_out, plan.line_in_by_out, first_edge, heads, key_channels, value_channels,
-            BLOCK_K=block_k, BLOCK_V=block_v, num_warps=num_warps)
+            states,
+            readout,
+            query,
+            key,
+            value,
+            source,
+            transition,
+            plan.edge_src,
+            plan.edge_dst,
+            plan.line_ptr_by_out,
+            plan.line_in_by_out,
+            first_edge,
+            heads,
+            key_channels,
+            value_channels,
+            BLOCK_K=block_k,
+            BLOCK_V=block_v,
+            num_warps=num_warps,
+        )
     return states, readout
 
 
-def fused_state_and_transition_grads(plan: PLSTMPlan, query: Tensor, mark: Tensor, out_grad: Tensor,
-                                     transition: Tensor, states: Tensor):
+def fused_state_and_transition_grads(
+    plan: PLSTMPlan, query: Tensor, mark: Tensor, out_grad: Tensor, transition: Tensor, states: Tensor
+):
     heads, key_channels, value_channels = states.shape[1:]
     state_grads = torch.empty_like(states)
     if states.numel() == 0:
@@ -175,10 +249,26 @@ def fused_state_and_transition_grads(plan: PLSTMPlan, query: Tensor, mark: Tenso
     query, mark, out_grad, transition = (t.contiguous() for t in (query, mark, out_grad, transition))
     for first_edge, num_edges in level_slices(plan, range(plan.num_levels - 1, -1, -1)):
         sweep_level_grads_kernel[(num_edges, heads, value_tiles)](
-            state_grads, transition_grad_tiles, states, query, out_grad, mark, transition, plan.edge_dst,
-            plan.line_ptr_by_in, plan.line_out_by_in, plan.line_by_out_for_in, first_edge, heads,
-            plan.num_line_edges, key_channels, value_channels, BLOCK_K=block_k, BLOCK_V=block_v,
-            num_warps=num_warps)
+            state_grads,
+            transition_grad_tiles,
+            states,
+            query,
+            out_grad,
+            mark,
+            transition,
+            plan.edge_dst,
+            plan.line_ptr_by_in,
+            plan.line_out_by_in,
+            plan.line_by_out_for_in,
+            first_edge,
+            heads,
+            plan.num_line_edges,
+            key_channels,
+            value_channels,
+            BLOCK_K=block_k,
+            BLOCK_V=block_v,
+            num_warps=num_warps,
+        )
     return state_grads, transition_grad_tiles.sum(0)
 
 
@@ -188,13 +278,23 @@ FUSED_SWEEPS = Sweeps(fused_states_and_readout, fused_state_and_transition_grads
 INTERPRETED = not isinstance(sweep_level_kernel, triton.runtime.JITFunction)
 
 
-def plstm_dag_fused(query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor, mark: Tensor,
-                    direct: Tensor, plan: PLSTMPlan, recompute_states: bool = False) -> Tensor:
+def plstm_dag_fused(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    source: Tensor,
+    transition: Tensor,
+    mark: Tensor,
+    direct: Tensor,
+    plan: PLSTMPlan,
+    recompute_states: bool = False,
+) -> Tensor:
     """:func:`~plstm_geometric.functional.dag.levels.plstm_dag_levels` with the sweeps as Triton
     kernels; same arguments and result."""
     if query.device.type != "cuda" and not INTERPRETED:
-        raise ValueError(f"backend='fused' runs Triton kernels, which need CUDA tensors; got device {query.device} "
-                         "(to run them on CPU, slowly, in Triton's interpreter, set TRITON_INTERPRET=1 before "
-                         "starting Python)")
-    return plstm_dag_levels(query, key, value, source, transition, mark, direct, plan, recompute_states,
-                            FUSED_SWEEPS)
+        raise ValueError(
+            f"backend='fused' runs Triton kernels, which need CUDA tensors; got device {query.device} "
+            "(to run them on CPU, slowly, in Triton's interpreter, set TRITON_INTERPRET=1 before "
+            "starting Python)"
+        )
+    return plstm_dag_levels(query, key, value, source, transition, mark, direct, plan, recompute_states, FUSED_SWEEPS)

@@ -14,7 +14,9 @@ of :math:`C` and :math:`G`. Both are ``[E, H, K, V]``; ``recompute_states=True``
 forward pass and rebuilds it in the backward pass (one more sweep), so a stack of layers only holds
 :math:`O(N H (K + V))` activations between forward and backward instead of :math:`O(E H K V)`.
 """
-from typing import Callable, NamedTuple
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -40,8 +42,14 @@ def propagate(values: Tensor, weights: Tensor, gather: Tensor, scatter: Tensor, 
 def sweep_states(plan: PLSTMPlan, source_kv: Tensor, transition: Tensor) -> Tensor:
     """All cell states ``[E, H, K, V]`` (scheduled order) from the source terms and transitions; the
     states are accumulated in ``source_kv`` itself (a fresh temporary of the caller: no copy)."""
-    return propagate(source_kv, transition, plan.line_in_by_out, plan.line_out_by_out,
-                     plan.line_out_level_ptr, range(1, plan.num_levels))
+    return propagate(
+        source_kv,
+        transition,
+        plan.line_in_by_out,
+        plan.line_out_by_out,
+        plan.line_out_level_ptr,
+        range(1, plan.num_levels),
+    )
 
 
 def sweep_state_grads(plan: PLSTMPlan, mark_grad: Tensor, transition_by_in: Tensor, states: Tensor):
@@ -80,15 +88,17 @@ class Sweeps(NamedTuple):
     state_and_transition_grads: Callable
 
 
-def scatter_states_and_readout(plan: PLSTMPlan, query: Tensor, key: Tensor, value: Tensor, source: Tensor,
-                               transition: Tensor):
+def scatter_states_and_readout(
+    plan: PLSTMPlan, query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor
+):
     src = plan.edge_src
     states = sweep_states(plan, source_terms(source, key[src], value[src]), transition)
     return states, torch.einsum("ehk,ehkv->ehv", query[plan.edge_dst], states)
 
 
-def scatter_state_and_transition_grads(plan: PLSTMPlan, query: Tensor, mark: Tensor, out_grad: Tensor,
-                                       transition: Tensor, states: Tensor):
+def scatter_state_and_transition_grads(
+    plan: PLSTMPlan, query: Tensor, mark: Tensor, out_grad: Tensor, transition: Tensor, states: Tensor
+):
     dst = plan.edge_dst
     seed = mark[:, :, None, None] * query[dst][..., :, None] * out_grad[dst][..., None, :]
     # transition is stored in forward order (by e_out); the backward sweep wants it by e_in.
@@ -127,8 +137,10 @@ class LevelSweep(torch.autograd.Function):
         # sweeps are not tracked: their second derivatives would be silently wrong, so they refuse.
         double_backward = torch.is_grad_enabled()
         if double_backward and sweeps is not SCATTER_SWEEPS:
-            raise RuntimeError("plstm_dag(backend='fused'): double backward (create_graph=True) is not supported; "
-                               "use backend='levels', 'parallel' or 'chains'")
+            raise RuntimeError(
+                "plstm_dag(backend='fused'): double backward (create_graph=True) is not supported; "
+                "use backend='levels', 'parallel' or 'chains'"
+            )
         if ctx.recompute_states or double_backward:
             query, key, value, source, transition, mark, direct = ctx.saved_tensors[:7]
             states, readout = sweeps.states_and_readout(plan, query, key, value, source, transition)
@@ -151,26 +163,56 @@ class LevelSweep(torch.autograd.Function):
         states_out_grad = torch.einsum("ehkv,ehv->ehk", states, out_grad_dst)
         query_grad = query_grad.index_add(0, dst, states_out_grad * mark[..., None])
 
-        state_grads, transition_grad = sweeps.state_and_transition_grads(plan, query, mark, out_grad, transition,
-                                                                         states)
+        state_grads, transition_grad = sweeps.state_and_transition_grads(
+            plan, query, mark, out_grad, transition, states
+        )
         # Source term source_e * k_src v_src^T.
         grads_v = torch.einsum("ehkv,ehv->ehk", state_grads, value_src)
         source_grad = (grads_v * key_src).sum(-1)
         key_grad = key_grad.index_add(0, src, grads_v * source[..., None])
         grads_k = torch.einsum("ehkv,ehk->ehv", state_grads, key_src)
         value_grad = value_grad.index_add(0, src, grads_k * source[..., None])
-        return (query_grad, key_grad, value_grad, source_grad, transition_grad, mark_grad, direct_grad,
-                None, None, None)
+        return (
+            query_grad,
+            key_grad,
+            value_grad,
+            source_grad,
+            transition_grad,
+            mark_grad,
+            direct_grad,
+            None,
+            None,
+            None,
+        )
 
 
-def plstm_dag_levels(query, key, value, source, transition, mark, direct, plan: PLSTMPlan,
-                     recompute_states: bool = False, sweeps: Sweeps = SCATTER_SWEEPS) -> Tensor:
+def plstm_dag_levels(
+    query,
+    key,
+    value,
+    source,
+    transition,
+    mark,
+    direct,
+    plan: PLSTMPlan,
+    recompute_states: bool = False,
+    sweeps: Sweeps = SCATTER_SWEEPS,
+) -> Tensor:
     """Runs :class:`LevelSweep` on inputs in the caller's edge order and returns ``[N, H, V]``."""
     dtype = query.dtype
     query, key, value, source, transition, mark, direct = in_compute_dtype(
-        query, key, value, source, transition, mark, direct)
+        query, key, value, source, transition, mark, direct
+    )
     out = LevelSweep.apply(
-        query, key, value,
-        source[plan.edge_order], transition[plan.line_order_by_out], mark[plan.edge_order], direct,
-        plan, recompute_states, sweeps)
+        query,
+        key,
+        value,
+        source[plan.edge_order],
+        transition[plan.line_order_by_out],
+        mark[plan.edge_order],
+        direct,
+        plan,
+        recompute_states,
+        sweeps,
+    )
     return out.to(dtype)

@@ -5,8 +5,9 @@ One large molecule in a batch of small ones would otherwise move the whole batch
 The graphs of a batch are independent (disjoint components), so each subset can run with its own
 backend and the result is the same as one call on the whole batch.
 """
+
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor
@@ -33,12 +34,12 @@ class MixedSplit:
     """The batch as a small part (components of at most ``max_edges`` edges) and a large part; either
     may be ``None`` when empty. ``node_order`` restores batch order from ``cat([small, large])``."""
 
-    small: Optional[BatchPart]
-    large: Optional[BatchPart]
+    small: BatchPart | None
+    large: BatchPart | None
     node_order: Tensor
 
 
-def batch_part(plan: PLSTMPlan, node_mask: Tensor) -> Optional[BatchPart]:
+def batch_part(plan: PLSTMPlan, node_mask: Tensor) -> BatchPart | None:
     if not bool(node_mask.any()):
         return None
     device = node_mask.device
@@ -50,8 +51,12 @@ def batch_part(plan: PLSTMPlan, node_mask: Tensor) -> Optional[BatchPart]:
     node_relabel[node_id] = torch.arange(node_id.numel(), device=device)
     edge_relabel = torch.full((plan.num_edges,), -1, dtype=torch.long, device=device)
     edge_relabel[edge_id] = torch.arange(edge_id.numel(), device=device)
-    part_plan = build_plan(node_relabel[plan.edge_index[:, edge_id]], edge_relabel[plan.line_edge_index[:, line_id]],
-                           node_id.numel(), node_level=plan.node_level[node_id])
+    part_plan = build_plan(
+        node_relabel[plan.edge_index[:, edge_id]],
+        edge_relabel[plan.line_edge_index[:, line_id]],
+        node_id.numel(),
+        node_level=plan.node_level[node_id],
+    )
     return BatchPart(node_id, edge_id, line_id, part_plan)
 
 
@@ -73,15 +78,35 @@ def mixed_split(plan: PLSTMPlan, max_edges: int) -> MixedSplit:
     return split
 
 
-def plstm_dag_mixed(query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor, mark: Tensor,
-                    direct: Tensor, split: MixedSplit, backends: List[str], run: Callable[..., Tensor]) -> Tensor:
+def plstm_dag_mixed(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    source: Tensor,
+    transition: Tensor,
+    mark: Tensor,
+    direct: Tensor,
+    split: MixedSplit,
+    backends: list[str],
+    run: Callable[..., Tensor],
+) -> Tensor:
     """Runs the small part with ``backends[0]`` and the large part with ``backends[1]`` through ``run``
     (``run(backend, query, key, value, source, transition, mark, direct, plan)``) and reassembles."""
     outputs = []
     for part, backend in zip((split.small, split.large), backends):
         if part is None:
             continue
-        outputs.append(run(backend, query[part.node_id], key[part.node_id], value[part.node_id],
-                           source[part.edge_id], transition[part.line_id], mark[part.edge_id],
-                           direct[part.node_id], part.plan))
+        outputs.append(
+            run(
+                backend,
+                query[part.node_id],
+                key[part.node_id],
+                value[part.node_id],
+                source[part.edge_id],
+                transition[part.line_id],
+                mark[part.edge_id],
+                direct[part.node_id],
+                part.plan,
+            )
+        )
     return torch.cat(outputs)[split.node_order]

@@ -3,6 +3,7 @@
 It mirrors how the authors' reference implementation walks a graph and serves two purposes: the ground
 truth the fast backends are tested against, and the "per-edge loop" baseline of the benchmarks.
 """
+
 import torch
 from torch import Tensor
 
@@ -11,8 +12,17 @@ from ...graph.dag import node_levels
 __all__ = ["plstm_dag_naive"]
 
 
-def plstm_dag_naive(query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor,
-                    mark: Tensor, direct: Tensor, edge_index: Tensor, line_edge_index: Tensor) -> Tensor:
+def plstm_dag_naive(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    source: Tensor,
+    transition: Tensor,
+    mark: Tensor,
+    direct: Tensor,
+    edge_index: Tensor,
+    line_edge_index: Tensor,
+) -> Tensor:
     """Same signature and result as :func:`~plstm_geometric.functional.plstm_dag`, differentiable by autograd."""
     num_nodes = query.size(0)
     src, dst = edge_index.tolist()

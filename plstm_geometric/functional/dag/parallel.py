@@ -23,6 +23,7 @@ and :math:`U = B^{-\top} (\mathcal{M}^\top \bar{G})`, the gate gradients are row
 and four batched products. Under ``create_graph=True`` the backward is rebuilt from autograd-tracked
 dense operations (:func:`bucket_output`), which a second derivative can follow.
 """
+
 import torch
 from torch import Tensor
 
@@ -37,29 +38,36 @@ def dense(rows: Tensor, graph: Tensor, slot: Tensor, num_graphs: int, size: int)
     return padded.index_put((graph, slot), rows).transpose(1, 2)
 
 
-def bucket_output(bucket: SizeBucket, query: Tensor, key: Tensor, value: Tensor, source: Tensor,
-                  transition: Tensor, mark: Tensor) -> Tensor:
+def bucket_output(
+    bucket: SizeBucket, query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor, mark: Tensor
+) -> Tensor:
     """The propagated (non-direct) output ``[nodes of the bucket, H, V]`` from autograd-tracked operations."""
     graphs, max_nodes, max_edges = bucket.num_graphs, bucket.max_nodes, bucket.max_edges
     heads = query.size(1)
     node_query, node_key, node_value = (
-        dense(t[bucket.node_id], bucket.node_graph, bucket.node_slot, graphs, max_nodes) for t in (query, key, value))
+        dense(t[bucket.node_id], bucket.node_graph, bucket.node_slot, graphs, max_nodes) for t in (query, key, value)
+    )
     # I - A with the unit diagonal left implicit.
     transfer = query.new_zeros(graphs, max_edges, max_edges, heads).index_put(
-        (bucket.line_graph, bucket.line_out_slot, bucket.line_in_slot), -transition[bucket.line_id])
+        (bucket.line_graph, bucket.line_out_slot, bucket.line_in_slot), -transition[bucket.line_id]
+    )
     sources = query.new_zeros(graphs, max_edges, max_nodes, heads).index_put(
-        (bucket.edge_graph, bucket.edge_slot, bucket.src_slot), source[bucket.edge_id])
+        (bucket.edge_graph, bucket.edge_slot, bucket.src_slot), source[bucket.edge_id]
+    )
     marks = query.new_zeros(graphs, max_nodes, max_edges, heads).index_put(
-        (bucket.edge_graph, bucket.dst_slot, bucket.edge_slot), mark[bucket.edge_id])
-    reach = torch.linalg.solve_triangular(transfer.permute(0, 3, 1, 2), sources.permute(0, 3, 1, 2),
-                                          upper=False, unitriangular=True)
+        (bucket.edge_graph, bucket.dst_slot, bucket.edge_slot), mark[bucket.edge_id]
+    )
+    reach = torch.linalg.solve_triangular(
+        transfer.permute(0, 3, 1, 2), sources.permute(0, 3, 1, 2), upper=False, unitriangular=True
+    )
     gating = marks.permute(0, 3, 1, 2) @ reach  # [G, H, N, N]
     dense_out = (gating * (node_query @ node_key.transpose(-1, -2))) @ node_value
     return dense_out.transpose(1, 2)[bucket.node_graph, bucket.node_slot]
 
 
-def propagated_autograd(layout: ComponentLayout, query: Tensor, key: Tensor, value: Tensor, source: Tensor,
-                        transition: Tensor, mark: Tensor) -> Tensor:
+def propagated_autograd(
+    layout: ComponentLayout, query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor, mark: Tensor
+) -> Tensor:
     out = query.new_zeros(query.size(0), query.size(1), value.size(2))
     for bucket in layout.buckets:
         out = out.index_add(0, bucket.node_id, bucket_output(bucket, query, key, value, source, transition, mark))
@@ -92,8 +100,9 @@ class ParallelForm(torch.autograd.Function):
             transfer = transfer.view(batch, max_edges, max_edges)
             sources = query.new_zeros(heads, graphs * max_edges * max_nodes)
             sources.index_copy_(1, bucket.src_entry, source_t[:, bucket.edge_id])
-            reach = torch.linalg.solve_triangular(transfer, sources.view(batch, max_edges, max_nodes),
-                                                  upper=False, unitriangular=True).contiguous()
+            reach = torch.linalg.solve_triangular(
+                transfer, sources.view(batch, max_edges, max_nodes), upper=False, unitriangular=True
+            ).contiguous()
             # The mark matrix has one entry per edge: G = M R is a weighted sum of rows of R.
             edge_mark = mark_t[:, bucket.edge_id, None]
             reach_rows = reach.view(heads, graphs * max_edges, max_nodes)
@@ -132,7 +141,7 @@ class ParallelForm(torch.autograd.Function):
         transition_grad = transition.new_zeros(heads, transition.size(0))
         mark_grad = mark.new_zeros(heads, mark.size(0))
         mark_t = mark.t()
-        per_bucket = [saved[i:i + 5] for i in range(0, len(saved), 5)]
+        per_bucket = [saved[i : i + 5] for i in range(0, len(saved), 5)]
         for bucket, (padded, transfer, reach, gating, scores) in zip(layout.buckets, per_bucket):
             graphs, max_nodes, max_edges = bucket.num_graphs, bucket.max_nodes, bucket.max_edges
             batch = heads * graphs
@@ -144,8 +153,11 @@ class ParallelForm(torch.autograd.Function):
             gating_grad = (weighted_grad * scores).view(heads, graphs * max_nodes, max_nodes)
             query_part = scores_grad @ node_key
             key_part = scores_grad.transpose(1, 2) @ node_query
-            nodes_grad.index_add_(1, bucket.node_map, torch.cat([query_part, key_part, value_part], dim=2)
-                                  .view(heads, graphs * max_nodes, -1))
+            nodes_grad.index_add_(
+                1,
+                bucket.node_map,
+                torch.cat([query_part, key_part, value_part], dim=2).view(heads, graphs * max_nodes, -1),
+            )
             # Through G = M R: rows of the gating gradient go back to the edges that wrote them.
             reach_rows = reach.view(heads, graphs * max_edges, max_nodes)
             gating_at_edge = gating_grad[:, bucket.dst_row]
@@ -154,22 +166,32 @@ class ParallelForm(torch.autograd.Function):
             reach_grad[:, bucket.edge_row] = gating_at_edge * mark_t[:, bucket.edge_id, None]
             # Through R = B^{-1} S: U = B^{-T} R_grad; S_grad = U at the source entries, and the transition
             # T = -B[out, in] gets (U R^T)[out, in].
-            solved = torch.linalg.solve_triangular(transfer.transpose(1, 2),
-                                                   reach_grad.view(batch, max_edges, max_nodes),
-                                                   upper=True, unitriangular=True).contiguous()
+            solved = torch.linalg.solve_triangular(
+                transfer.transpose(1, 2), reach_grad.view(batch, max_edges, max_nodes), upper=True, unitriangular=True
+            ).contiguous()
             source_grad[:, bucket.edge_id] = solved.view(heads, -1)[:, bucket.src_entry]
             solved_rows = solved.view(heads, graphs * max_edges, max_nodes)
-            transition_grad[:, bucket.line_id] = (solved_rows[:, bucket.line_out_row]
-                                                  * reach_rows[:, bucket.line_in_row]).sum(-1)
+            transition_grad[:, bucket.line_id] = (
+                solved_rows[:, bucket.line_out_row] * reach_rows[:, bucket.line_in_row]
+            ).sum(-1)
         nodes_grad = nodes_grad[:, :num_nodes].transpose(0, 1)
         query_grad, key_grad, value_grad = nodes_grad.split([key_channels, key_channels, value_channels], dim=2)
         return query_grad, key_grad, value_grad, source_grad.t(), transition_grad.t(), mark_grad.t(), None
 
 
-def plstm_dag_parallel(query: Tensor, key: Tensor, value: Tensor, source: Tensor, transition: Tensor,
-                       mark: Tensor, direct: Tensor, plan: PLSTMPlan) -> Tensor:
+def plstm_dag_parallel(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    source: Tensor,
+    transition: Tensor,
+    mark: Tensor,
+    direct: Tensor,
+    plan: PLSTMPlan,
+) -> Tensor:
     dtype = query.dtype
     query, key, value, source, transition, mark, direct = in_compute_dtype(
-        query, key, value, source, transition, mark, direct)
+        query, key, value, source, transition, mark, direct
+    )
     propagated = ParallelForm.apply(query, key, value, source, transition, mark, plan.layout)
     return (direct_term(query, key, value, direct) + propagated).to(dtype)

@@ -31,7 +31,8 @@ Backends, one file each:
 :mod:`.naive` is the reference, one node at a time from the equations. The gates travel as one
 :class:`GridGates`.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -46,15 +47,25 @@ from .gates import GATE_NAMES, GridGates
 from .naive import plstm_grid_naive
 from .wavefront import plstm_grid_wavefront
 
-__all__ = ["plstm_grid", "plstm_grid_oriented", "plstm_grid_orientations", "plstm_grid_naive", "GridGates",
-           "GATE_NAMES", "GRID_ORIENTATIONS", "flip_grid", "choose_backend", "BACKENDS"]
+__all__ = [
+    "plstm_grid",
+    "plstm_grid_oriented",
+    "plstm_grid_orientations",
+    "plstm_grid_naive",
+    "GridGates",
+    "GATE_NAMES",
+    "GRID_ORIENTATIONS",
+    "flip_grid",
+    "choose_backend",
+    "BACKENDS",
+]
 
 BACKENDS = ("auto", "wavefront", "chunkwise", "dag")
-ChunkSize = Optional[Union[int, Tuple[int, int]]]
+ChunkSize = int | tuple[int, int] | None
 
 #: The four corner-to-corner sweeps as ``(flip_x, flip_y)``: from the top-left corner ``(0, 0)``, from
 #: ``(X-1, 0)``, from ``(0, Y-1)`` and from ``(X-1, Y-1)``.
-GRID_ORIENTATIONS: Tuple[Tuple[bool, bool], ...] = ((False, False), (True, False), (False, True), (True, True))
+GRID_ORIENTATIONS: tuple[tuple[bool, bool], ...] = ((False, False), (True, False), (False, True), (True, True))
 
 
 def plstm_grid(
@@ -99,8 +110,9 @@ def plstm_grid(
         if backend == "auto":
             backend = "chunkwise"
         elif backend != "chunkwise":
-            raise ValueError(f"chunk_size: expected None with backend={backend!r} (only 'chunkwise' uses it), "
-                             f"got {chunk_size!r}")
+            raise ValueError(
+                f"chunk_size: expected None with backend={backend!r} (only 'chunkwise' uses it), got {chunk_size!r}"
+            )
     if backend == "auto":
         backend = choose_backend(*query.shape[:3], query.size(-1), value.size(-1))
     if backend == "dag":
@@ -141,8 +153,9 @@ def plstm_grid_oriented(
     check_gates_type(gates)
     query, key, value = (flip_grid(t, flip_x, flip_y) for t in (query, key, value))
     gates = gates.map(lambda gate: flip_grid(gate, flip_x, flip_y))
-    out = plstm_grid(query, key, value, gates, backend=backend, recompute_states=recompute_states,
-                     chunk_size=chunk_size)
+    out = plstm_grid(
+        query, key, value, gates, backend=backend, recompute_states=recompute_states, chunk_size=chunk_size
+    )
     return flip_grid(out, flip_x, flip_y)
 
 
@@ -151,7 +164,7 @@ def plstm_grid_orientations(
     key: Tensor,
     value: Tensor,
     gates: GridGates,
-    orientations: Sequence[Tuple[bool, bool]] = GRID_ORIENTATIONS,
+    orientations: Sequence[tuple[bool, bool]] = GRID_ORIENTATIONS,
     reduce: str = "mean",
     backend: str = "auto",
     recompute_states: bool = False,
@@ -190,15 +203,23 @@ def plstm_grid_orientations(
             raise ValueError(f"{name}: expected shape [B, X, Y, H, C], got {tuple(tensor.shape)}")
 
     def stack(tensor: Tensor, per_orientation: bool) -> Tensor:
-        flipped = [flip_grid(tensor[o] if per_orientation else tensor, *orientation)
-                   for o, orientation in enumerate(orientations)]
+        flipped = [
+            flip_grid(tensor[o] if per_orientation else tensor, *orientation)
+            for o, orientation in enumerate(orientations)
+        ]
         return torch.cat(flipped, dim=0)
 
     batch = query.size(0)
-    out = plstm_grid(*(stack(t, False) for t in (query, key, value)), gates.map(lambda g: stack(g, True)),
-                     backend=backend, recompute_states=recompute_states, chunk_size=chunk_size)
-    out = torch.stack([flip_grid(chunk, *orientation)
-                       for chunk, orientation in zip(out.split(batch, dim=0), orientations)])
+    out = plstm_grid(
+        *(stack(t, False) for t in (query, key, value)),
+        gates.map(lambda g: stack(g, True)),
+        backend=backend,
+        recompute_states=recompute_states,
+        chunk_size=chunk_size,
+    )
+    out = torch.stack(
+        [flip_grid(chunk, *orientation) for chunk, orientation in zip(out.split(batch, dim=0), orientations)]
+    )
     if reduce == "mean":
         return out.mean(0)
     if reduce == "sum":
@@ -234,13 +255,14 @@ def flip_grid(tensor: Tensor, flip_x: bool, flip_y: bool) -> Tensor:
     return tensor.flip(dims) if dims else tensor
 
 
-def check_orientations(orientations) -> List[Tuple[bool, bool]]:
+def check_orientations(orientations) -> list[tuple[bool, bool]]:
     def is_pair(item) -> bool:
         return isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(v, bool) for v in item)
 
     if not isinstance(orientations, (tuple, list)) or not orientations or not all(map(is_pair, orientations)):
-        raise ValueError(f"orientations: expected a non-empty sequence of (flip_x, flip_y) bool pairs, "
-                         f"got {orientations!r}")
+        raise ValueError(
+            f"orientations: expected a non-empty sequence of (flip_x, flip_y) bool pairs, got {orientations!r}"
+        )
     return [tuple(pair) for pair in orientations]
 
 
@@ -259,9 +281,10 @@ def check_grid_inputs(query: Tensor, key: Tensor, value: Tensor, gates: GridGate
     if key.shape != query.shape:
         raise ValueError(f"key: expected shape {tuple(query.shape)} (the shape of query), got {tuple(key.shape)}")
     if value.dim() != 5 or value.shape[:4] != query.shape[:4] or value.size(4) == 0:
-        raise ValueError(f"value: expected shape [{', '.join(map(str, query.shape[:4]))}, V], "
-                         f"got {tuple(value.shape)}")
+        raise ValueError(f"value: expected shape [{', '.join(map(str, query.shape[:4]))}, V], got {tuple(value.shape)}")
     for name, gate in zip(GATE_NAMES, gates):
         if gate.shape != query.shape[:4]:
-            raise ValueError(f"gates.{name}: expected shape {tuple(query.shape[:4])} ([B, X, Y, H] of query), "
-                             f"got {tuple(gate.shape)}")
+            raise ValueError(
+                f"gates.{name}: expected shape {tuple(query.shape[:4])} ([B, X, Y, H] of query), "
+                f"got {tuple(gate.shape)}"
+            )

@@ -24,6 +24,7 @@ backward (:class:`RowOuterMatmul`) instead of storing it. Large chunks trade sta
 (quadratic) form. Backward is autograd through these batched ops; ``recompute_states`` wraps the whole
 form in activation checkpointing, so only the inputs are kept.
 """
+
 import math
 
 import torch
@@ -65,8 +66,9 @@ def default_chunk_size(key_dim: int, value_dim: int, X: int, Y: int) -> tuple:
     return side(X), side(Y)
 
 
-def plstm_grid_chunkwise(query: Tensor, key: Tensor, value: Tensor, gates: GridGates, recompute_states: bool,
-                         chunk_size) -> Tensor:
+def plstm_grid_chunkwise(
+    query: Tensor, key: Tensor, value: Tensor, gates: GridGates, recompute_states: bool, chunk_size
+) -> Tensor:
     """``[B, X, Y, H, V]`` output of :func:`~plstm_geometric.functional.plstm_grid` by the chunkwise form;
     inputs are validated by the caller."""
     B, X, Y, H, _ = query.shape
@@ -105,8 +107,9 @@ def from_chunks(tensor: Tensor, schedule: GridChunks, B: int, X: int, Y: int, H:
     return tensor.reshape(B, num_x * chunk_x, num_y * chunk_y, H, -1)[:, :X, :Y]
 
 
-def unit_weights(schedule: GridChunks, source_r, source_d, transition_rr, transition_dd, transition_rd,
-                 transition_dr, mark_r, mark_d):
+def unit_weights(
+    schedule: GridChunks, source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr, mark_r, mark_d
+):
     r"""Readout weights ``[C, B, H, P, U]`` (:math:`R`) and outgoing boundary weights ``[C, B, H, c_x + c_y,
     U]`` (:math:`W`) of every chunk, from chunk-layout gates ``[C, B, H, P]``.
 
@@ -125,23 +128,31 @@ def unit_weights(schedule: GridChunks, source_r, source_d, transition_rr, transi
     # One split per diagonal instead of slicing each gate: the backward of a split is one concatenation,
     # that of a slice a zero-filled gradient as large as the whole gate.
     diagonal_sizes = [hi - lo for lo, hi in zip(cells.ptr[:-1], cells.ptr[1:])]
-    gates = torch.stack([source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr, mark_r,
-                         mark_d], dim=-1).unsqueeze(-1)
+    gates = torch.stack(
+        [source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr, mark_r, mark_d], dim=-1
+    ).unsqueeze(-1)
     source_units_by_diagonal = identity[:num_cells].split(diagonal_sizes)
     for right_in, down_in, source_units, diagonal_gates in zip(
-            schedule.right_in, schedule.down_in, source_units_by_diagonal, gates.split(diagonal_sizes, dim=3)):
+        schedule.right_in, schedule.down_in, source_units_by_diagonal, gates.split(diagonal_sizes, dim=3)
+    ):
         incoming_right = torch.cat([previous_right, boundary_units], dim=3).index_select(3, right_in)
         incoming_down = torch.cat([previous_down, boundary_units], dim=3).index_select(3, down_in)
-        (source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr, mark_r,
-         mark_d) = diagonal_gates.unbind(-2)
+        (source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr, mark_r, mark_d) = (
+            diagonal_gates.unbind(-2)
+        )
         previous_right = transition_rr * incoming_right + transition_dr * incoming_down + source_r * source_units
         previous_down = transition_dd * incoming_down + transition_rd * incoming_right + source_d * source_units
         right_weights.append(previous_right)
         down_weights.append(previous_down)
         readout_weights.append(mark_r * incoming_right + mark_d * incoming_down)
     chunk_y = schedule.chunk_size[1]
-    outgoing = torch.cat([torch.cat(right_weights, dim=3).index_select(3, schedule.outgoing[:chunk_y]),
-                          torch.cat(down_weights, dim=3).index_select(3, schedule.outgoing[chunk_y:])], dim=3)
+    outgoing = torch.cat(
+        [
+            torch.cat(right_weights, dim=3).index_select(3, schedule.outgoing[:chunk_y]),
+            torch.cat(down_weights, dim=3).index_select(3, schedule.outgoing[chunk_y:]),
+        ],
+        dim=3,
+    )
     return torch.cat(readout_weights, dim=3), outgoing
 
 
@@ -178,8 +189,13 @@ class RowOuterMatmul(torch.autograd.Function):
         return rows_grad, scales_grad, other_grad, None
 
 
-def boundary_sweep(schedule: GridChunks, local_outgoing: Tensor, boundary_weights: Tensor,
-                   boundary_readout_weights: Tensor, query: Tensor) -> Tensor:
+def boundary_sweep(
+    schedule: GridChunks,
+    local_outgoing: Tensor,
+    boundary_weights: Tensor,
+    boundary_readout_weights: Tensor,
+    query: Tensor,
+) -> Tensor:
     r"""Readout ``[C, B, H, P, V]`` of the states entering each chunk, chunk anti-diagonal by
     anti-diagonal.
 
@@ -194,7 +210,8 @@ def boundary_sweep(schedule: GridChunks, local_outgoing: Tensor, boundary_weight
     # Per-diagonal pieces by one split each (see unit_weights).
     diagonal_sizes = [hi - lo for lo, hi in zip(chunks.ptr[:-1], chunks.ptr[1:])]
     local_outgoing, boundary_weights, boundary_readout_weights, query = (
-        tensor.split(diagonal_sizes) for tensor in (local_outgoing, boundary_weights, boundary_readout_weights, query))
+        tensor.split(diagonal_sizes) for tensor in (local_outgoing, boundary_weights, boundary_readout_weights, query)
+    )
     readouts = [query[0].new_zeros(query[0].shape[:-1] + state_shape[-1:])]
     outgoing = local_outgoing[0]
     for diagonal in range(1, len(diagonal_sizes)):
@@ -205,19 +222,32 @@ def boundary_sweep(schedule: GridChunks, local_outgoing: Tensor, boundary_weight
             table = torch.cat([states, states.new_zeros((1,) + states.shape[1:])])
             incoming.append(table.index_select(0, neighbour))
         incoming = torch.cat(incoming, dim=3)
-        readouts.append(RowOuterMatmul.apply(boundary_readout_weights[diagonal], query[diagonal],
-                                             incoming.flatten(3, 4), False))
-        outgoing = local_outgoing[diagonal] + torch.einsum("cbhij,cbhjkv->cbhikv", boundary_weights[diagonal],
-                                                           incoming)
+        readouts.append(
+            RowOuterMatmul.apply(boundary_readout_weights[diagonal], query[diagonal], incoming.flatten(3, 4), False)
+        )
+        outgoing = local_outgoing[diagonal] + torch.einsum("cbhij,cbhjkv->cbhikv", boundary_weights[diagonal], incoming)
     return torch.cat(readouts)
 
 
-def chunkwise_readout(schedule: GridChunks, query, key, value, source_r, source_d, transition_rr,
-                      transition_dd, transition_rd, transition_dr, mark_r, mark_d) -> Tensor:
+def chunkwise_readout(
+    schedule: GridChunks,
+    query,
+    key,
+    value,
+    source_r,
+    source_d,
+    transition_rr,
+    transition_dd,
+    transition_rd,
+    transition_dr,
+    mark_r,
+    mark_d,
+) -> Tensor:
     """Readout ``[C, B, H, P, V]`` (without the direct term) from chunk-layout inputs."""
     num_cells = query.size(3)
     readout_weights, outgoing_weights = unit_weights(
-        schedule, source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr, mark_r, mark_d)
+        schedule, source_r, source_d, transition_rr, transition_dd, transition_rd, transition_dr, mark_r, mark_d
+    )
     units = [num_cells, outgoing_weights.size(-1) - num_cells]
     node_readout_weights, boundary_readout_weights = readout_weights.split(units, dim=-1)
     node_outgoing_weights, boundary_weights = outgoing_weights.split(units, dim=-1)
@@ -226,5 +256,4 @@ def chunkwise_readout(schedule: GridChunks, query, key, value, source_r, source_
     scores = (query @ key.transpose(-1, -2)) * node_readout_weights
     local_outgoing = RowOuterMatmul.apply(node_outgoing_weights.transpose(-1, -2), key, value, True)
     local_outgoing = local_outgoing.unflatten(3, (-1, key.size(-1)))  # [C, B, H, b, K, V]
-    return scores @ value + boundary_sweep(schedule, local_outgoing, boundary_weights, boundary_readout_weights,
-                                           query)
+    return scores @ value + boundary_sweep(schedule, local_outgoing, boundary_weights, boundary_readout_weights, query)

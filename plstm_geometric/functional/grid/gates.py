@@ -1,4 +1,5 @@
 """The gates of the grid op, bundled in one named structure so that no caller or backend depends on an order."""
+
 from typing import NamedTuple
 
 from torch import Tensor

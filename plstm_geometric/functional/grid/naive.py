@@ -1,5 +1,6 @@
 """The grid pLSTM straight from the equations, one node at a time: the reference the backends are tested
 against."""
+
 import torch
 from torch import Tensor
 
@@ -18,19 +19,24 @@ def plstm_grid_naive(query: Tensor, key: Tensor, value: Tensor, gates: GridGates
     for x in range(X):
         row = []
         for y in range(Y):
-            def at(gate):
+
+            def at(gate, x=x, y=y):
                 return gate[:, x, y, :, None, None]
 
             incoming_r, incoming_d = state_r.get((x - 1, y), zero), state_d.get((x, y - 1), zero)
             key_value = key[:, x, y, :, :, None] * value[:, x, y, :, None, :]
-            state_r[x, y] = (at(g.transition_rr) * incoming_r + at(g.transition_dr) * incoming_d
-                             + at(g.source_r) * key_value)
-            state_d[x, y] = (at(g.transition_dd) * incoming_d + at(g.transition_rd) * incoming_r
-                             + at(g.source_d) * key_value)
+            state_r[x, y] = (
+                at(g.transition_rr) * incoming_r + at(g.transition_dr) * incoming_d + at(g.source_r) * key_value
+            )
+            state_d[x, y] = (
+                at(g.transition_dd) * incoming_d + at(g.transition_rd) * incoming_r + at(g.source_d) * key_value
+            )
             q = query[:, x, y]
-            out = (g.mark_r[:, x, y, :, None] * torch.einsum("bhk,bhkv->bhv", q, incoming_r)
-                   + g.mark_d[:, x, y, :, None] * torch.einsum("bhk,bhkv->bhv", q, incoming_d)
-                   + (g.direct[:, x, y] * (q * key[:, x, y]).sum(-1))[..., None] * value[:, x, y])
+            out = (
+                g.mark_r[:, x, y, :, None] * torch.einsum("bhk,bhkv->bhv", q, incoming_r)
+                + g.mark_d[:, x, y, :, None] * torch.einsum("bhk,bhkv->bhv", q, incoming_d)
+                + (g.direct[:, x, y] * (q * key[:, x, y]).sum(-1))[..., None] * value[:, x, y]
+            )
             row.append(out)
         rows.append(torch.stack(row, dim=1))
     return torch.stack(rows, dim=1)

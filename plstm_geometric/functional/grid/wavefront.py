@@ -1,14 +1,14 @@
 r"""The ``"wavefront"`` backend of the grid op: a dense sweep over the :math:`X + Y - 1` anti-diagonals.
 
 The anti-diagonals are :math:`x + y = s`. All cells of a diagonal depend only on the previous one, and in
-diagonal order each diagonal is a contiguous slice, so a step is two in-place batched ops over the whole diagonal, batch and heads. Source terms, readout and
-all gradient contractions are done for all cells at once outside the loop. A custom
+diagonal order each diagonal is a contiguous slice, so a step is two in-place batched ops over the whole
+diagonal, batch and heads. Source terms, readout and all gradient contractions are done for all cells at
+once outside the loop. A custom
 ``autograd.Function`` keeps only the states ``[X*Y, B, H, 2, K, V]`` for backward (or recomputes
 them) and builds their gradients with a reverse wavefront sweep (the transposed recurrence); plain
 autograd through the loop would keep several intermediates of that size per step and pay for
 version-counter bookkeeping on the in-place updates.
 """
-from typing import List
 
 import torch
 from torch import Tensor
@@ -20,8 +20,7 @@ from .gates import GridGates
 __all__ = ["plstm_grid_wavefront", "WavefrontSweep"]
 
 
-def plstm_grid_wavefront(query: Tensor, key: Tensor, value: Tensor, gates: GridGates,
-                         recompute_states: bool) -> Tensor:
+def plstm_grid_wavefront(query: Tensor, key: Tensor, value: Tensor, gates: GridGates, recompute_states: bool) -> Tensor:
     """Reorders the cells diagonal by diagonal, runs :class:`WavefrontSweep`, restores the order and adds
     the direct term (a pointwise op that needs no sweep)."""
     B, X, Y, H, K = query.shape
@@ -36,12 +35,31 @@ def plstm_grid_wavefront(query: Tensor, key: Tensor, value: Tensor, gates: GridG
 
     # [X*Y, B, H, 4, 2]: per cell the (r, d) pairs of sources, transitions out of the incoming r-edge
     # (into r, into d), transitions out of the incoming d-edge (into r, into d), and marks.
-    stacked = torch.stack([gates.source_r, gates.source_d, gates.transition_rr, gates.transition_rd,
-                           gates.transition_dr, gates.transition_dd, gates.mark_r, gates.mark_d], dim=-1)
+    stacked = torch.stack(
+        [
+            gates.source_r,
+            gates.source_d,
+            gates.transition_rr,
+            gates.transition_rd,
+            gates.transition_dr,
+            gates.transition_dd,
+            gates.mark_r,
+            gates.mark_d,
+        ],
+        dim=-1,
+    )
     source, transition_from_r, transition_from_d, mark = to_diagonal_order(stacked).unflatten(-1, (4, 2)).unbind(-2)
     readout = WavefrontSweep.apply(
-        to_diagonal_order(query), to_diagonal_order(key), to_diagonal_order(value),
-        source, transition_from_r, transition_from_d, mark, wavefronts, recompute_states)
+        to_diagonal_order(query),
+        to_diagonal_order(key),
+        to_diagonal_order(value),
+        source,
+        transition_from_r,
+        transition_from_d,
+        mark,
+        wavefronts,
+        recompute_states,
+    )
     readout = readout.transpose(0, 1).index_select(1, wavefronts.inverse).reshape(B, X, Y, H, -1)
     return (readout + direct_term(*in_compute_dtype(query, key, value, gates.direct))).to(dtype)
 
@@ -85,7 +103,7 @@ class Step:
         return slice(self.down_src, self.down_src + self.down_hi - self.lo)
 
 
-def wavefront_steps(wavefronts: GridWavefronts) -> List[Step]:
+def wavefront_steps(wavefronts: GridWavefronts) -> list[Step]:
     """The steps of diagonals ``1 .. X + Y - 2`` (the corner cell has nothing to receive)."""
     return [Step(wavefronts, diagonal) for diagonal in range(1, len(wavefronts.ptr) - 1)]
 
@@ -106,8 +124,9 @@ def neighbours(table: Tensor, neighbour: Tensor, per_direction: bool) -> Tensor:
     return torch.stack(rows, dim=3)
 
 
-def sweep_states(steps: List[Step], key: Tensor, value: Tensor, source: Tensor, transition_from_r: Tensor,
-                 transition_from_d: Tensor) -> Tensor:
+def sweep_states(
+    steps: list[Step], key: Tensor, value: Tensor, source: Tensor, transition_from_r: Tensor, transition_from_d: Tensor
+) -> Tensor:
     """Forward sweep: the states ``[X*Y, B, H, 2, K, V]`` (``[..., 0, :, :]`` r-edges, ``1`` d-edges).
 
     All source terms are written at once; each step then adds the transported states of the previous
@@ -143,8 +162,9 @@ class WavefrontSweep(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, query, key, value, source, transition_from_r, transition_from_d, mark, wavefronts,
-                recompute_states):
+    def forward(
+        ctx, query, key, value, source, transition_from_r, transition_from_d, mark, wavefronts, recompute_states
+    ):
         steps = wavefront_steps(wavefronts)
         states = sweep_states(steps, key, value, source, transition_from_r, transition_from_d)
         # projections[p, d] = q_{n(p)}^T C_{p, d}, read by the neighbour n(p) that the d-edge leads to.
@@ -166,8 +186,10 @@ class WavefrontSweep(torch.autograd.Function):
         if torch.is_grad_enabled():
             # The sweeps below update states and gradients in place; differentiating them again would be
             # wrong or fail deep inside autograd, so double backward is refused here.
-            raise RuntimeError("plstm_grid(backend='wavefront'): double backward (create_graph=True) is not "
-                               "supported; use backend='chunkwise' or 'dag'")
+            raise RuntimeError(
+                "plstm_grid(backend='wavefront'): double backward (create_graph=True) is not "
+                "supported; use backend='chunkwise' or 'dag'"
+            )
         steps, wavefronts = ctx.steps, ctx.wavefronts
         if ctx.recompute_states:
             query, key, value, source, transition_from_r, transition_from_d, mark = ctx.saved_tensors
@@ -188,12 +210,14 @@ class WavefrontSweep(torch.autograd.Function):
         flat_grads, flat_states = state_grads.flatten(-2), states.flatten(-2)
         directions = (
             (0, transition_from_r[..., 0:1], transition_from_r[..., 1:2], transition_from_r_grad),
-            (1, transition_from_d[..., 0:1], transition_from_d[..., 1:2], transition_from_d_grad))
+            (1, transition_from_d[..., 0:1], transition_from_d[..., 1:2], transition_from_d_grad),
+        )
         for step in reversed(steps):
             # The gradients of this diagonal are complete; send them back along the incoming edges. The
             # contractions are matrix-vector sized, where elementwise kernels beat batched matmuls.
             for (direction, into_r, into_d, transition_grad), cells, incoming in zip(
-                    directions, (step.right, step.down), (step.right_in, step.down_in)):
+                directions, (step.right, step.down), (step.right_in, step.down_in)
+            ):
                 if cells.stop == cells.start:
                     continue
                 grads = flat_grads[cells]  # [n, B, H, 2, K*V]
@@ -212,5 +236,14 @@ class WavefrontSweep(torch.autograd.Function):
         states_out_grad = neighbours(states_out_grad, predecessor, per_direction=True)
         mark_grad = (states_out_grad * query.unsqueeze(3)).sum(-1)
         query_grad = (states_out_grad * mark[..., None]).sum(3)
-        return (query_grad, key_grad, value_grad, source_grad, transition_from_r_grad, transition_from_d_grad,
-                mark_grad, None, None)
+        return (
+            query_grad,
+            key_grad,
+            value_grad,
+            source_grad,
+            transition_from_r_grad,
+            transition_from_d_grad,
+            mark_grad,
+            None,
+            None,
+        )

@@ -9,7 +9,6 @@ is a scan with the associative operator
 :math:`(a, b) \circ (a', b') = (a a', a' b + b')` (first pair earlier in time), so it can be evaluated in
 logarithmic depth instead of :math:`T` sequential steps.
 """
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -43,8 +42,9 @@ class _LinearRecurrence(torch.autograd.Function):
         dtype = compute_dtype(decay.dtype)
         decay_c = decay.to(dtype).contiguous()
         impulse_c = impulse.to(dtype).contiguous()
-        state = initial_state.to(dtype) if initial_state is not None else decay_c.new_zeros(
-            decay.shape[0], decay.shape[2])
+        state = (
+            initial_state.to(dtype) if initial_state is not None else decay_c.new_zeros(decay.shape[0], decay.shape[2])
+        )
         out = torch.empty_like(impulse_c)
         scan(decay_c, impulse_c, state, reverse, out)
         ctx.scan = scan
@@ -130,8 +130,9 @@ def _check_tensor(name: str, value, ndim: int) -> None:
         raise ValueError(f"{name}: expected a {ndim}-d tensor, got shape {tuple(value.shape)}")
 
 
-def linear_recurrence(decay: Tensor, impulse: Tensor, initial_state: Optional[Tensor] = None,
-                      reverse: bool = False, backend: str = "auto") -> Tensor:
+def linear_recurrence(
+    decay: Tensor, impulse: Tensor, initial_state: Tensor | None = None, reverse: bool = False, backend: str = "auto"
+) -> Tensor:
     r"""Elementwise first-order linear recurrence along the time dimension, parallel over time.
 
     .. math::
@@ -196,13 +197,15 @@ def linear_recurrence(decay: Tensor, impulse: Tensor, initial_state: Optional[Te
         _check_tensor("initial_state", initial_state, 2)
         expected = (decay.shape[0], decay.shape[2])
         if tuple(initial_state.shape) != expected:
-            raise ValueError(f"initial_state: expected shape {expected} ([B, D] of decay), "
-                             f"got {tuple(initial_state.shape)}")
+            raise ValueError(
+                f"initial_state: expected shape {expected} ([B, D] of decay), got {tuple(initial_state.shape)}"
+            )
         if initial_state.dtype != decay.dtype:
             raise TypeError(f"initial_state: expected the dtype of decay ({decay.dtype}), got {initial_state.dtype}")
         if initial_state.device != decay.device:
-            raise ValueError(f"initial_state: expected the device of decay ({decay.device}), "
-                             f"got {initial_state.device}")
+            raise ValueError(
+                f"initial_state: expected the device of decay ({decay.device}), got {initial_state.device}"
+            )
     check_bool("reverse", reverse)
     scan = _scan_function(backend)
     if decay.shape[1] == 0:

@@ -3,6 +3,7 @@ r"""The chunked scan of :func:`~plstm_geometric.functional.linear_recurrence` in
 Reduce every chunk of ``CHUNK_SIZE`` steps to one step of the same recurrence, scan the chunk carries
 recursively, rescan every chunk from the state that enters it.
 """
+
 import torch
 from torch import Tensor
 
@@ -12,6 +13,7 @@ __all__ = ["chunked_scan", "sequential_scan", "CHUNK_SIZE"]
 # ops and shortens the sequence C-fold, so the depth is ~2 C log_C T ops: C = 8 keeps that small
 # (85 ops at T = 2**16) while the per-level bookkeeping stays negligible; on CPU, 8 and 16 measured alike.
 CHUNK_SIZE = 8
+
 
 def sequential_scan(decay: Tensor, impulse: Tensor, state: Tensor, reverse: bool, out: Tensor) -> None:
     """Plain loop over a short sequence ``[B, T, D]`` (T <= CHUNK_SIZE), written into ``out``."""
@@ -69,5 +71,6 @@ def chunked_scan(decay: Tensor, impulse: Tensor, state: Tensor, reverse: bool, o
         carry = out_chunks[:, :, t]
 
     if not reverse and length_main < length:
-        sequential_scan(decay[:, length_main:], impulse[:, length_main:], out[:, length_main - 1], False,
-                    out[:, length_main:])
+        sequential_scan(
+            decay[:, length_main:], impulse[:, length_main:], out[:, length_main - 1], False, out[:, length_main:]
+        )

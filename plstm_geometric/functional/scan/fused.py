@@ -23,6 +23,7 @@ Reverse recurrences scan the same way with the time index mirrored in memory, ``
 Without a GPU the kernels run in Triton's CPU interpreter when ``TRITON_INTERPRET=1`` was set before
 this module was imported (the test suite does so).
 """
+
 from typing import NamedTuple
 
 import torch
@@ -47,6 +48,7 @@ MIN_CHUNK_TILES = 4
 
 class ScanSchedule(NamedTuple):
     """Tile and chunk sizes of one :func:`triton_scan` call."""
+
     block_time: int
     block_channels: int
     num_chunks: int
@@ -91,8 +93,20 @@ def _program_block(length, channels, num_chunks, chunk_length, BLOCK_CHANNELS: t
 
 
 @triton.jit
-def _scan_tile(decay_ptr, impulse_ptr, batch, step_start, chunk_stop, length, channel, channel_mask,
-               stride_batch, stride_time, REVERSE: tl.constexpr, BLOCK_TIME: tl.constexpr):
+def _scan_tile(
+    decay_ptr,
+    impulse_ptr,
+    batch,
+    step_start,
+    chunk_stop,
+    length,
+    channel,
+    channel_mask,
+    stride_batch,
+    stride_time,
+    REVERSE: tl.constexpr,
+    BLOCK_TIME: tl.constexpr,
+):
     """Offsets, mask and inclusive scan ``(A, B)`` of the tile of steps ``step_start + [0, BLOCK_TIME)``."""
     step = step_start + tl.arange(0, BLOCK_TIME)
     time = length - 1 - step if REVERSE else step
@@ -113,38 +127,93 @@ def _last_row(tile, BLOCK_TIME: tl.constexpr):
 
 
 @triton.jit
-def _reduce_chunks_kernel(decay_ptr, impulse_ptr, chunk_decay_ptr, chunk_impulse_ptr, length, channels,
-                          num_chunks, chunk_length, stride_batch, stride_time, REVERSE: tl.constexpr,
-                          BLOCK_TIME: tl.constexpr, BLOCK_CHANNELS: tl.constexpr):
+def _reduce_chunks_kernel(
+    decay_ptr,
+    impulse_ptr,
+    chunk_decay_ptr,
+    chunk_impulse_ptr,
+    length,
+    channels,
+    num_chunks,
+    chunk_length,
+    stride_batch,
+    stride_time,
+    REVERSE: tl.constexpr,
+    BLOCK_TIME: tl.constexpr,
+    BLOCK_CHANNELS: tl.constexpr,
+):
     """Each chunk as one step: its decay product and its final state started from zero, ``[B, chunks, D]``."""
     batch, chunk, channel, channel_mask, chunk_start, chunk_stop = _program_block(
-        length, channels, num_chunks, chunk_length, BLOCK_CHANNELS)
+        length, channels, num_chunks, chunk_length, BLOCK_CHANNELS
+    )
     total_decay = tl.full([BLOCK_CHANNELS], 1.0, decay_ptr.dtype.element_ty)
     total_impulse = tl.zeros([BLOCK_CHANNELS], decay_ptr.dtype.element_ty)
     for step_start in range(chunk_start, chunk_stop, BLOCK_TIME):
         _, _, decay_prefix, impulse_prefix = _scan_tile(
-            decay_ptr, impulse_ptr, batch, step_start, chunk_stop, length, channel, channel_mask,
-            stride_batch, stride_time, REVERSE, BLOCK_TIME)
-        total_decay, total_impulse = _combine(total_decay, total_impulse, _last_row(decay_prefix, BLOCK_TIME),
-                                              _last_row(impulse_prefix, BLOCK_TIME))
+            decay_ptr,
+            impulse_ptr,
+            batch,
+            step_start,
+            chunk_stop,
+            length,
+            channel,
+            channel_mask,
+            stride_batch,
+            stride_time,
+            REVERSE,
+            BLOCK_TIME,
+        )
+        total_decay, total_impulse = _combine(
+            total_decay, total_impulse, _last_row(decay_prefix, BLOCK_TIME), _last_row(impulse_prefix, BLOCK_TIME)
+        )
     position = (batch * num_chunks + chunk) * channels + channel
     tl.store(chunk_decay_ptr + position, total_decay, mask=channel_mask)
     tl.store(chunk_impulse_ptr + position, total_impulse, mask=channel_mask)
 
 
 @triton.jit
-def _scan_chunks_kernel(decay_ptr, impulse_ptr, carry_ptr, out_ptr, length, channels, num_chunks, chunk_length,
-                        stride_batch, stride_time, carry_stride_batch, carry_stride_chunk, carry_stride_channel,
-                        REVERSE: tl.constexpr, BLOCK_TIME: tl.constexpr, BLOCK_CHANNELS: tl.constexpr):
+def _scan_chunks_kernel(
+    decay_ptr,
+    impulse_ptr,
+    carry_ptr,
+    out_ptr,
+    length,
+    channels,
+    num_chunks,
+    chunk_length,
+    stride_batch,
+    stride_time,
+    carry_stride_batch,
+    carry_stride_chunk,
+    carry_stride_channel,
+    REVERSE: tl.constexpr,
+    BLOCK_TIME: tl.constexpr,
+    BLOCK_CHANNELS: tl.constexpr,
+):
     """All states of each chunk, started from ``carry[b, chunk]`` (the state entering the chunk)."""
     batch, chunk, channel, channel_mask, chunk_start, chunk_stop = _program_block(
-        length, channels, num_chunks, chunk_length, BLOCK_CHANNELS)
-    state = tl.load(carry_ptr + batch * carry_stride_batch + chunk * carry_stride_chunk
-                    + channel * carry_stride_channel, mask=channel_mask, other=0.0)
+        length, channels, num_chunks, chunk_length, BLOCK_CHANNELS
+    )
+    state = tl.load(
+        carry_ptr + batch * carry_stride_batch + chunk * carry_stride_chunk + channel * carry_stride_channel,
+        mask=channel_mask,
+        other=0.0,
+    )
     for step_start in range(chunk_start, chunk_stop, BLOCK_TIME):
         offsets, mask, decay_prefix, impulse_prefix = _scan_tile(
-            decay_ptr, impulse_ptr, batch, step_start, chunk_stop, length, channel, channel_mask,
-            stride_batch, stride_time, REVERSE, BLOCK_TIME)
+            decay_ptr,
+            impulse_ptr,
+            batch,
+            step_start,
+            chunk_stop,
+            length,
+            channel,
+            channel_mask,
+            stride_batch,
+            stride_time,
+            REVERSE,
+            BLOCK_TIME,
+        )
         states = decay_prefix * state[None, :] + impulse_prefix
         tl.store(out_ptr + offsets, states, mask=mask)
         state = _last_row(states, BLOCK_TIME)
@@ -171,9 +240,11 @@ def triton_scan(decay: Tensor, impulse: Tensor, state: Tensor, reverse: bool, ou
     if decay.numel() == 0:  # the backward pass of T = 1 scans empty slices
         return
     if decay.device.type != "cuda" and not INTERPRETED:
-        raise ValueError(f"linear_recurrence(backend='triton') needs CUDA tensors, got {decay.device}: use "
-                         "backend='torch', or set TRITON_INTERPRET=1 before importing plstm_geometric to run "
-                         "Triton's (slow) CPU interpreter")
+        raise ValueError(
+            f"linear_recurrence(backend='triton') needs CUDA tensors, got {decay.device}: use "
+            "backend='torch', or set TRITON_INTERPRET=1 before importing plstm_geometric to run "
+            "Triton's (slow) CPU interpreter"
+        )
     strides = _addressing_strides(decay)
     if _addressing_strides(impulse) != strides or _addressing_strides(out) != strides or strides[2] > 1:
         raise ValueError("triton_scan: decay, impulse and out must share their strides, contiguous along D")
