@@ -1,6 +1,8 @@
 """BondGCNConv: the graph convolution with edge embeddings of the OGB molecule examples (the GCN baseline's
 layer)."""
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -43,7 +45,7 @@ class BondGCNConv(MessagePassing):
         self.lin.reset_parameters()
         torch.nn.init.zeros_(self.root)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_embedding: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, edge_embedding: Optional[Tensor] = None) -> Tensor:
         x = self.lin(x)
         row, col = edge_index
         deg = degree(row, x.size(0), dtype=x.dtype) + 1
@@ -52,7 +54,7 @@ class BondGCNConv(MessagePassing):
         out = self.propagate(edge_index, x=x, edge_embedding=edge_embedding, norm=norm)
         return out + F.relu(x + self.root) / deg.view(-1, 1)
 
-    def message(self, x_j: Tensor, edge_embedding: Tensor | None, norm: Tensor) -> Tensor:
+    def message(self, x_j: Tensor, edge_embedding: Optional[Tensor], norm: Tensor) -> Tensor:
         if edge_embedding is not None:
             x_j = x_j + edge_embedding
         return norm.view(-1, 1) * F.relu(x_j)

@@ -2,6 +2,8 @@
 and Direct gates from node and edge features, applies the P- or D-mode constraints, and runs
 :func:`~plstm_geometric.functional.plstm_dag` over the oriented graph."""
 
+from typing import Optional, Union
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -176,9 +178,9 @@ class PLSTMConv(MessagePassing):
         out_channels: int,
         heads: int = 4,
         mode: str = "P",
-        edge_dim: int | None = None,
-        qk_channels: int | None = None,
-        v_channels: int | None = None,
+        edge_dim: Optional[int] = None,
+        qk_channels: Optional[int] = None,
+        v_channels: Optional[int] = None,
         orientation: str = "auto",
         reverse: bool = False,
         alpha: float = 1.0,
@@ -283,7 +285,7 @@ class PLSTMConv(MessagePassing):
     def line_graph_mode(self) -> str:
         return line_graph_mode_of(self.mode)
 
-    def structure(self, edge_index: Tensor, num_nodes: int, order: Tensor | None = None) -> PLSTMStructure:
+    def structure(self, edge_index: Tensor, num_nodes: int, order: Optional[Tensor] = None) -> PLSTMStructure:
         r"""The :class:`PLSTMStructure` this layer sweeps for ``edge_index``; pass it to :meth:`forward` to
         reuse it (it depends only on the graph, ``order``, ``orientation``, ``reverse`` and the mode's line
         graph, so layers of the same line-graph mode and direction can share it)."""
@@ -292,12 +294,12 @@ class PLSTMConv(MessagePassing):
 
     def forward(
         self,
-        x: Tensor | tuple[Tensor, Tensor],
+        x: Union[Tensor, tuple[Tensor, Tensor]],
         edge_index: Tensor,
-        edge_attr: Tensor | None = None,
-        order: Tensor | None = None,
-        structure: PLSTMStructure | None = None,
-        edge_weight: Tensor | None = None,
+        edge_attr: Optional[Tensor] = None,
+        order: Optional[Tensor] = None,
+        structure: Optional[PLSTMStructure] = None,
+        edge_weight: Optional[Tensor] = None,
     ) -> Tensor:
         r"""Runs the layer.
 
@@ -408,7 +410,7 @@ class PLSTMConv(MessagePassing):
     # compiled model neither breaks its graph inside them nor recompiles for every batch's sizes.
     @torch.compiler.disable
     def _structure_for(
-        self, edge_index: Tensor, num_nodes: int, order: Tensor | None, structure: PLSTMStructure | None
+        self, edge_index: Tensor, num_nodes: int, order: Optional[Tensor], structure: Optional[PLSTMStructure]
     ) -> PLSTMStructure:
         if structure is None:
             return self.structure(edge_index, num_nodes, order)
@@ -448,7 +450,7 @@ class PLSTMConv(MessagePassing):
                 self.lin_edge_gate(x.new_zeros(0, 2 * x.size(1)))
         self.reset_gate_weights()
 
-    def _edge_weight(self, edge_weight: Tensor | None, num_edges: int) -> Tensor | None:
+    def _edge_weight(self, edge_weight: Optional[Tensor], num_edges: int) -> Optional[Tensor]:
         """``edge_weight`` times the Explainer's edge mask, if one is set (PyG sets ``_edge_mask``)."""
         if edge_weight is not None:
             if not isinstance(edge_weight, Tensor) or not edge_weight.is_floating_point():
@@ -498,7 +500,7 @@ class PLSTMConv(MessagePassing):
         raise RuntimeError(JIT_UNSUPPORTED)
 
     def _check_structure(
-        self, structure: PLSTMStructure, num_nodes: int, order: Tensor | None, edge_index: Tensor
+        self, structure: PLSTMStructure, num_nodes: int, order: Optional[Tensor], edge_index: Tensor
     ) -> None:
         if not isinstance(structure, PLSTMStructure):
             raise TypeError(f"structure: expected a PLSTMStructure, got {type(structure).__name__}")
@@ -546,7 +548,7 @@ JIT_UNSUPPORTED = (
 )
 
 
-def as_edge_index(edge_index, num_nodes: int | None, keep_order: bool) -> Tensor:
+def as_edge_index(edge_index, num_nodes: Optional[int], keep_order: bool) -> Tensor:
     r"""``edge_index`` as a ``[2, E]`` index: a sparse adjacency ``adj_t`` (PyG's transposed convention,
     entry ``(j, i)`` for an edge ``i -> j``) is turned into the edges of its stored entries, in their order."""
     if isinstance(edge_index, SparseTensor):
