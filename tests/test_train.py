@@ -533,3 +533,27 @@ def test_meaningless_warmup_is_refused(argv, capsys):
     with pytest.raises(SystemExit) as error:
         parse_args(argv)
     assert error.value.code == 2 and "--warmup-epochs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_plstm_runs_read_graphs_with_their_structure_precomputed(root, tmp_path, layers):
+    from torch_geometric.loader import DataLoader
+
+    from plstm_geometric.train.processes import Processes
+
+    args = parse_args(tiny(root, tmp_path / "run", "plstm", 1, "--layers", str(layers)))
+    data = graph.prepare_data(args, Processes("cpu"))
+    used = torch.cat(list(data.split.values())).unique()
+    assert isinstance(data.graphs, graph.PreparedGraphs) and len(data.graphs) == len(used)
+    torch.manual_seed(0)
+    model = graph.build_model(args, data.dataset, data.out_channels).eval()
+    index = data.split["valid"]
+    prepared = next(iter(DataLoader(data.graphs[index], batch_size=len(index))))
+    plain = next(iter(DataLoader(data.dataset[index], batch_size=len(index))))
+    assert "dag_edge_index" in prepared and "dag_edge_index" not in plain
+    assert ("line_edge_index_d_reverse" in prepared) == (layers > 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(prepared), model(plain), rtol=1e-6, atol=1e-6)
+    # the baselines read the dataset itself
+    baseline = graph.prepare_data(parse_args(tiny(root, tmp_path / "gin", "gin")), Processes("cpu"))
+    assert baseline.graphs is baseline.dataset

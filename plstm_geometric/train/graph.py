@@ -17,6 +17,10 @@ larger ``--epochs`` it extends a finished run. The learning rate of epoch ``e`` 
 ``N`` and ``W`` alone, so an extended run goes on with the schedule of a run that had asked for ``N``
 epochs from the start (a warm restart at that run's learning rate of epoch ``e``).
 
+For ``--model plstm`` the pLSTM structure of every graph a run uses (oriented DAG, line graphs and node
+levels of each sweep; :class:`~plstm_geometric.transforms.PreparePLSTM`) is computed once when the run
+starts, not for every mini-batch of every epoch; the model's outputs are the same either way.
+
 A run whose loss or metric becomes NaN or infinite stops with an error (exit status 1); its last
 checkpoint and ``results.json`` describe the last finite epoch, and the best epoch is always a finite one.
 
@@ -44,6 +48,7 @@ from plstm_geometric import models
 from plstm_geometric.datasets import load_dataset
 from plstm_geometric.datasets.tu import is_tu_name
 from plstm_geometric.models.graph_model import PLSTM_POOLS
+from plstm_geometric.transforms import PreparePLSTM
 
 from .processes import Processes
 from .runs import (
@@ -427,11 +432,41 @@ def write_plot(path: Path, history: list, metric: str, best_epoch) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- a run
+class PreparedGraphs:
+    """The graphs ``dataset[index]`` with their pLSTM structure computed once by ``transform``
+    (:class:`~plstm_geometric.transforms.PreparePLSTM`), indexed by dataset position like the dataset:
+    ``graphs[tensor]`` is the list of those graphs, which PyG's ``DataLoader`` takes as it is."""
+
+    def __init__(self, dataset, index: torch.Tensor, transform: PreparePLSTM):
+        positions = index.unique().tolist()
+        prepared = transform.prepare_many([dataset[position] for position in positions])
+        self.graphs = dict(zip(positions, prepared))
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def __getitem__(self, index):
+        if isinstance(index, torch.Tensor):
+            return [self.graphs[position] for position in index.tolist()]
+        return self.graphs[int(index)]
+
+
+def prepare_graphs(args, dataset, split: dict):
+    """What the loaders read: for pLSTM the graphs of the splits with their structure precomputed (the
+    sweeps the model's blocks run: forward, and reverse from two blocks on), else the dataset itself."""
+    if args.model != "plstm":
+        return dataset
+    directions = ("forward", "reverse") if args.layers > 1 else ("forward",)
+    return PreparedGraphs(dataset, torch.cat(list(split.values())), PreparePLSTM(directions=directions))
+
+
 @dataclass
 class Data:
-    """What the run trains on: the dataset, its splits and what follows from its task."""
+    """What the run trains on: the dataset, its splits and what follows from its task; ``graphs`` is what
+    the loaders index by dataset position (see :func:`prepare_graphs`)."""
 
     dataset: object
+    graphs: object
     split: dict
     task: str
     metric: str
@@ -462,7 +497,7 @@ def prepare_data(args, processes) -> Data:
     y_train = labels(dataset, split["train"])
     scaler = TargetScaler(y_train) if task == "regression" else None
     out_channels = dataset.num_classes if task == "multiclass classification" else y_train.size(1)
-    return Data(dataset, split, task, dataset.eval_metric, scaler, out_channels)
+    return Data(dataset, prepare_graphs(args, dataset, split), split, task, dataset.eval_metric, scaler, out_channels)
 
 
 def resume(args, config, folder: RunFolder, processes, model, optimizer) -> State:
@@ -517,7 +552,7 @@ def run_epoch(epoch, args, data: Data, processes, model, trained, optimizer, loa
     processes.broadcast_buffers(model)
     row = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
     for name in ("valid", "test"):
-        prediction = predict(model, data.dataset, data.split[name], data.task, data.scaler, args, processes)
+        prediction = predict(model, data.graphs, data.split[name], data.task, data.scaler, args, processes)
         row[f"{name}_{data.metric}"] = evaluate(data.dataset, *prediction)
     row["train_time_s"] = train_time
     row["epoch_time_s"] = time.perf_counter() - start
@@ -577,7 +612,7 @@ def train(args, processes, folder: RunFolder) -> dict:
     state = resume(args, config, folder, processes, model, optimizer)
 
     trained = processes.wrap(model)
-    train_set = data.dataset[data.split["train"]]
+    train_set = data.graphs[data.split["train"]]
     sampler = DistributedSampler(
         train_set, num_replicas=processes.world_size, rank=processes.rank, shuffle=True, seed=args.seed
     )

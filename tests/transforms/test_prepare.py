@@ -217,3 +217,53 @@ def test_node_levels_are_stored_batch_unchanged_and_used():
     batch.dag_node_level_forward = batch.dag_node_level_forward + 1
     with pytest.raises(ValueError, match="node_level"):
         batch.plstm_structure("P", reverse=False)
+
+
+def mixed_graphs():
+    """Molecules, directed graphs (random DAGs), a graph with no edges and one with no nodes."""
+    generator = torch.Generator().manual_seed(3)
+    graphs = molecules(9)
+    for num_nodes in (5, 9, 1, 0, 7):
+        edges = torch.randint(0, max(num_nodes, 1), (2, 2 * num_nodes), generator=generator)
+        edges = edges[:, edges[0] < edges[1]] if num_nodes else edges[:, :0]
+        x = torch.zeros(num_nodes, 9, dtype=torch.long)  # the molecules' feature layout, so they batch together
+        edge_attr = torch.zeros(edges.size(1), 3, dtype=torch.long)
+        graphs.append(Data(x=x, edge_index=edges, edge_attr=edge_attr, num_nodes=num_nodes))
+    return graphs[::2] + graphs[1::2]  # interleave the kinds
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 1024])
+@pytest.mark.parametrize("directions", [("forward", "reverse"), ("reverse",)])
+def test_prepare_many_equals_prepare_each(chunk_size, directions):
+    transform = PreparePLSTM(directions=directions)
+    graphs = mixed_graphs()
+    prepared = transform.prepare_many(graphs, chunk_size=chunk_size)
+    assert len(prepared) == len(graphs)
+    for graph, many in zip(graphs, prepared):
+        alone = transform(graph)
+        assert isinstance(many, PLSTMData) and sorted(many.keys()) == sorted(alone.keys())
+        for key in alone.keys():
+            if isinstance(alone[key], torch.Tensor):
+                assert torch.equal(many[key], alone[key]), key
+                assert many[key].untyped_storage().nbytes() == alone[key].untyped_storage().nbytes(), key
+    # and batches of them are what the layers see from graphs prepared one by one
+    for a, b in zip(DataLoader(prepared, batch_size=4), DataLoader([transform(g) for g in graphs], batch_size=4)):
+        for key in a.keys():
+            if isinstance(a[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+
+
+def test_prepare_many_with_an_order():
+    graphs = molecules(6)
+    for graph in graphs:
+        graph.rank = -torch.arange(graph.num_nodes, dtype=torch.float)
+    for order in ("rank", lambda data: -torch.arange(data.num_nodes, dtype=torch.float)):
+        transform = PreparePLSTM(order=order)
+        for graph, many in zip(graphs, transform.prepare_many(graphs, chunk_size=4)):
+            assert torch.equal(many.dag_edge_index, transform(graph).dag_edge_index)
+
+
+def test_prepare_many_bad_chunk_size():
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="chunk_size"):
+            PreparePLSTM().prepare_many(molecules(2), chunk_size=bad)
