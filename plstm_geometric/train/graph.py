@@ -658,7 +658,7 @@ def train(args, processes, folder: RunFolder) -> dict:
     model.load_state_dict(state.best["state"])
     final = {
         name: evaluate(
-            data.dataset, *predict(model, data.dataset, data.split[name], data.task, data.scaler, args, processes)
+            data.dataset, *predict(model, data.graphs, data.split[name], data.task, data.scaler, args, processes)
         )
         for name in ("train", "valid", "test")
     }
