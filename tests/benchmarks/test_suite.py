@@ -163,3 +163,23 @@ def test_shipped_configs_load():
     for name in ("tu", "moleculenet", "molhiv", "lrgb"):
         config = suite.load_config(Path(suite.REPO) / "benchmarks" / "configs" / f"{name}.json")
         assert {"cpu", "full"} <= set(config["presets"]) and config["published_data"]["results"]
+
+
+def test_git_state_ignores_the_results_folder(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("a\n")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(suite, "REPO", tmp_path)
+    assert suite.git_state()["dirty"] is False
+    (tmp_path / "results" / "table.md").write_text("b\n")
+    assert suite.git_state()["dirty"] is False
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert suite.git_state()["dirty"] is True
