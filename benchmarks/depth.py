@@ -139,7 +139,7 @@ def epoch_time(model, graphs, batch_size, steps, epoch_graphs, loss_fn) -> float
     return (time.perf_counter() - start) / timed * epoch_graphs
 
 
-def timing(runs, root, steps):
+def timing(runs, root, steps, backends=BACKENDS):
     torch.set_num_threads(1)
     rows = []
     for _, summary in runs:
@@ -150,8 +150,7 @@ def timing(runs, root, steps):
         epoch_graphs = len(graph.load(whole)[1]["train"])
         loss_fn = graph.loss_function(data.task, data.metric, data.scaler)
         graphs = data.graphs[train[: steps * args.batch_size + args.batch_size]]
-        backends = BACKENDS if args.model == "plstm" else (None,)
-        for backend in backends:
+        for backend in backends if args.model == "plstm" else (None,):
             torch.manual_seed(args.seed)
             model = graph.build_model(args, data.dataset, data.out_channels)
             for module in model.modules():
@@ -219,6 +218,9 @@ def main(argv=None):
     parser.add_argument("--root", help="data root (default: each run's own)")
     parser.add_argument("--run", help="run folder name to compare, e.g. seed0 (default: the first all models have)")
     parser.add_argument("--steps", type=int, default=8, help="timed training batches per model and backend")
+    parser.add_argument(
+        "--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="pLSTM backends to time"
+    )
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--skip-depth", action="store_true")
     args = parser.parse_args(argv)
@@ -226,7 +228,7 @@ def main(argv=None):
         parser.error(f"--steps: expected a positive int, got {args.steps}")
     runs = finished_runs(args.folder, args.run)
     depth_rows = [] if args.skip_depth else by_depth(args.folder, runs, args.root)
-    timing_rows = [] if args.skip_timing else timing(runs, args.root, args.steps)
+    timing_rows = [] if args.skip_timing else timing(runs, args.root, args.steps, args.backends)
     text = markdown(depth_rows, timing_rows, args.steps)
     (args.folder / "depth.json").write_text(json.dumps({"by_depth": depth_rows, "timing": timing_rows}, indent=1))
     (args.folder / "depth.md").write_text(text)
