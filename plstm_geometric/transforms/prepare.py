@@ -93,7 +93,7 @@ class PreparePLSTM(BaseTransform):
         cutting the batch apart gives every graph the fields it gets alone (same DAG, edge ids, line
         graphs and levels, in the same order). It is much faster for many small graphs: the per-level
         loops of orientation, levels and line graphs then run once per chunk, not once per graph
-        (molecules and proteins are prepared 15-20x faster). An ``order`` given as a function is
+        (15-25x faster for molecules and peptides). An ``order`` given as a function is
         applied graph by graph, since a function of a graph need not be one of a mini-batch.
 
         Args:
