@@ -133,10 +133,10 @@ def split_structure_fields(graphs: list[Data], batch: Batch, fields: dict[str, T
     edge_ptr[1:] = torch.tensor([graph.edge_index.size(1) for graph in graphs], dtype=torch.long).cumsum(0)
 
     dag_edge_index = fields["dag_edge_index"]
-    dag_graph = batch.batch[dag_edge_index[0]]
+    graph_of_dag_edge = batch.batch[dag_edge_index[0]]
     # a stable sort keeps each graph's DAG edges (and below, line edges) in the order the batch has them
-    dag_order = torch.argsort(dag_graph, stable=True)
-    dag_graph = dag_graph[dag_order]
+    dag_order = torch.argsort(graph_of_dag_edge, stable=True)
+    dag_graph = graph_of_dag_edge[dag_order]
     dag_counts = torch.bincount(dag_graph, minlength=num_graphs)
     dag_ptr = torch.zeros(num_graphs + 1, dtype=torch.long)
     dag_ptr[1:] = dag_counts.cumsum(0)
@@ -148,7 +148,6 @@ def split_structure_fields(graphs: list[Data], batch: Batch, fields: dict[str, T
         "dag_edge_id": (fields["dag_edge_id"][dag_order] - edge_ptr[dag_graph], dag_counts, 0),
     }
     node_counts = node_ptr.diff()
-    graph_of_dag_edge = batch.batch[dag_edge_index[0]]
     for key, value in fields.items():
         if key.startswith("line_edge_index_"):
             line_graph_of = graph_of_dag_edge[value[0]]
