@@ -16,7 +16,7 @@ from torch_geometric.nn import GINConv, GINEConv, ResGatedGraphConv, global_add_
 
 from ..nn.bond_gcn_conv import BondGCNConv
 from ..nn.encoders import AtomEncoder, BondEncoder
-from .common import POOLS, check_graph_model_args, reset_module
+from .common import check_graph_model_args, readout, reset_module
 
 __all__ = ["GIN", "GINVirtual", "GCN", "GINE", "GatedGCN"]
 
@@ -171,7 +171,7 @@ class _MolGNN(torch.nn.Module):
                 )
                 virtual = virtual + update if self.residual else update
             h = out + h if self.residual else out
-        return self.head(POOLS[self.pool](h, batch, size=num_graphs))
+        return self.head(readout(self.pool, h, batch, num_graphs, data))
 
     def __repr__(self) -> str:
         return (

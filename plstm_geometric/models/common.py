@@ -4,10 +4,26 @@ initialisation of OGB's encoders."""
 from collections.abc import Iterable
 
 import torch
+from torch import Tensor
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
 POOLS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
 ENCODERS = ("ogb", "linear")
+
+
+def readout(pool: str, h: Tensor, batch: Tensor, num_graphs: int, data) -> Tensor:
+    """Pools node states ``h`` per graph with ``POOLS[pool]``; when ``data`` has a boolean
+    ``readout_mask`` ``[N]``, only the marked nodes are pooled (a readout at chosen nodes, e.g. one query
+    node per graph)."""
+    mask = getattr(data, "readout_mask", None)
+    if mask is not None:
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != (h.size(0),):
+            raise ValueError(
+                f"data.readout_mask: expected a bool tensor of shape [{h.size(0)}], got "
+                f"{tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__}"
+            )
+        h, batch = h[mask], batch[mask]
+    return POOLS[pool](h, batch, size=num_graphs)
 
 
 def check_graph_model_args(

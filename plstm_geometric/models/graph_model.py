@@ -6,7 +6,7 @@ from ..graph.structure import PLSTMStructure, orient_edges, plstm_structure
 from ..nn.blocks import PLSTMBlock
 from ..nn.encoders import AtomEncoder, BondEncoder
 from ..transforms.data import PLSTMData
-from .common import POOLS, check_graph_model_args, reset_module
+from .common import check_graph_model_args, readout, reset_module
 
 # The readouts PLSTMGraphModel offers (a subset of POOLS).
 PLSTM_POOLS = ("mean", "sum")
@@ -174,7 +174,7 @@ class PLSTMGraphModel(torch.nn.Module):
             num_graphs = getattr(data, "num_graphs", None)
             if num_graphs is None:
                 num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
-        return self.head(POOLS[self.pool](self.norm(h), batch, size=num_graphs))
+        return self.head(readout(self.pool, self.norm(h), batch, num_graphs, data))
 
     def __repr__(self) -> str:
         return (

@@ -2,6 +2,7 @@
 and Direct gates from node and edge features, applies the P- or D-mode constraints, and runs
 :func:`~plstm_geometric.functional.plstm_dag` over the oriented graph."""
 
+import math
 from typing import Optional, Union
 
 import torch
@@ -62,6 +63,24 @@ def constrain_transition(
     group = line_edge_index[0] if normalize_over == "outgoing" else line_edge_index[1]
     magnitude = transition.new_zeros(num_edges, transition.size(1)).index_add_(0, group, transition.abs())
     return transition / (alpha + magnitude[group])
+
+
+def check_transition_start(transition_start, mode: str) -> tuple[float, float]:
+    """``transition_start`` as a pair ``(low, high)`` of starting transitions, checked for ``mode``."""
+    if (
+        not isinstance(transition_start, (tuple, list))
+        or len(transition_start) != 2
+        or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in transition_start)
+    ):
+        raise TypeError(f"transition_start: expected a pair of floats (low, high), got {transition_start!r}")
+    low, high = (float(t) for t in transition_start)
+    upper = math.inf if mode == "unconstrained" else 1.0
+    if not (0.0 <= low <= high < upper):
+        raise ValueError(
+            f"transition_start: expected 0 <= low <= high < {upper} for mode={mode!r} (a transition of 1 "
+            f"needs an infinite pre-activation), got {transition_start!r}"
+        )
+    return low, high
 
 
 def at_least_float32(tensor: Tensor) -> Tensor:
@@ -188,6 +207,7 @@ class PLSTMConv(MessagePassing):
         bias: bool = True,
         backend: str = "auto",
         recompute_states: bool = False,
+        transition_start: tuple[float, float] = TRANSITION_START,
     ):
         # A MessagePassing subclass so that PyG's Explainer (edge masks) and to_hetero treat it as a graph
         # layer; the sweep itself does not use propagate().
@@ -227,6 +247,7 @@ class PLSTMConv(MessagePassing):
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
         check_bool("recompute_states", recompute_states)
+        transition_start = check_transition_start(transition_start, mode)
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -241,6 +262,7 @@ class PLSTMConv(MessagePassing):
         self.normalize_over = normalize_over
         self.backend = backend
         self.recompute_states = recompute_states
+        self.transition_start = transition_start
 
         self.lin_query = Linear(in_channels, heads * qk_channels, bias=bias, weight_initializer="glorot")
         self.lin_key = Linear(in_channels, heads * qk_channels, bias=bias, weight_initializer="glorot")
@@ -267,7 +289,7 @@ class PLSTMConv(MessagePassing):
             # gradients reach the inputs (and e.g. an edge encoder in front) from the first step.
             if not is_lazy(lin.weight):  # a lazy weight is initialised on the first call (materialize)
                 torch.nn.init.normal_(lin.weight, std=GATE_WEIGHT_SCALE / lin.in_channels**0.5)
-        start = torch.linspace(*TRANSITION_START, self.heads, dtype=torch.float64)
+        start = torch.linspace(*self.transition_start, self.heads, dtype=torch.float64)
         if self.mode == "P":
             transition_bias = self.alpha * start / (1 - start)
         elif self.mode == "D":

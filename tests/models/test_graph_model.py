@@ -132,3 +132,46 @@ def test_cuda_matches_cpu():
     reference = model(batch)
     out = model.to("cuda")(batch.to("cuda"))
     torch.testing.assert_close(out.cpu(), reference, atol=1e-4, rtol=1e-4)
+
+
+def test_readout_mask_pools_only_the_marked_nodes():
+    from torch_geometric.data import Batch, Data
+
+    from plstm_geometric.models import GCN, PLSTMGraphModel
+
+    torch.manual_seed(0)
+    graphs = []
+    for n in (4, 6):
+        edge = torch.stack([torch.arange(n - 1), torch.arange(1, n)])
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[n - 1] = True
+        graphs.append(
+            Data(
+                x=torch.randn(n, 3),
+                edge_index=torch.cat([edge, edge.flip(0)], 1),
+                readout_mask=mask,
+            )
+        )
+    batch = Batch.from_data_list(graphs)
+    for model in (
+        PLSTMGraphModel(8, 2, 2, encoder="linear", in_channels=3),
+        GCN(8, 2, 2, encoder="linear", in_channels=3, dropout=0.0),
+    ):
+        model.eval()
+        pooled = []
+        hook = model.head.register_forward_pre_hook(lambda module, inputs, pooled=pooled: pooled.append(inputs[0]))
+        out = model(batch)
+        hook.remove()
+        if isinstance(model, PLSTMGraphModel):
+            # one graph per marked node: the pooled state is the marked node's own (normalised) state
+            nodes = []
+            hook = model.norm.register_forward_hook(lambda module, inputs, output, nodes=nodes: nodes.append(output))
+            model(batch)
+            hook.remove()
+            torch.testing.assert_close(pooled[0], nodes[0][batch.readout_mask])
+        unmasked = Batch.from_data_list([Data(x=g.x, edge_index=g.edge_index) for g in graphs])
+        assert not torch.allclose(out, model(unmasked))
+        batch.readout_mask = batch.readout_mask.long()
+        with pytest.raises(ValueError, match="readout_mask"):
+            model(batch)
+        batch.readout_mask = batch.readout_mask.bool()
