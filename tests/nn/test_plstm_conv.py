@@ -266,3 +266,31 @@ def test_cuda_matches_cpu(mode):
     conv_cuda = conv.to("cuda")
     out = conv_cuda(x.cuda(), batch.edge_index.cuda(), edge_attr.cuda())
     torch.testing.assert_close(out.cpu(), reference, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("start", [(0.6, 0.95), (0.9, 0.999), (0.5, 0.5)])
+def test_transitions_start_where_asked(mode, start):
+    # On a path every edge has one successor: with the gate weights at zero the transition of head h is the
+    # h-th of `heads` values evenly spaced over `transition_start`.
+    heads = 4
+    conv = PLSTMConv(4, 8, heads=heads, mode=mode, transition_start=start)
+    assert conv.transition_start == start
+    with torch.no_grad():
+        conv.lin_gate.weight.zero_()
+    pre = conv.lin_gate.bias.view(4, heads)[2].double().expand(3, heads)  # three line edges of a 5-node path
+    line_edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
+    transition = constrain_transition(pre, line_edge_index, 4, mode, conv.alpha, conv.normalize_over)
+    expected = torch.linspace(*start, heads, dtype=torch.float64).expand(3, heads)
+    torch.testing.assert_close(transition, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_transition_start_is_checked():
+    with pytest.raises(TypeError, match="transition_start"):
+        PLSTMConv(4, 4, transition_start=0.9)
+    with pytest.raises(TypeError, match="transition_start"):
+        PLSTMConv(4, 4, transition_start=("a", 0.9))
+    for bad in ((0.9, 1.0), (0.5, 0.4), (-0.1, 0.5)):
+        with pytest.raises(ValueError, match="transition_start"):
+            PLSTMConv(4, 4, transition_start=bad)
+    PLSTMConv(4, 4, mode="unconstrained", transition_start=(0.5, 1.5))  # no bound without a constraint
