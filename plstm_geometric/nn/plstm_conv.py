@@ -32,9 +32,11 @@ NORMALIZE_OVER = ("outgoing", "incoming")
 SOURCE_BIAS = -4.0
 MARK_BIAS = -4.0
 DIRECT_BIAS = -6.0
-# A single-successor transition starts open, between these values over the heads: memory ranges from
-# about 1 / (1 - 0.6) = 2.5 to 1 / (1 - 0.95) = 20 edges, so signals propagate from the first step.
-TRANSITION_START = (0.6, 0.95)
+# A single-successor transition starts open, evenly spaced over the heads between these values: the most
+# local head keeps about 1 / (1 - 0.9) = 10 edges, the longest about 1,000, so at least one head carries a
+# signal along a whole deep DAG from the first step. Measured on the long-range copy task (depth 100, 32
+# hidden, 2 blocks): solved on validation within 100 steps, against about 300 with (0.6, 0.95).
+TRANSITION_START = (0.9, 0.999)
 # Gate weights: pre-activations spread by about this much around the bias for unit-variance inputs.
 GATE_WEIGHT_SCALE = 0.1
 
@@ -158,7 +160,8 @@ class PLSTMConv(MessagePassing):
     close to their biases while gradients reach their inputs from the first step) and gate biases start
     at :math:`b_S = b_M = -4` and :math:`b_D = -6` (nearly closed, as in the paper). :math:`b_T` is set
     so that a transition with a single successor starts at :math:`T_h`, evenly spaced over the heads in
-    :math:`[0.6, 0.95]` (memory ranges of about 2.5 to 20 edges), so signals propagate from the start
+    :math:`[0.9, 0.999]` (``transition_start``; memory ranges of about 10 to 1,000 edges), so signals
+    propagate from the start and at least one head reaches across a deep DAG
     (P: :math:`b_T = \alpha T_h / (1 - T_h)`; D: :math:`\operatorname{artanh} T_h`; unconstrained:
     :math:`T_h`).
 
@@ -183,6 +186,9 @@ class PLSTMConv(MessagePassing):
             ``"levels"``, ``"parallel"``, ``"chains"`` or ``"fused"``. (default: :obj:`"auto"`)
         recompute_states (bool): recompute the cell states in the backward pass instead of keeping
             them (less memory, one more sweep). (default: :obj:`False`)
+        transition_start (tuple of float): the range ``(low, high)`` over which the heads' transitions
+            start, for an edge with one successor; ``high`` sets how far the longest-memory head reaches
+            at initialisation (about :math:`1 / (1 - \text{high})` edges). (default: :obj:`(0.9, 0.999)`)
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, C)`, edge indices :math:`(2, |\mathcal{E}|)`,

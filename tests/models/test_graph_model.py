@@ -68,7 +68,8 @@ def test_molecules_without_bonds():
         edge_attr=torch.zeros(0, 3, dtype=torch.long),
     )
     graphs = [ion, *molecules(2), ion]
-    model = PLSTMGraphModel(16, 1, num_layers=2, heads=2)
+    # evaluation mode: in training the pooled batch norm makes a graph's output depend on its mini-batch
+    model = PLSTMGraphModel(16, 1, num_layers=2, heads=2).eval()
     out = model(first_batch(graphs))
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out[0], model(ion)[0])
@@ -175,3 +176,14 @@ def test_readout_mask_pools_only_the_marked_nodes():
         with pytest.raises(ValueError, match="readout_mask"):
             model(batch)
         batch.readout_mask = batch.readout_mask.bool()
+
+
+def test_pool_norm_choices():
+    from torch_geometric.nn import BatchNorm
+
+    with pytest.raises(ValueError, match="pool_norm"):
+        PLSTMGraphModel(8, 1, 1, encoder="linear", in_channels=3, pool_norm="layer")
+    plain = PLSTMGraphModel(8, 1, 1, encoder="linear", in_channels=3, pool_norm="none")
+    assert "pool_norm='none'" in repr(plain) and isinstance(plain.pooled_norm, torch.nn.Identity)
+    normed = PLSTMGraphModel(8, 1, 1, encoder="linear", in_channels=3)
+    assert "pool_norm" not in repr(normed) and isinstance(normed.pooled_norm, BatchNorm)
