@@ -6,6 +6,7 @@ import ctypes.util
 import functools
 import gc
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -33,11 +34,14 @@ def measure(fn: Callable[[], object], device: torch.device, repeats: int = 10, w
 def peak_memory(fn: Callable[[], object], device: torch.device) -> float:
     """Peak memory in MiB that one call of ``fn`` adds on top of what was allocated before it.
 
-    CUDA: ``torch.cuda.max_memory_allocated``. CPU (Linux): the growth of the process's peak resident set
-    (``VmHWM``, reset through ``/proc/self/clear_refs``) over its resident set before the call. glibc first
-    returns its free memory to the OS (``malloc_trim``) and from then on maps every allocation above 128 KiB
-    directly, so memory freed by earlier calls cannot hide this call's peak. NaN where that cannot be
-    measured.
+    CUDA: ``torch.cuda.max_memory_allocated``. CPU (Linux): the growth of the peak resident set (``VmHWM``,
+    reset through ``/proc/self/clear_refs``) over the resident set before the call, measured in a forked
+    child process after one warm-up call. The child has glibc return its free memory to the OS
+    (``malloc_trim``) and map every allocation above 128 KiB directly, so that memory freed by earlier
+    calls cannot hide this call's peak.
+    That allocator setting cannot be undone within a process (it ends glibc's dynamic mmap threshold for
+    good) and would slow every later timing, so it never touches the calling process. NaN where that
+    cannot be measured (no ``fork``, no glibc, no ``/proc``).
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -46,9 +50,38 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> float:
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) / 2**20
     status = Path("/proc/self/status")
-    libc = _glibc()
-    if device.type != "cpu" or not status.exists() or libc is None:
+    if device.type != "cpu" or not status.exists() or not hasattr(os, "fork") or _find_glibc() is None:
         return float("nan")
+    gc.collect()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: measure, report through the pipe, exit without running any cleanup
+        code = 1
+        try:
+            os.close(read_end)
+            torch.set_num_threads(1)  # OpenMP's thread pool does not survive a fork
+            result = _peak_in_this_process(fn, status)
+            os.write(write_end, repr(result).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        text = pipe.read().decode()
+    _, wait_status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(wait_status) != 0 or not text:
+        raise RuntimeError("peak_memory: the measuring child process failed (run fn alone to see its error)")
+    return float(text)
+
+
+def _peak_in_this_process(fn: Callable[[], object], status: Path) -> float:
+    libc = _find_glibc()
+    mmap_threshold = -3  # M_MMAP_THRESHOLD in malloc.h
+    if not libc.mallopt(mmap_threshold, 128 * 1024):
+        return float("nan")
+    # A forked child maps the parent's library code lazily: a first call pages in the code it runs (tens of
+    # MiB for torch's kernels), which is not memory the call allocates.
+    fn()
     gc.collect()
     libc.malloc_trim(0)
     Path("/proc/self/clear_refs").write_text("5")
@@ -65,13 +98,10 @@ def _status_kib(status: Path, field: str) -> int:
 
 
 @functools.cache
-def _glibc():
-    """glibc, with its mmap threshold fixed at 128 KiB (by default the threshold grows after frees, and
-    freed blocks below it stay in the heap, reused without showing up in the resident set); None where
-    glibc is absent."""
+def _find_glibc():
+    """glibc (loading it changes no setting), or None where it is absent."""
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None
     if libc is None or not hasattr(libc, "mallopt") or not hasattr(libc, "malloc_trim"):
         return None
-    mmap_threshold = -3  # M_MMAP_THRESHOLD in malloc.h
-    return libc if libc.mallopt(mmap_threshold, 128 * 1024) else None
+    return libc

@@ -20,6 +20,28 @@ def test_cpu_peak_memory_sees_a_temporary_allocation():
     assert 60 < peak_memory(allocate_64_mib, torch.device("cpu")) < 80
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU peak memory is read from /proc")
+def test_cpu_peak_memory_leaves_the_calling_process_untouched():
+    # The allocator setting the measurement needs cannot be undone within a process and slowed every later
+    # timing: the call must run in another process, and nothing it does may reach this one.
+    import os
+
+    seen = []
+
+    def record_pid():
+        seen.append(os.getpid())
+        torch.ones(2**20)
+
+    assert peak_memory(record_pid, torch.device("cpu")) >= 0
+    assert seen == []
+
+    def fail():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="peak_memory"):
+        peak_memory(fail, torch.device("cpu"))
+
+
 def test_table_lists_every_backend_with_time_and_memory(capsys):
     grid.main(
         [
