@@ -43,7 +43,9 @@ def check_range(name: str, index: Tensor, upper: int, what: str) -> None:
 def check_edge_index(edge_index: Tensor, num_nodes: int, name: str = "edge_index") -> None:
     """A ``[2, E]`` long tensor of node indices below ``num_nodes``."""
     check_index(name, edge_index)
-    if not isinstance(num_nodes, int) or num_nodes < 0:
+    if not isinstance(num_nodes, int) or isinstance(num_nodes, bool):
+        raise TypeError(f"num_nodes: expected a non-negative int, got {type(num_nodes).__name__} {num_nodes!r}")
+    if num_nodes < 0:
         raise ValueError(f"num_nodes: expected a non-negative int, got {num_nodes!r}")
     check_range(name, edge_index, num_nodes, "node")
 

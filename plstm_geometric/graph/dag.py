@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor
 
-from ..checks import check_edge_index
+from ..checks import check_edge_index, check_index
 
 
 def dagify(
@@ -84,8 +84,7 @@ def reverse_dag(edge_index: Tensor) -> Tensor:
     A pLSTM sweep only propagates along edge direction; running a second layer on the reversed DAG lets
     information flow from the sinks back to the sources.
     """
-    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError("edge_index: expected a tensor of shape [2, E]")
+    check_index("edge_index", edge_index)
     return edge_index.flip(0)
 
 

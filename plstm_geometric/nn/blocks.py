@@ -60,6 +60,10 @@ class PLSTMBlock(torch.nn.Module):
         **kwargs,
     ):
         super().__init__()
+        if not (isinstance(mlp_ratio, (int, float)) and not isinstance(mlp_ratio, bool) and 0 < mlp_ratio < 1e6):
+            raise ValueError(f"mlp_ratio: expected a positive number, got {mlp_ratio!r}")
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
         self.channels = channels
         self.heads = heads
         self.reverse = reverse

@@ -32,6 +32,8 @@ class FeatureEncoder(torch.nn.Module):
     """
 
     embeddings_name = "embedding_list"
+    # the name errors give the input: the features this encoder embeds
+    input_name = "x"
 
     def __init__(self, out_channels: int, feature_sizes: Sequence[int]):
         super().__init__()
@@ -56,18 +58,22 @@ class FeatureEncoder(torch.nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
-            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+            raise TypeError(f"{self.input_name}: expected a torch.Tensor, got {type(x).__name__}")
         if x.dtype not in (torch.long, torch.int32, torch.int16, torch.int8, torch.uint8):
-            raise TypeError(f"x: expected an integer tensor of feature values, got {x.dtype}")
+            raise TypeError(f"{self.input_name}: expected an integer tensor of feature values, got {x.dtype}")
         if x.dim() != 2 or not 1 <= x.size(1) <= len(self.embeddings):
-            raise ValueError(f"x: expected shape [N, F] with 1 <= F <= {len(self.embeddings)}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.input_name}: expected shape [N, F] with 1 <= F <= {len(self.embeddings)}, got {tuple(x.shape)}"
+            )
         if x.size(0):
             # An out-of-vocabulary value would fail deep inside the embedding lookup (or on GPU, assert).
             sizes = [embedding.num_embeddings for embedding in self.embeddings[: x.size(1)]]
             low, high = x.amin(0).tolist(), x.amax(0).tolist()
             for column, (lo, hi, size) in enumerate(zip(low, high, sizes)):
                 if lo < 0 or hi >= size:
-                    raise ValueError(f"x: expected column {column} in [0, {size - 1}], got values in [{lo}, {hi}]")
+                    raise ValueError(
+                        f"{self.input_name}: expected column {column} in [0, {size - 1}], got values in [{lo}, {hi}]"
+                    )
         out = 0
         for i in range(x.size(1)):
             out = out + self.embeddings[i](x[:, i])
@@ -90,6 +96,7 @@ class BondEncoder(FeatureEncoder):
     """:class:`FeatureEncoder` of OGB's 3 bond features (:data:`BOND_FEATURE_SIZES`)."""
 
     embeddings_name = "bond_embedding_list"
+    input_name = "edge_attr"
 
     def __init__(self, out_channels: int):
         super().__init__(out_channels, BOND_FEATURE_SIZES)

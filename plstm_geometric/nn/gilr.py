@@ -4,6 +4,7 @@ evaluated in logarithmic depth by :func:`~plstm_geometric.functional.linear_recu
 import torch
 from torch import Tensor
 
+from ..checks import check_positive_int
 from ..functional.scan import linear_recurrence
 
 
@@ -87,6 +88,8 @@ class GILR(torch.nn.Module):
 
     def __init__(self, in_channels: int, hidden_channels: int, max_timescale: float | None = None):
         super().__init__()
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("hidden_channels", hidden_channels)
         _check_max_timescale(max_timescale)
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
@@ -157,6 +160,8 @@ class GILRLSTM(torch.nn.Module):
 
     def __init__(self, in_channels: int, hidden_channels: int, max_timescale: float | None = None):
         super().__init__()
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("hidden_channels", hidden_channels)
         _check_max_timescale(max_timescale)
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels

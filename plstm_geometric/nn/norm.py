@@ -4,6 +4,8 @@ channel (the norm pLSTM layers apply before their output projection)."""
 import torch
 from torch import Tensor
 
+from ..checks import check_positive_int
+
 
 class MultiHeadRMSNorm(torch.nn.Module):
     r"""RMS normalisation applied to each head separately.
@@ -26,6 +28,10 @@ class MultiHeadRMSNorm(torch.nn.Module):
 
     def __init__(self, heads: int, head_channels: int, eps: float = 1e-6):
         super().__init__()
+        check_positive_int("heads", heads)
+        check_positive_int("head_channels", head_channels)
+        if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < float("inf")):
+            raise ValueError(f"eps: expected a positive number, got {eps!r}")
         self.heads = heads
         self.head_channels = head_channels
         self.eps = eps

@@ -4,6 +4,8 @@ map of the input (P-mode: stable propagation; D-mode: diffusive multitree)."""
 import torch
 from torch import Tensor
 
+from ..checks import check_bool
+from ..functional.grid import BACKENDS as GRID_BACKENDS
 from ..functional.grid import GRID_ORIENTATIONS, GridGates, plstm_grid_orientations
 from .norm import MultiHeadRMSNorm
 
@@ -96,6 +98,9 @@ class PLSTM2D(torch.nn.Module):
         qk_channels = dim // heads if qk_channels is None else qk_channels
         if not isinstance(qk_channels, int) or isinstance(qk_channels, bool) or qk_channels < 1:
             raise ValueError(f"qk_channels: expected a positive int, got {qk_channels!r}")
+        if backend not in GRID_BACKENDS:
+            raise ValueError(f"backend: expected one of {GRID_BACKENDS}, got {backend!r}")
+        check_bool("recompute_states", recompute_states)
         self.dim = dim
         self.heads = heads
         self.mode = mode
@@ -179,6 +184,9 @@ class PLSTM2D(torch.nn.Module):
             raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4 or x.size(-1) != self.dim:
             raise ValueError(f"x: expected shape [B, X, Y, {self.dim}], got {tuple(x.shape)}")
+        dtype = self.query.weight.dtype
+        if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"x: expected dtype {dtype} (the dtype of the layer), got {x.dtype}")
         grid = x.shape[:3]
         query = self.query(x).view(*grid, self.heads, self.qk_channels) * self.qk_channels**-0.5
         key = self.key(x).view(*grid, self.heads, self.qk_channels)

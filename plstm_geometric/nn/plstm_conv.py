@@ -371,10 +371,16 @@ class PLSTMConv(MessagePassing):
         if self.edge_dim is not None:
             if edge_attr is None:
                 raise ValueError(f"edge_attr: required, the layer was built with edge_dim={self.edge_dim}")
+            if not isinstance(edge_attr, Tensor):
+                raise TypeError(f"edge_attr: expected a torch.Tensor, got {type(edge_attr).__name__}")
             if not edge_attr.is_floating_point():
                 raise TypeError(
                     f"edge_attr: expected a floating-point tensor, got {edge_attr.dtype} "
                     "(embed categorical edge features first, e.g. with OGB's BondEncoder)"
+                )
+            if edge_attr.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
+                raise TypeError(
+                    f"edge_attr: expected dtype {x.dtype} (the dtype of x and the layer), got {edge_attr.dtype}"
                 )
             if edge_attr.dim() != 2 or edge_attr.shape != (edge_index.size(1), self.edge_dim):
                 raise ValueError(

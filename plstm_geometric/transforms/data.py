@@ -2,6 +2,8 @@ from typing import Any
 
 import torch
 from torch_geometric.data import Data
+from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+from torch_geometric.data.storage import GlobalStorage
 
 from ..graph.structure import PLSTMStructure, check_stored_dag, line_graph_mode_of, plstm_structure
 
@@ -92,4 +94,6 @@ class PLSTMData(Data):
         )
 
 
-torch.serialization.add_safe_globals([PLSTMData])
+# A pickled Data also holds PyG's attribute descriptors and its storage mapping (plain containers, no code):
+# allowing them too is what lets ``torch.load(..., weights_only=True)`` rebuild a saved PLSTMData.
+torch.serialization.add_safe_globals([PLSTMData, DataEdgeAttr, DataTensorAttr, GlobalStorage])

@@ -206,3 +206,26 @@ def test_parallel_form_saves_its_dense_intermediates_through_saved_tensor_hooks(
     for bucket in plan.layout.buckets:
         reach = (heads * bucket.num_graphs, bucket.max_edges, bucket.max_nodes)
         assert reach in shapes
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "fused"])
+def test_zero_heads_give_an_empty_output_on_every_backend(backend):
+    # A layer with no heads is degenerate but valid: every backend returns [N, 0, V], as the level sweep does.
+    edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
+    line_edge_index = line_graph(edge_index, 4)
+    num_nodes, heads, k, v = 4, 0, 2, 3
+    query, key = torch.randn(num_nodes, heads, k, requires_grad=True), torch.randn(num_nodes, heads, k)
+    value = torch.randn(num_nodes, heads, v)
+    out = plstm_dag(
+        query,
+        key,
+        value,
+        torch.rand(3, heads),
+        torch.rand(2, heads),
+        torch.rand(3, heads),
+        torch.rand(num_nodes, heads),
+        edge_index,
+        line_edge_index,
+        backend=backend,
+    )
+    assert out.shape == (num_nodes, 0, v)

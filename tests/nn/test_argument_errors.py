@@ -60,11 +60,11 @@ def test_encoders_refuse_out_of_vocabulary_and_wrong_columns():
     bad[1, 2] = ATOM_FEATURE_SIZES[2]
     with pytest.raises(ValueError, match=r"^x: expected column 2 in \[0, 11\], got values in \[0, 12\]"):
         atoms(bad)
-    with pytest.raises(ValueError, match=r"^x: expected column 0 in \[0, 4\]"):
+    with pytest.raises(ValueError, match=r"^edge_attr: expected column 0 in \[0, 4\]"):
         bonds(torch.tensor([[-1, 0, 0]]))
-    with pytest.raises(ValueError, match=r"^x: expected shape \[N, F\] with 1 <= F <= 3"):
+    with pytest.raises(ValueError, match=r"^edge_attr: expected shape \[N, F\] with 1 <= F <= 3"):
         bonds(torch.zeros(2, 4, dtype=torch.long))
-    with pytest.raises(TypeError, match="^x: expected an integer tensor"):
+    with pytest.raises(TypeError, match="^edge_attr: expected an integer tensor"):
         bonds(torch.zeros(2, 3))
 
 

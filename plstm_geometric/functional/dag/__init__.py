@@ -109,6 +109,10 @@ def plstm_dag(
         check_edges_of("plan", line_edge_index, plan.line_edge_index, "line_edge_index")
     if backend == "auto":
         backend = choose_backend(plan)
+    if heads == 0 and backend in ("parallel", "mixed"):
+        # Their dense layouts fold the heads into a reshape, which has no size to infer from with no heads;
+        # the level sweep handles the empty case like any other.
+        backend = "levels"
     inputs = (query, key, value, source, transition, mark, direct)
     if backend in ("parallel", "chains", "mixed") and not all_finite(*inputs):
         # Their dense solve and concatenated scan multiply structural zeros with every entry, so a NaN
