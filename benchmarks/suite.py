@@ -61,10 +61,10 @@ PRESET_KEYS = {"description", "datasets", "models", "args", "dataset_args", "mod
 DISPLAY_KEYS = {"scale", "digits"}
 KINDS = ("tu", "ogb", "other")
 # flags the suite sets itself for every run
-SUITE_FLAGS = {"dataset", "model", "fold", "seed", "out", "resume", "no_progress"}
+SUITE_FLAGS = {"dataset", "model", "fold", "seed", "out", "resume", "overwrite", "no_progress"}
 # flags that change how a run is executed, not what it computes: not compared when deciding whether a run
 # folder holds the run the suite asks for
-OPERATIONAL_FLAGS = {"root", "out", "threads", "device", "num_workers", "resume", "no_progress"}
+OPERATIONAL_FLAGS = {"root", "out", "threads", "device", "num_workers", "resume", "overwrite", "no_progress"}
 
 
 class SuiteError(ValueError):
@@ -144,14 +144,27 @@ def _check_int_list(source, key, value, low=0):
         _fail(source, key, f"expected distinct values, got {value!r}")
 
 
+# Names that become folder names (the config's, its presets', datasets' and models'): plain names only, so
+# that no name can lead a run, a log or a lock outside the results folder.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def _check_name(source, key, name) -> None:
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or ".." in name:
+        _fail(source, key, f"expected a plain name (letters, digits, '.', '_', '+', '-'; no '..' or '/'), got {name!r}")
+
+
 def _check_args(source, key, args):
     if not isinstance(args, dict):
         _fail(source, key, f"expected an object of training flags, got {type(args).__name__}")
     for name, value in args.items():
-        if name in SUITE_FLAGS:
+        if name in SUITE_FLAGS or name == "root":
             _fail(source, f"{key}.{name}", "is set by the suite for every run; remove it")
-        if not isinstance(value, (int, float, str, bool, list)) and value is not None:
-            _fail(source, f"{key}.{name}", f"expected a number, string, bool or list, got {value!r}")
+        # one value per flag: a list would become several command-line tokens, i.e. further flags
+        if not isinstance(value, (int, float, str, bool)) and value is not None:
+            _fail(source, f"{key}.{name}", f"expected a number, string or bool, got {value!r}")
+        if isinstance(value, str) and value.startswith("-"):
+            _fail(source, f"{key}.{name}", f"expected a value, not a flag, got {value!r}")
 
 
 def default_kind(name: str) -> str:
@@ -176,8 +189,7 @@ def load_config(path) -> dict:
     for key in ("name", "datasets", "models"):
         if key not in config:
             _fail(source, key, "missing (required)")
-    if not isinstance(config["name"], str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", config["name"]):
-        _fail(source, "name", f"expected a name of letters, digits, '_', '.', '-', got {config['name']!r}")
+    _check_name(source, "name", config["name"])
     _check_args(source, "args", config.setdefault("args", {}))
     display = config.setdefault("display", {})
     if not isinstance(display, dict):
@@ -188,6 +200,7 @@ def load_config(path) -> dict:
         _fail(source, "datasets", "expected a non-empty object {name: {...}}")
     for name, entry in config["datasets"].items():
         where = f"datasets.{name}"
+        _check_name(source, where, name)
         _check_keys(source, where, entry, DATASET_KEYS)
         kind = entry.setdefault("kind", default_kind(name))
         if kind not in KINDS:
@@ -213,8 +226,7 @@ def load_config(path) -> dict:
     for key, entry in config["models"].items():
         where = f"models.{key}"
         _check_keys(source, where, entry, MODEL_KEYS)
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
-            _fail(source, where, "expected a key of letters, digits, '_', '.', '-' (it names run folders)")
+        _check_name(source, where, key)
         entry.setdefault("model", key)
         _check_args(source, f"{where}.args", entry.setdefault("args", {}))
     presets = config.setdefault("presets", {})
@@ -222,6 +234,7 @@ def load_config(path) -> dict:
         _fail(source, "presets", "expected an object {name: {...}}")
     for name, preset in presets.items():
         where = f"presets.{name}"
+        _check_name(source, where, name)
         _check_keys(source, where, preset, PRESET_KEYS)
         for group, known in (("datasets", config["datasets"]), ("models", config["models"])):
             subset = preset.get(group)
@@ -302,10 +315,9 @@ def _flag_args(source, key, args, flags) -> list:
             continue
         if isinstance(value, bool):
             _fail(source, f"{key}.{name}", f"{flag['flag']} takes a value, got {value!r}")
-        values = value if isinstance(value, list) else [value]
-        if flag["choices"] is not None and any(str(v) not in flag["choices"] for v in values):
+        if flag["choices"] is not None and str(value) not in flag["choices"]:
             _fail(source, f"{key}.{name}", f"expected one of {flag['choices']}, got {value!r}")
-        tokens += [flag["flag"]] + [str(v) for v in values]
+        tokens += [flag["flag"], str(value)]
     return tokens
 
 
@@ -499,11 +511,12 @@ class Runner:
         self.lock = threading.Lock()
         self.stopped = False
 
-    def run(self, run: dict, out: Path, resume: bool):
+    def run(self, run: dict, out: Path, state: str):
         """Runs one training subprocess; returns its attempt record (``None`` once :meth:`stop` was called)."""
         run_dir = out / run["run_dir"]
         run_dir.mkdir(parents=True, exist_ok=True)
-        command = run["command"] + (["--resume"] if resume else [])
+        # a stale run (another configuration, --rerun-changed) starts afresh over the finished one
+        command = run["command"] + {"resume": ["--resume"], "stale": ["--overwrite"]}.get(state, [])
         start_time = time.time()
         start = time.perf_counter()
         with open(run_dir / "train.log", "a") as log:
@@ -523,7 +536,7 @@ class Runner:
             "start": start_time,
             "wall_s": time.perf_counter() - start,
             "returncode": returncode,
-            "resumed": resume,
+            "resumed": state == "resume",
             "command": command,
         }
         record = read_json(run_dir / "suite_run.json") or {"attempts": []}
@@ -565,7 +578,7 @@ def execute(the_plan: dict, jobs=None, max_runs=None, rerun_changed=False, progr
             f"{out / run['run_dir']}: holds a run with another configuration ({detail}); use another "
             f"--out, or pass --rerun-changed to run it again ({len(stale)} such run(s))"
         )
-    todo = [(run, state == "resume") for run, (state, _) in zip(runs, states) if state != "done"]
+    todo = [(run, state) for run, (state, _) in zip(runs, states) if state != "done"]
     if max_runs is not None:
         todo = todo[:max_runs]
     out.mkdir(parents=True, exist_ok=True)
@@ -598,7 +611,7 @@ def execute(the_plan: dict, jobs=None, max_runs=None, rerun_changed=False, progr
     )
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            pending = {pool.submit(runner.run, run, out, resume): run for run, resume in todo}
+            pending = {pool.submit(runner.run, run, out, state): run for run, state in todo}
             try:
                 while pending:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -649,6 +662,19 @@ def collect(out) -> dict:
     suite = read_json(out / "suite.json")
     if suite is None:
         raise SuiteError(f"{out / 'suite.json'}: not found or not valid JSON (is {out} a suite results folder?)")
+    missing = [key for key in ("config", "config_path", "preset", "runs") if key not in suite]
+    bad_run = next(
+        (
+            run
+            for run in suite.get("runs", [])
+            if not isinstance(run, dict)
+            or any(key not in run for key in ("dataset", "model_key", "model", "run_dir", "expected"))
+        ),
+        None,
+    )
+    if missing or bad_run is not None:
+        what = f"missing key {missing[0]!r}" if missing else f"an incomplete run entry {bad_run!r}"[:200]
+        raise SuiteError(f"{out / 'suite.json'}: {what}; rerun the suite to write it again")
     rows = []
     for run in suite["runs"]:
         run_dir = out / run["run_dir"]

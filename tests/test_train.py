@@ -271,6 +271,7 @@ def test_runs_on_cuda(root, tmp_path, model):
         (["--dropout", "1"], "--dropout"),
         (["--dropout", "nan"], "--dropout"),
         (["--threads", "0"], "--threads"),
+        (["--threads", "100000"], "--threads"),
         (["--hidden", "0"], "--hidden"),
         (["--heads", "-2"], "--heads"),
         (["--seed", "-1"], "--seed"),
@@ -557,3 +558,25 @@ def test_plstm_runs_read_graphs_with_their_structure_precomputed(root, tmp_path,
     # the baselines read the dataset itself
     baseline = graph.prepare_data(parse_args(tiny(root, tmp_path / "gin", "gin")), Processes("cpu"))
     assert baseline.graphs is baseline.dataset
+
+
+def test_a_finished_run_is_kept_unless_overwrite_is_asked(root, tmp_path, capsys):
+    assert run(tiny(root, tmp_path, "gcn", 1))["finished"]
+    before = (tmp_path / "results.json").read_bytes(), (tmp_path / "checkpoint.pt").read_bytes()
+    assert main(tiny(root, tmp_path, "gcn", 1)) == 1
+    err = capsys.readouterr().err
+    assert "holds a finished run" in err and "--overwrite" in err and "--resume" in err
+    assert ((tmp_path / "results.json").read_bytes(), (tmp_path / "checkpoint.pt").read_bytes()) == before
+    assert not (tmp_path / ".lock").exists()  # a refused or finished run leaves no lock behind
+    assert run(tiny(root, tmp_path, "gcn", 1, "--overwrite"))["finished"]
+
+
+def test_the_lock_file_is_never_written_through_a_symlink(root, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").symlink_to(outside)
+    with pytest.raises(RunError, match="lock file"):
+        run(tiny(root, out, "gcn", 1))
+    assert outside.read_text() == "keep me"

@@ -31,6 +31,7 @@ rank 0 writes files.
 """
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -73,6 +74,7 @@ from .runs import (
     seed_everything,
     set_rng_state,
     set_threads,
+    thread_count,
     warmup_cosine,
     write_csv,
     write_json,
@@ -178,9 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", type=device_name, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ..."
     )
-    parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, help=THREADS_HELP)
+    parser.add_argument("--threads", type=thread_count, default=DEFAULT_THREADS, help=THREADS_HELP)
     parser.add_argument("--out", default=None, help="run folder (default: runs/<dataset>[-fold<k>]-<model>-<seed>)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt when it exists")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an --out that holds a finished run, replacing its files (without it such a "
+        "run is kept and the command stops)",
+    )
     parser.add_argument(
         "--max-train-graphs",
         type=int_at_least(2),
@@ -682,9 +690,25 @@ def run(argv=None) -> dict:
     try:
         # only rank 0 writes, so only rank 0 holds the folder's lock
         with RunFolder(args.out, lock=processes.main) as folder:
+            if processes.main and not (args.resume or args.overwrite):
+                refuse_finished_run(folder)
             return train(args, processes, folder)
     finally:
         processes.close()
+
+
+def refuse_finished_run(folder: RunFolder) -> None:
+    """Stops before a fresh run would replace the checkpoint and results of a finished one."""
+    results = folder / "results.json"
+    try:
+        finished = results.is_file() and json.loads(results.read_text()).get("finished") is True
+    except (OSError, ValueError, AttributeError):
+        finished = False
+    if finished:
+        raise RunError(
+            f"--out: {folder.path} holds a finished run ({results}); pass --resume to extend it (with a larger "
+            "--epochs), --overwrite to replace it, or choose another --out"
+        )
 
 
 def main(argv=None) -> int:

@@ -127,6 +127,19 @@ def device_description(device: torch.device) -> str:
     return str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
 
 
+# torch crashes (segmentation fault) when asked for absurd thread counts; more threads than this never help.
+MAX_THREADS_PER_CORE = 4
+
+
+def thread_count(text: str) -> int:
+    """argparse type of ``--threads``: an integer from 1 to ``MAX_THREADS_PER_CORE`` times the CPU count."""
+    value = _number(int, text)
+    limit = MAX_THREADS_PER_CORE * (os.cpu_count() or 1)
+    if not 1 <= value <= limit:
+        raise argparse.ArgumentTypeError(f"expected 1 to {limit} ({MAX_THREADS_PER_CORE} per CPU core), got {value}")
+    return value
+
+
 def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
@@ -178,7 +191,15 @@ class RunFolder:
         if not self.path.is_dir():
             raise RunError(f"--out: {self.path} exists and is not a folder")
         lock_path = self.path / self.LOCK_NAME
-        file = open(lock_path, "a+")
+        try:
+            # never through a symbolic link: the lock file is written, and must stay inside the run folder
+            descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as error:
+            raise RunError(
+                f"--out: cannot open the lock file {lock_path} ({error.strerror}; a symbolic link there is "
+                "refused); remove it or choose another --out"
+            ) from error
+        file = os.fdopen(descriptor, "r+")
         try:
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -195,6 +216,8 @@ class RunFolder:
 
     def unlock(self) -> None:
         if self._lock_file is not None:
+            # removed while still held, so that no other run can have locked this file in between
+            (self.path / self.LOCK_NAME).unlink(missing_ok=True)
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None

@@ -48,6 +48,7 @@ from .runs import (
     resolve_device,
     run_cli,
     set_threads,
+    thread_count,
     write_json,
 )
 
@@ -218,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-chrono", action="store_true", help="default instead of chrono initialisation")
     parser.add_argument("--device", type=device_name, default="auto", help="'auto' picks cuda when available")
-    parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, help=THREADS_HELP)
+    parser.add_argument("--threads", type=thread_count, default=DEFAULT_THREADS, help=THREADS_HELP)
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of weights and batches")
     parser.add_argument("--log-every", type=non_negative_int, default=50, help="print every this many steps (0: never)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/sign-<seq-len>-<seed>)")

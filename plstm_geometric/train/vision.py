@@ -39,6 +39,7 @@ from .runs import (
     resolve_device,
     run_cli,
     set_threads,
+    thread_count,
     warmup_cosine,
     write_json,
 )
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heads", type=positive_int, default=3, help="heads per layer")
     parser.add_argument("--depth", type=positive_int, default=6, help="layers")
     parser.add_argument("--device", type=device_name, default="auto", help="'auto' picks cuda when available")
-    parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, help=THREADS_HELP)
+    parser.add_argument("--threads", type=thread_count, default=DEFAULT_THREADS, help=THREADS_HELP)
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of weights, data order and APE streams")
     parser.add_argument(
         "--out",

@@ -183,3 +183,37 @@ def test_git_state_ignores_the_results_folder(tmp_path, monkeypatch):
     assert suite.git_state()["dirty"] is False
     (tmp_path / "code.py").write_text("a = 2\n")
     assert suite.git_state()["dirty"] is True
+
+
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        # a list became several tokens: a config could move a run's output or add any flag
+        ({"args": {"hidden": [8, "--out", "/elsewhere"]}}, "args.hidden"),
+        ({"args": {"hidden": "--resume"}}, "args.hidden"),
+        ({"args": {"root": "/elsewhere"}}, "args.root"),
+        ({"args": {"overwrite": True}}, "args.overwrite"),
+        ({"datasets": {"../../escape": {"folds": 10}}}, "datasets.../../escape"),
+        ({"datasets": {"/abs": {"folds": 10}}}, "datasets./abs"),
+        ({"presets": {"../../../x": {}}}, "presets.../../../x"),
+        ({"name": ".."}, "name"),
+        ({"models": {"../m": {"model": "plstm"}}}, "models.../m"),
+    ],
+)
+def test_configs_cannot_reach_outside_the_results_folder(tmp_path, changes, key):
+    path = tiny_config(tmp_path / "config.json", tmp_path / "data", **changes)
+    with pytest.raises(suite.SuiteError, match=key.replace(".", r"\.").replace("/", "/")):
+        config = suite.load_config(path)
+        suite.plan(config, path, "cpu", tmp_path / "out", allow_download=True)
+
+
+@pytest.mark.parametrize("drop", ["runs", "config", "preset"])
+def test_render_of_an_incomplete_suite_file_names_what_is_missing(tmp_path, drop):
+    record = {"config_path": "c.json", "preset": "cpu", "config": {}, "runs": []}
+    del record[drop]
+    (tmp_path / "suite.json").write_text(json.dumps(record))
+    with pytest.raises(suite.SuiteError, match=f"missing key '{drop}'"):
+        suite.render(tmp_path)
+    (tmp_path / "suite.json").write_text(json.dumps({**record, drop: [] if drop == "runs" else {}, "runs": [{}]}))
+    with pytest.raises(suite.SuiteError, match="incomplete run entry"):
+        suite.render(tmp_path)
