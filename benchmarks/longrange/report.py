@@ -63,19 +63,22 @@ def figure(records: list[dict], path: Path) -> None:
     for r in records:
         groups[(r["task"], r["family"])][r["model"]][r["depth"]].append(r["test_acc"])
     keys = sorted(groups)
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    models = sorted({model for group in groups.values() for model in group})
+    colors = {model: f"C{i}" for i, model in enumerate(models)}
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for model, by_depth in sorted(groups[key].items()):
             depths = sorted(by_depth)
-            ax.plot(depths, [_mean(by_depth[d]) for d in depths], marker="o", label=model)
+            ax.plot(depths, [_mean(by_depth[d]) for d in depths], marker="o", color=colors[model], label=model)
         ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
         ax.set_xscale("log")
         ax.set_ylim(0.4, 1.02)
         ax.set_xlabel("depth (DAG levels between start and query)")
         ax.set_title(f"{key[0]} / {key[1]}")
     axes[0][0].set_ylabel("test accuracy")
-    axes[0][-1].legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colors[m], marker="o", label=m) for m in models]
+    fig.legend(handles=handles, loc="upper center", ncol=len(models), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -32,7 +32,7 @@ import torch
 from torch_geometric.data import Data, download_url
 
 from .evaluator import OGBStyleEvaluator
-from .safe_dataset import SafeInMemoryDataset
+from .safe_dataset import SafeInMemoryDataset, check_owned_folder
 from .safe_load import file_error, load_index_pickle
 
 NAME = "peptides-func"
@@ -118,7 +118,10 @@ def prepare_peptides(
     if check_md5_sums:
         for name, path in files.items():
             check_md5(path, MD5[name])
-    folder = osp.join(os.fspath(root), FOLDER)
+    folder = check_owned_folder(osp.join(os.fspath(root), FOLDER), root)
+    for owned in ("raw", "processed"):
+        if osp.lexists(osp.join(folder, owned)) and not osp.islink(osp.join(folder, owned)):
+            check_owned_folder(osp.join(folder, owned), root)
     source_folder = osp.dirname(files[SPLIT_FILE])
     if osp.basename(source_folder) == "raw":
         source_folder = osp.dirname(source_folder)

@@ -77,6 +77,22 @@ class SafeInMemoryDataset(InMemoryDataset):
         self.data = data_cls.from_dict(data)
 
 
+def check_owned_folder(folder: str | os.PathLike, root: str | os.PathLike, argument: str = "root") -> str:
+    """``folder`` if it lies inside the data ``root`` once symbolic links are followed, so that what the
+    library replaces or deletes there (``raw/``, ``processed/``) is inside the root; a ``ValueError``
+    naming ``argument`` when a link leads it elsewhere. Links to files inside ``raw/`` are not followed
+    (they are only ever removed, never written through)."""
+    real_root = osp.realpath(os.fspath(root))
+    real = osp.realpath(os.fspath(folder))
+    if osp.commonpath([real_root, real]) != real_root:
+        raise ValueError(
+            f"{argument}: {os.fspath(folder)!r} leads outside the data root {os.fspath(root)!r} (to {real!r}, "
+            "through a symbolic link); the library replaces files there, so it must be a real folder inside "
+            "the root: remove the link or use another root"
+        )
+    return os.fspath(folder)
+
+
 def load_collated(path: str, length: int) -> tuple[Any, ...]:
     r"""Safely loads a collated dataset file: a tuple of :obj:`length` items, a data dict first, a slices
     dict second and a :class:`~torch_geometric.data.data.BaseData` subclass last."""

@@ -21,7 +21,7 @@ from torch_geometric.data import InMemoryDataset
 from torch_geometric.datasets import TUDataset
 
 from .evaluator import OGBStyleEvaluator
-from .safe_dataset import PLAIN_NAME, SafeInMemoryDataset, check_dataset_name, load_collated
+from .safe_dataset import PLAIN_NAME, SafeInMemoryDataset, check_dataset_name, check_owned_folder, load_collated
 from .safe_load import file_error
 
 # The sets of the pLSTM paper's TU table.
@@ -135,7 +135,10 @@ def prepare_tu(name: str, source: str | os.PathLike, root: str | os.PathLike = "
         if (entry.startswith(f"{name}_") and entry.endswith(".txt")) or entry == "README.txt"
     )
     raw = tu_raw_dir(name, root)
-    dataset_dir = osp.dirname(raw)
+    dataset_dir = check_owned_folder(osp.dirname(raw), root)
+    for owned in (raw, osp.join(dataset_dir, "processed")):
+        if osp.lexists(owned) and not osp.islink(owned):
+            check_owned_folder(owned, root)
     if osp.isdir(raw) and osp.samefile(raw, folder):
         raise ValueError(f"source: expected a folder other than the destination {raw!r}, got {source!r}")
     os.makedirs(dataset_dir, exist_ok=True)
