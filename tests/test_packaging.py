@@ -14,7 +14,7 @@ import plstm_geometric
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Everything a source checkout has at the top; copied so the build neither writes into the checkout nor
 # sees its build leftovers, and so the wheel is shown to leave out folders that are there.
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "plstm_geometric", "benchmarks", "tools", "tests")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "plstm_geometric", "benchmarks", "tools", "tests")
 
 
 def pyproject():
@@ -48,6 +48,28 @@ def wheel(tmp_path_factory):
     )
     (path,) = out.glob("*.whl")
     return path
+
+
+def test_setup_py_builds_the_same_wheel(wheel, tmp_path):
+    # The setup.py shim adds nothing: `python setup.py bdist_wheel` reads pyproject.toml and packs the same
+    # files as the PEP 517 build.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in SOURCES:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(REPO / name, source / name)
+    subprocess.run(
+        [sys.executable, "setup.py", "--quiet", "bdist_wheel", "--dist-dir", str(tmp_path / "dist")],
+        cwd=source,
+        check=True,
+        capture_output=True,
+    )
+    (shim_wheel,) = (tmp_path / "dist").glob("*.whl")
+    assert shim_wheel.name == wheel.name
+    with zipfile.ZipFile(wheel) as a, zipfile.ZipFile(shim_wheel) as b:
+        assert sorted(a.namelist()) == sorted(b.namelist())
 
 
 def test_wheel_holds_the_library_alone(wheel):
