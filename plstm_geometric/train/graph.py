@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from plstm_geometric import models
 from plstm_geometric.datasets import load_dataset
 from plstm_geometric.datasets.tu import is_tu_name
-from plstm_geometric.models.graph_model import PLSTM_POOLS
+from plstm_geometric.models.graph_model import PLSTM_POOLS, POOL_NORMS
 from plstm_geometric.transforms import PreparePLSTM
 
 from .processes import Processes
@@ -180,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", type=device_name, default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ..."
     )
+    parser.add_argument(
+        "--pool-norm",
+        choices=POOL_NORMS,
+        default=None,
+        help="pLSTM only: batch normalisation of the pooled graph representation ('batch', the default) or "
+        "none ('none'; with it a pLSTM has no batch statistics)",
+    )
     parser.add_argument("--threads", type=thread_count, default=DEFAULT_THREADS, help=THREADS_HELP)
     parser.add_argument("--out", default=None, help="run folder (default: runs/<dataset>[-fold<k>]-<model>-<seed>)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt when it exists")
@@ -220,6 +227,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"--fold: only TU datasets have folds, got --dataset {args.dataset}")
         if args.fold >= NUM_FOLDS:
             parser.error(f"--fold: expected 0 to {NUM_FOLDS - 1}, got {args.fold}")
+    if args.pool_norm is not None and args.model != "plstm":
+        parser.error(f"--pool-norm: only --model plstm has it, got --model {args.model}")
+    if args.model == "plstm" and args.pool_norm is None:
+        args.pool_norm = "batch"
     if args.model == "plstm" and args.pool is not None and args.pool not in PLSTM_POOLS:
         parser.error(f"--pool: expected {' or '.join(PLSTM_POOLS)} with --model plstm, got {args.pool}")
     defaults = {"plstm": (64, 2, 0.0)}.get(args.model, (300, 5, 0.5))
@@ -323,7 +334,9 @@ def build_model(args, dataset, out_channels: int) -> torch.nn.Module:
     edge_dim = None if encoder == "ogb" or edge_attr is None else edge_attr.view(len(edge_attr), -1).size(1)
     common = dict(dropout=args.dropout, encoder=encoder, in_channels=in_channels, edge_dim=edge_dim, pool=args.pool)
     if args.model == "plstm":
-        return models.PLSTMGraphModel(args.hidden, out_channels, args.layers, heads=args.heads, **common)
+        return models.PLSTMGraphModel(
+            args.hidden, out_channels, args.layers, heads=args.heads, pool_norm=args.pool_norm, **common
+        )
     model_class = {
         "gin": models.GIN,
         "gin-virtual": models.GINVirtual,
