@@ -1,7 +1,7 @@
 """Regenerates the executed copies of the notebooks that a reader sees without running anything.
 
-    python tools/execute_notebooks.py                       # every notebooks/*.ipynb -> docs/notebooks/
-    python tools/execute_notebooks.py 01_quickstart --out DIR
+    python -m tools.execute_notebooks                       # every notebooks/*.ipynb -> docs/notebooks/
+    python -m tools.execute_notebooks 01_quickstart --out DIR
 
 The notebooks in notebooks/ are committed without outputs (tests/test_notebooks.py checks that and runs
 them); this tool runs each one top to bottom in a fresh kernel, with the package imported from this
@@ -13,6 +13,7 @@ the test extra's notebook packages (nbformat, nbclient, ipykernel, matplotlib). 
 import argparse
 import os
 import pathlib
+import re
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -21,17 +22,69 @@ OUT_DIR = REPO / "docs" / "notebooks"
 CELL_TIMEOUT = 600
 
 
+# Printed by OGB's raw-file reader only when a dataset is processed for the first time: whether a run shows them
+# depends on the machine's data folder, not on the notebook.
+PROCESSING_LINES = frozenset(
+    {"Loading necessary files...", "This might take a while.", "Processing graphs...", "Saving..."}
+)
+# Numbers (timings, losses, sizes, addresses) change from run to run and machine to machine; the words around them
+# do not.
+NUMBER = re.compile(r"0x[0-9a-fA-F]+|\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?")
+
+
 def clean(notebook) -> None:
-    """Drops what would change with every regeneration or machine: execution timestamps and stderr
-    streams (library warnings, which name the installation's paths); the outputs a reader needs stay."""
+    """Drops what would change with every regeneration or machine: execution timestamps, stderr streams (library
+    warnings, which name the installation's paths) and OGB's first-processing messages; the outputs a reader
+    needs stay."""
     for cell in notebook.cells:
         cell.get("metadata", {}).pop("execution", None)
-        if cell.cell_type == "code":
-            cell.outputs = [
-                output
-                for output in cell.outputs
-                if not (output.get("output_type") == "stream" and output.get("name") == "stderr")
-            ]
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for output in cell.outputs:
+            if output.get("output_type") == "stream":
+                if output.get("name") == "stderr":
+                    continue
+                lines = output.text.splitlines(keepends=True)
+                output.text = "".join(line for line in lines if line.strip() not in PROCESSING_LINES)
+                if not output.text:
+                    continue
+            outputs.append(output)
+        cell.outputs = outputs
+
+
+def masked(text: str) -> list[str]:
+    """The lines of an output with every number replaced by ``#`` and runs of spaces by one space."""
+    return [
+        " ".join(NUMBER.sub("#", line).split()) for line in text.splitlines() if line.strip() not in PROCESSING_LINES
+    ]
+
+
+def outline(notebook) -> list[dict]:
+    """What a reader of an executed notebook sees, cell by cell, without what changes from run to run.
+
+    Per code cell: the printed text (stdout, the cell's prints joined) with its numbers masked, and the
+    displayed outputs (figures, tables, results) as their sorted MIME types and masked plain-text form, in
+    sorted order (a figure may be shown before or after a print of the same cell, depending on flushing).
+    Two runs of an unchanged notebook have the same outline; a printed field, line, figure or cell that
+    appears or goes away changes it.
+    """
+    cells = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        printed, shown = [], []
+        for output in cell.outputs:
+            kind = output.get("output_type")
+            if kind == "stream":
+                if output.get("name") == "stdout":
+                    printed.append(output.text)
+            elif kind in ("display_data", "execute_result"):
+                shown.append((sorted(output.get("data", {})), masked(output.get("data", {}).get("text/plain", ""))))
+            else:
+                shown.append(([kind], [output.get("ename", "")]))
+        cells.append({"printed": masked("".join(printed)), "shown": sorted(shown)})
+    return cells
 
 
 def execute(path: pathlib.Path, out_dir: pathlib.Path) -> pathlib.Path:

@@ -11,11 +11,29 @@ import argparse
 import logging
 import sys
 
-from .build_ogb import MAX_ATOMS, MAX_SMILES_LENGTH, build_ogb_dataset
+from .build_ogb import KNOWN_SOURCES, MAX_ATOMS, MAX_SMILES_LENGTH, build_ogb_dataset
 from .lrgb import NAME as PEPTIDES_NAME
 from .lrgb import prepare_peptides
 from .registry import dataset_names, load_dataset
 from .tu import TUGraphDataset, is_tu_name, prepare_tu
+
+# Where MoleculeNet's CSVs are public (DeepChem's data bucket).
+MOLECULENET_URL = "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets/"
+
+
+def known_names_epilog() -> str:
+    """The known names of build-ogb and the label columns it reads for each (from :data:`KNOWN_SOURCES`)."""
+    lines = ["known names and their default --target-columns:"]
+    for name, (columns, _) in KNOWN_SOURCES.items():
+        shown = repr(columns[0]) if len(columns) == 1 else f"{len(columns)} columns {columns[0]!r} ... {columns[-1]!r}"
+        lines.append(f"  {name:<18} {shown}")
+    lines += [
+        "",
+        "MoleculeNet's CSVs are public at",
+        f"  {MOLECULENET_URL}<file>",
+        "with other column names: datasets/README.md gives the file and the options for each name.",
+    ]
+    return "\n".join(lines)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,17 +44,22 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = main.add_subparsers(dest="command", required=True)
 
-    build = commands.add_parser("build-ogb", help="write OGB's raw layout from a CSV of SMILES")
+    build = commands.add_parser(
+        "build-ogb",
+        help="write OGB's raw layout from a CSV of SMILES",
+        description="Writes OGB's raw layout for a molecular dataset from a CSV of SMILES strings (offline).",
+        epilog=known_names_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     build.add_argument("--csv", required=True, help="CSV file with a header")
     build.add_argument("--name", required=True, help="dataset name, e.g. ogbg-molhiv")
     build.add_argument("--root", default="datasets", help="data root (default: datasets)")
-    build.add_argument("--smiles-column", default="smiles")
+    build.add_argument("--smiles-column", default="smiles", help="column of SMILES strings (default: smiles)")
     build.add_argument(
         "--target-columns",
         nargs="+",
         default=None,
-        help="label columns (default: known for ogbg-molhiv, -molbbbp, -molbace, "
-        "-molclintox, -mollipo, -molfreesolv from the MoleculeNet CSVs)",
+        help="label columns (required unless --name is a known name: see below)",
     )
     build.add_argument("--id-column", default=None, help="column copied to mapping's mol_id")
     build.add_argument("--strict", action="store_true", help="fail on the first invalid SMILES instead of skipping it")

@@ -107,7 +107,10 @@ def build_ogb_dataset(
 
     Features are OGB's (:func:`ogb.utils.smiles2graph`); the split is OGB's scaffold split
     (:func:`~plstm_geometric.datasets.scaffold.scaffold_split`). :class:`OGBMolDataset` then loads
-    the folder as if it had been downloaded; so does OGB's own loader.
+    the folder as if it had been downloaded, and OGB's :class:`~ogb.graphproppred.Evaluator` and split
+    reader accept it. OGB 1.3.6's own :class:`PygGraphPropPredDataset` reads it too, but with torch >= 2.6
+    it cannot reload its processed file unless PyG's data classes are registered as safe globals (importing
+    :mod:`plstm_geometric` does that).
 
     Labels must be finite or missing (an empty cell): an infinite label (e.g. :obj:`inf` or
     :obj:`1e400` in the CSV) raises a :class:`ValueError` naming its row and column. Molecules over
@@ -302,10 +305,7 @@ def _labels(frame: pd.DataFrame, target_columns, target_transform, name) -> pd.D
         if targets[column].dtype == bool:
             targets[column] = targets[column].astype(np.int64)
         if not pd.api.types.is_numeric_dtype(targets[column]):
-            raise ValueError(
-                f"target_columns: expected numeric columns, got column {column!r} of dtype "
-                f"{targets[column].dtype}; pass a target_transform that maps it to numbers"
-            )
+            raise ValueError(f"target_columns: {_non_numeric(targets[column])}")
     values = targets.to_numpy(dtype=np.float64)
     if np.isinf(values).any():
         row, column = (int(index[0]) for index in np.nonzero(np.isinf(values)))
@@ -325,6 +325,21 @@ def _labels(frame: pd.DataFrame, target_columns, target_transform, name) -> pd.D
         if targets.shape[1] != int(master[name]["num tasks"]):
             log.warning("%s: building %d task(s) where OGB's has %s", name, targets.shape[1], master[name]["num tasks"])
     return targets
+
+
+def _non_numeric(column: pd.Series) -> str:
+    """What a label column holds that is not a number: the first such cell, by row and value."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    bad = np.flatnonzero((numbers.isna() & column.notna()).to_numpy())
+    where = (
+        f"{column.iloc[bad[0]]!r} in row {bad[0]} (0-based, header excluded)"
+        if bad.size
+        else f"values of dtype {column.dtype}"
+    )
+    return (
+        f"expected numbers or empty cells in label column {column.name!r}, got {where}; write the labels "
+        f"as numbers in the CSV (or, from Python, pass build_ogb_dataset a target_transform that maps them)"
+    )
 
 
 def _write_csv(array, path: pathlib.Path) -> None:

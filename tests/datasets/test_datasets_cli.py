@@ -59,6 +59,8 @@ def test_module_runs_without_a_terminal(csv, tmp_path):
         text=True,
         timeout=120,
     )
-    # "target" holds strings: without a transform the builder refuses it, naming the column.
+    # "target" holds strings: the builder refuses it, naming the column, the first row and its value, and
+    # suggests no command-line option that does not exist.
     assert result.returncode == 1
-    assert "expected numeric columns, got column 'target'" in result.stderr
+    assert "label column 'target', got 'CI' in row 0" in result.stderr
+    assert "--target-transform" not in result.stderr
