@@ -151,7 +151,9 @@ def prepare_peptides(
 
 
 def read_peptides_csv(path: str) -> pd.DataFrame:
-    r"""The :obj:`smiles` and :obj:`labels` columns of LRGB's CSV, labels parsed into lists of 10 ints."""
+    r"""The :obj:`smiles` and :obj:`labels` columns of LRGB's CSV, labels parsed into lists of 10 ints; an
+    empty or blank SMILES cell, or a label cell other than a list of 10 zeros and ones, raises
+    :class:`~plstm_geometric.datasets.DatasetFileError` naming its row."""
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, EOFError) as error:
@@ -177,7 +179,12 @@ def read_peptides_csv(path: str) -> pd.DataFrame:
                 PREPARE_HINT,
             )
         labels.append(value)
-    return pd.DataFrame({"smiles": frame["smiles"].astype(str), "labels": labels})
+    for row, smiles in enumerate(frame["smiles"]):
+        # An empty cell reads as NaN (a float); a blank one would parse as a molecule without atoms.
+        if not isinstance(smiles, str) or not smiles.strip():
+            shown = "an empty cell" if not isinstance(smiles, str) or not smiles else repr(smiles)
+            raise file_error(path, f"expected a SMILES string in every row, got {shown} in row {row}", PREPARE_HINT)
+    return pd.DataFrame({"smiles": frame["smiles"], "labels": labels})
 
 
 def read_peptides_split(path: str, num_graphs: int) -> dict[str, torch.Tensor]:
@@ -322,7 +329,7 @@ class PeptidesFunctional(SafeInMemoryDataset):
             except Exception as error:  # RDKit returns None for a SMILES it cannot parse; OGB then fails
                 raise file_error(
                     self.raw_paths[0],
-                    f"expected SMILES RDKit can parse, got {smiles[:80]!r} in row {row} ({type(error).__name__})",
+                    f"expected SMILES RDKit can parse, got {str(smiles)[:80]!r} in row {row} ({type(error).__name__})",
                     PREPARE_HINT,
                 ) from error
             data = Data(

@@ -179,6 +179,18 @@ def test_bad_labels_are_a_clear_error(tmp_path):
         PeptidesFunctional(str(tmp_path / "root"), check_md5_sums=False)
 
 
+@pytest.mark.parametrize("smiles", [np.nan, "   "])
+def test_an_empty_or_non_text_smiles_cell_is_a_clear_error(tmp_path, smiles):
+    source = write_official_files(tmp_path / "source")
+    frame = pd.read_csv(source / "raw" / RAW_FILE, index_col=0)
+    frame["smiles"] = frame["smiles"].astype(object)
+    frame.loc[3, "smiles"] = smiles
+    frame.to_csv(source / "raw" / RAW_FILE, compression="gzip")
+    prepare_peptides(source, tmp_path / "root", check_md5_sums=False)
+    with pytest.raises(DatasetFileError, match=f"{RAW_FILE}: expected a SMILES string in every row, got .* in row 3;"):
+        PeptidesFunctional(str(tmp_path / "root"), check_md5_sums=False)
+
+
 def test_prepare_finds_the_files_side_by_side_and_refuses_a_folder_without_them(tmp_path):
     flat = tmp_path / "flat"
     write_official_files(flat)
