@@ -14,6 +14,7 @@ import pandas as pd
 
 from .molecule import mol_to_graph, parse_smiles
 from .ogb import dataset_dir_name, ogb_master_table
+from .paths import owned_path
 from .safe_dataset import check_dataset_name
 from .scaffold import murcko_scaffold, scaffold_split
 
@@ -174,6 +175,7 @@ def build_ogb_dataset(
     labels = _labels(frame, target_columns, target_transform, name)
     root = pathlib.Path(root)
     target = root / dataset_dir_name(name)
+    owned_path(target, root)  # an existing folder is replaced: never one a symbolic link leads out of the root
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) to rebuild it")
 
@@ -243,6 +245,7 @@ def build_ogb_dataset(
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
     try:
         _write_layout(staging, name, source, graphs, labels, frame[smiles_column].iloc[kept], ids, split)
+        owned_path(target, root)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)

@@ -32,7 +32,8 @@ import torch
 from torch_geometric.data import Data, download_url
 
 from .evaluator import OGBStyleEvaluator
-from .safe_dataset import SafeInMemoryDataset, check_owned_folder
+from .paths import owned_path
+from .safe_dataset import SafeInMemoryDataset
 from .safe_load import file_error, load_index_pickle
 
 NAME = "peptides-func"
@@ -92,7 +93,9 @@ def prepare_peptides(
     :obj:`splits_random_stratified_peptide.pickle` (LRGB's layout), or both files side by side, or a
     :obj:`peptides-functional/` subfolder of either kind. The files are md5-checked before anything is
     written, then replace :obj:`<root>/peptides-functional/`'s files; its processed files are removed so
-    that the next load builds the dataset from the new files.
+    that the next load builds the dataset from the new files. A dataset, :obj:`raw/` or :obj:`processed/`
+    folder that a symbolic link leads out of the data root is refused
+    (:func:`~plstm_geometric.datasets.paths.owned_path`) before anything is written or deleted.
 
     Args:
         source: the folder with the files.
@@ -118,10 +121,10 @@ def prepare_peptides(
     if check_md5_sums:
         for name, path in files.items():
             check_md5(path, MD5[name])
-    folder = check_owned_folder(osp.join(os.fspath(root), FOLDER), root)
-    for owned in ("raw", "processed"):
-        if osp.lexists(osp.join(folder, owned)) and not osp.islink(osp.join(folder, owned)):
-            check_owned_folder(osp.join(folder, owned), root)
+    folder = osp.join(os.fspath(root), FOLDER)
+    processed = osp.join(folder, "processed")
+    for path in (folder, osp.join(folder, "raw"), processed):  # nothing outside the data root is written
+        owned_path(path, root)
     source_folder = osp.dirname(files[SPLIT_FILE])
     if osp.basename(source_folder) == "raw":
         source_folder = osp.dirname(source_folder)
@@ -137,7 +140,6 @@ def prepare_peptides(
                 os.symlink(osp.abspath(path), target)
             else:
                 shutil.copyfile(path, target)
-        processed = osp.join(folder, "processed")
         if osp.isdir(processed) and not osp.islink(processed):
             shutil.rmtree(processed)
         elif osp.lexists(processed):
@@ -267,7 +269,7 @@ class PeptidesFunctional(SafeInMemoryDataset):
         for argument, value in (("force_reload", force_reload), ("check_md5_sums", check_md5_sums)):
             if not isinstance(value, bool):
                 raise TypeError(f"{argument}: expected a bool, got {type(value).__name__}")
-        self.original_root = os.fspath(root)
+        self.original_root = self.data_root = os.fspath(root)
         self.check_md5_sums = check_md5_sums
         self._split = None
         super().__init__(
@@ -302,7 +304,7 @@ class PeptidesFunctional(SafeInMemoryDataset):
         for name, path in ((RAW_FILE, self.raw_paths[0]), (SPLIT_FILE, self.split_path)):
             if osp.isfile(path):
                 continue
-            folder = osp.dirname(path)
+            folder = owned_path(osp.dirname(path), self.data_root)
             os.makedirs(folder, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as scratch:
                 try:

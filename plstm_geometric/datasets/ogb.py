@@ -16,6 +16,7 @@ from torch_geometric.data import Data, download_url, extract_zip
 
 from .evaluator import OGBStyleEvaluator
 from .ogb_raw import RAW_FIX, read_labels, read_ogb_raw, read_table
+from .paths import owned_path
 from .safe_dataset import SafeInMemoryDataset, check_dataset_name
 from .safe_load import file_error
 
@@ -105,7 +106,7 @@ class OGBMolDataset(SafeInMemoryDataset):
         check_dataset_name(name)
         self.name = name
         self.meta_info = self._resolve_meta(name, meta_info)
-        self.original_root = str(root)
+        self.original_root = self.data_root = str(root)
         self.dir_name = dataset_dir_name(name)
         self.eval_metric = self.meta_info["eval metric"]
         self.task_type = self.meta_info["task type"]
@@ -155,6 +156,7 @@ class OGBMolDataset(SafeInMemoryDataset):
 
     def download(self):
         url = self.meta_info.get("url", "")
+        owned_path(self.root, self.original_root)  # the download replaces this folder
         if not url:
             raise FileNotFoundError(
                 f"{self.raw_dir} lacks OGB's raw files and {self.name!r} has no download URL; "
@@ -173,6 +175,7 @@ class OGBMolDataset(SafeInMemoryDataset):
             extract_zip(archive, scratch)
             # The zip holds one folder named after the download (e.g. hiv/); it replaces the
             # dataset folder, whose raw files are missing anyway.
+            owned_path(self.root, self.original_root)
             shutil.rmtree(self.root)
             shutil.move(osp.join(scratch, self.meta_info["download_name"]), self.root)
 

@@ -18,6 +18,7 @@ from torch_geometric.data import Data, InMemoryDataset
 from torch_geometric.data.data import BaseData
 from torch_geometric.data.dataset import _repr, files_exist
 
+from .paths import owned_path
 from .safe_load import file_error, safe_torch_load
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -41,13 +42,31 @@ def check_dataset_name(name, argument: str = "name") -> str:
 
 
 class SafeInMemoryDataset(InMemoryDataset):
-    r"""An :class:`~torch_geometric.data.InMemoryDataset` whose loads never run code from the folder.
+    r"""An :class:`~torch_geometric.data.InMemoryDataset` whose loads never run code from the folder, and
+    whose writes never leave the data root.
 
     :obj:`processed/pre_transform.pt` and :obj:`processed/pre_filter.pt` must hold a string (the repr PyG
     writes); the processed data file must hold what :meth:`InMemoryDataset.save` writes. Anything else,
     and any damaged file, raises :class:`~plstm_geometric.datasets.safe_load.DatasetFileError` naming the
-    file and the fix.
+    file and the fix. Before a download into :obj:`raw_dir` or processing into :obj:`processed_dir`, the
+    folder is checked to lie inside :attr:`data_root` (:func:`~plstm_geometric.datasets.paths.owned_path`),
+    symbolic links resolved.
     """
+
+    @property
+    def data_root(self) -> str:
+        """The folder this dataset owns (subclasses set the data root they were given); default :obj:`root`."""
+        return self.__dict__.get("data_root", self.root)
+
+    @data_root.setter
+    def data_root(self, value) -> None:
+        self.__dict__["data_root"] = os.fspath(value)
+
+    def _download(self):
+        if files_exist(self.raw_paths):
+            return
+        owned_path(self.raw_dir, self.data_root)
+        super()._download()
 
     def _process(self):
         # PyG's Dataset._process, with safe loads of the stored transform reprs.
@@ -66,6 +85,7 @@ class SafeInMemoryDataset(InMemoryDataset):
                 )
         if not self.force_reload and files_exist(self.processed_paths):
             return
+        owned_path(self.processed_dir, self.data_root)
         os.makedirs(self.processed_dir, exist_ok=True)
         self.process()
         for kind, value in (("pre_transform", self.pre_transform), ("pre_filter", self.pre_filter)):
@@ -75,22 +95,6 @@ class SafeInMemoryDataset(InMemoryDataset):
         """Loads what :meth:`InMemoryDataset.save` wrote, with a safe load and a check of its structure."""
         data, self.slices, data_cls = load_collated(path, 3)[:3]
         self.data = data_cls.from_dict(data)
-
-
-def check_owned_folder(folder: str | os.PathLike, root: str | os.PathLike, argument: str = "root") -> str:
-    """``folder`` if it lies inside the data ``root`` once symbolic links are followed, so that what the
-    library replaces or deletes there (``raw/``, ``processed/``) is inside the root; a ``ValueError``
-    naming ``argument`` when a link leads it elsewhere. Links to files inside ``raw/`` are not followed
-    (they are only ever removed, never written through)."""
-    real_root = osp.realpath(os.fspath(root))
-    real = osp.realpath(os.fspath(folder))
-    if osp.commonpath([real_root, real]) != real_root:
-        raise ValueError(
-            f"{argument}: {os.fspath(folder)!r} leads outside the data root {os.fspath(root)!r} (to {real!r}, "
-            "through a symbolic link); the library replaces files there, so it must be a real folder inside "
-            "the root: remove the link or use another root"
-        )
-    return os.fspath(folder)
 
 
 def load_collated(path: str, length: int) -> tuple[Any, ...]:

@@ -21,7 +21,8 @@ from torch_geometric.data import InMemoryDataset
 from torch_geometric.datasets import TUDataset
 
 from .evaluator import OGBStyleEvaluator
-from .safe_dataset import PLAIN_NAME, SafeInMemoryDataset, check_dataset_name, check_owned_folder, load_collated
+from .paths import owned_path
+from .safe_dataset import PLAIN_NAME, SafeInMemoryDataset, check_dataset_name, load_collated
 from .safe_load import file_error
 
 # The sets of the pLSTM paper's TU table.
@@ -101,7 +102,9 @@ def prepare_tu(name: str, source: str | os.PathLike, root: str | os.PathLike = "
     :obj:`<name>_graph_labels.txt` and the optional files (node labels, node attributes, edge labels, ...),
     or a folder with a :obj:`<name>/` (or :obj:`<name>/raw/`) subfolder holding them. Every
     :obj:`<name>_*.txt` file (and a :obj:`README.txt`) goes to :func:`tu_raw_dir`, replacing what was there;
-    the processed files of :obj:`name` are removed so that the next load processes the new files.
+    the processed files of :obj:`name` are removed so that the next load processes the new files. A dataset,
+    :obj:`raw/` or :obj:`processed/` folder that a symbolic link leads out of the data root is refused
+    (:func:`~plstm_geometric.datasets.paths.owned_path`) before anything is written or deleted.
 
     Args:
         name (str): the set's name, a plain name (e.g. :obj:`"MUTAG"`).
@@ -135,10 +138,10 @@ def prepare_tu(name: str, source: str | os.PathLike, root: str | os.PathLike = "
         if (entry.startswith(f"{name}_") and entry.endswith(".txt")) or entry == "README.txt"
     )
     raw = tu_raw_dir(name, root)
-    dataset_dir = check_owned_folder(osp.dirname(raw), root)
-    for owned in (raw, osp.join(dataset_dir, "processed")):
-        if osp.lexists(owned) and not osp.islink(owned):
-            check_owned_folder(owned, root)
+    dataset_dir = osp.dirname(raw)
+    processed = osp.join(dataset_dir, "processed")
+    for path in (dataset_dir, raw, processed):  # nothing outside the data root is replaced or deleted
+        owned_path(path, root)
     if osp.isdir(raw) and osp.samefile(raw, folder):
         raise ValueError(f"source: expected a folder other than the destination {raw!r}, got {source!r}")
     os.makedirs(dataset_dir, exist_ok=True)
@@ -151,7 +154,7 @@ def prepare_tu(name: str, source: str | os.PathLike, root: str | os.PathLike = "
                 os.symlink(osp.abspath(path), osp.join(staging, entry))
             else:
                 shutil.copyfile(path, osp.join(staging, entry))
-        for owned in (raw, osp.join(dataset_dir, "processed")):
+        for owned in (raw, processed):
             if osp.isdir(owned) and not osp.islink(owned):
                 shutil.rmtree(owned)
             elif osp.lexists(owned):
@@ -280,7 +283,7 @@ class TUGraphDataset(SafeInMemoryDataset, TUDataset):
         ):
             if not isinstance(value, bool):
                 raise TypeError(f"{argument}: expected a bool, got {type(value).__name__}")
-        self.name, self.cleaned = name, False
+        self.name, self.cleaned, self.data_root = name, False, root
         # TUDataset.__init__ would load the processed file with a fallback to full unpickling: the
         # download and processing steps are PyG's, the load is ours.
         InMemoryDataset.__init__(
