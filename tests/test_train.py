@@ -15,7 +15,10 @@ import torch
 from plstm_geometric.datasets import build_ogb_dataset, load_dataset
 from plstm_geometric.datasets.embedded import nci_tpsa_frame
 from plstm_geometric.train import graph
-from plstm_geometric.train.graph import TargetScaler, is_better, learning_rate, loss_function, main, parse_args, run
+from plstm_geometric.train.cli import parse_args
+from plstm_geometric.train.graph import main, run
+from plstm_geometric.train.loop import learning_rate
+from plstm_geometric.train.tasks import TargetScaler, is_better, loss_function
 from plstm_geometric.train.runs import Diverged, RunError, RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -452,6 +455,68 @@ def test_a_damaged_checkpoint_is_a_clear_error_naming_the_file(root, tmp_path, d
     assert main(tiny(root, tmp_path, "gcn", 2, "--resume")) == 1
     err = capsys.readouterr().err
     assert f"error: {path}: damaged" in err and "delete" in err and "Traceback" not in err
+
+
+def _damage_field(checkpoint, field):
+    if field == "config":
+        checkpoint["config"] = "lr=0.1"
+    elif field == "epoch":
+        checkpoint["epoch"] = "1"
+    elif field == "epoch 0":
+        checkpoint["epoch"] = 0
+    elif field == "history longer":
+        checkpoint["history"] = checkpoint["history"] * 2
+    elif field == "history row":
+        checkpoint["history"][0] = {"epoch": 1, "train_loss": "low"}
+    elif field == "best":
+        checkpoint["best"] = {"epoch": 7, "valid": 1.0, "state": checkpoint["model"]}
+    elif field == "best not a dict":
+        checkpoint["best"] = [1]
+    elif field == "rng":
+        checkpoint["rng"] = {"torch": 1}
+    elif field == "model":
+        checkpoint["model"] = {"head.weight": 3}
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["config", "epoch", "epoch 0", "history longer", "history row", "best", "best not a dict", "rng", "model"],
+)
+def test_a_checkpoint_with_a_damaged_field_is_a_clear_error(root, tmp_path, field, capsys):
+    run(tiny(root, tmp_path, "gcn", 1))
+    path = tmp_path / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    _damage_field(checkpoint, field)
+    torch.save(checkpoint, path)
+    assert main(tiny(root, tmp_path, "gcn", 3, "--resume")) == 1
+    err = capsys.readouterr().err
+    assert f"{path}" in err and "damaged checkpoint" in err and "Traceback" not in err, err
+    assert not (tmp_path / ".lock").exists()  # a failed run leaves no lock behind
+
+
+def test_the_run_prints_a_header_and_its_result_on_stdout(root, tmp_path, capsys):
+    assert main(tiny(root, tmp_path / "run", "gcn", 1)) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].startswith("dataset nci-tpsa: train/valid/test 48/21/21 graphs, regression, metric rmse")
+    assert lines[1].startswith("model gcn: ") and "parameters" in lines[1]
+    assert lines[2].startswith("device cpu, 1 thread(s)")
+    assert lines[3] == f"run folder {tmp_path / 'run'}"
+    assert (
+        lines[4].startswith("best epoch 1: train rmse") and lines[5] == f"results: {tmp_path / 'run' / 'results.json'}"
+    )
+    assert "epoch   1  loss" in err and "epoch   1  loss" not in out  # progress goes to stderr
+
+
+def test_an_os_error_is_reported_without_a_traceback(root, tmp_path, monkeypatch, capsys):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "log.csv"))
+
+    monkeypatch.setattr(graph, "write_csv", full_disk)
+    assert main(tiny(root, tmp_path, "gcn", 1)) == 1
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'log.csv'}: No space left on device" in err and "Traceback" not in err
+    assert not (tmp_path / ".lock").exists()
 
 
 # ---------------------------------------------------------------------------------------------- run folder
