@@ -117,11 +117,13 @@ def write_json(path: Path, results: dict) -> None:
 
 
 def write_csv(path: Path, rows: list) -> None:
+    """Rows of dicts as CSV (columns from the first row; list values as JSON), written atomically."""
+
     def write(tmp):
         with open(tmp, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(file, fieldnames=list(rows[0]) if rows else [])
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows([{k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()} for row in rows])
 
     atomic_write(path, write)
 
@@ -141,3 +143,12 @@ def git_commit():
     if result.returncode != 0:
         return None
     return result.stdout.strip() or None
+
+
+def read_json(path):
+    """The JSON content of ``path``, or ``None`` when it is absent or not valid JSON (a file a killed writer
+    never finished cannot exist here: every file is written atomically)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None

@@ -177,7 +177,7 @@ def test_git_state_ignores_the_results_folder(tmp_path, monkeypatch):
     (tmp_path / "code.py").write_text("a = 1\n")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    monkeypatch.setattr(suite, "REPO", tmp_path)
+    monkeypatch.setattr(suite.runner, "REPO", tmp_path)
     assert suite.git_state()["dirty"] is False
     (tmp_path / "results" / "table.md").write_text("b\n")
     assert suite.git_state()["dirty"] is False
@@ -217,3 +217,20 @@ def test_render_of_an_incomplete_suite_file_names_what_is_missing(tmp_path, drop
     (tmp_path / "suite.json").write_text(json.dumps({**record, drop: [] if drop == "runs" else {}, "runs": [{}]}))
     with pytest.raises(suite.SuiteError, match="incomplete run entry"):
         suite.render(tmp_path)
+
+
+def test_the_planner_reads_the_training_parser_not_its_help(monkeypatch):
+    import subprocess
+
+    from plstm_geometric.train import registry
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError("the planner must not start a process to learn the training flags")
+
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
+    suite.cli_flags.cache_clear()
+    flags = suite.cli_flags()
+    assert flags["model"]["choices"] == list(registry.MODELS)
+    assert flags["pool_norm"] == {"flag": "--pool-norm", "takes_value": True, "choices": ["batch", "none"]}
+    assert flags["resume"]["takes_value"] is False and "help" not in flags
