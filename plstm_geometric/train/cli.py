@@ -42,10 +42,7 @@ def _models_with(option: str) -> str:
     return " or ".join(spec.name for spec in MODELS.values() if option in spec.options)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+def _add_data_flags(parser) -> None:
     parser.add_argument(
         "--dataset",
         default="nci-tpsa",
@@ -65,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"cross-validation fold (0 to {NUM_FOLDS - 1}) of a TU dataset; TU datasets only (default there: 0)",
     )
+
+
+def _add_schedule_flags(parser) -> None:
     parser.add_argument(
         "--epochs",
         type=positive_int,
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="clip the gradient norm to this value (default: no clipping)",
     )
+
+
+def _add_model_flags(parser) -> None:
     parser.add_argument(
         "--hidden", type=positive_int, default=None, help="hidden channels (default: " + _per_model("hidden") + ")"
     )
@@ -135,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="pLSTM only: the plstm_dag backend of every layer (plstm_geometric.functional.dag.BACKENDS; "
         "default: auto, which picks per structure); results agree to rounding",
     )
+
+
+def _add_run_flags(parser) -> None:
     parser.add_argument("--threads", type=thread_count, default=DEFAULT_THREADS, help=THREADS_HELP)
     parser.add_argument("--out", default=None, help="run folder (default: runs/<dataset>[-fold<k>]-<model>-<seed>)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt when it exists")
@@ -159,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    for add in (_add_data_flags, _add_schedule_flags, _add_model_flags, _add_run_flags):
+        add(parser)
     return parser
 
 
