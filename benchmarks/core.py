@@ -6,12 +6,14 @@ PLSTMConv against GINConv on a batch of 64 LRGB peptides (deep graphs: about 150
 Molecules: RDKit's NCI sample with OGB features, oriented by atom index; 4 heads, K = V = 24. The
 per-edge loop is :func:`plstm_geometric.functional.plstm_dag_reference` (one edge at a time, like the
 authors' reference implementation), timed once since it takes seconds. GINConv gets hidden size 96
-(= 4 heads x 24) on the same (undirected) batch. ``backend="fused"`` (Triton kernels) is timed on CUDA
-only: elsewhere its kernels run in Triton's interpreter.
+(= 4 heads x 24) on the same (undirected) batch. Every backend of the registry is timed
+(:mod:`benchmarks.backends`), except those that run Triton kernels off CUDA, where they would run in
+Triton's interpreter.
 
 Peptides: the first 64 graphs of Peptides-func (``benchmarks/gpu_data/peptides64.pt``, OGB features embedded
 as in :mod:`benchmarks.layer`), one PLSTMConv (hidden 64, 4 heads, bond features, structure precomputed)
-per backend that can run such graphs, next to GINConv of the same width in the same run.
+per backend, built with that backend and the same weights, next to GINConv of the same width in the same
+run.
 """
 
 import argparse
@@ -19,14 +21,18 @@ import argparse
 import torch
 from torch_geometric.nn import GINConv
 
-from plstm_geometric.functional import plstm_dag, plstm_dag_reference
-from plstm_geometric.functional.dag import BACKENDS, choose_backend
+from plstm_geometric.functional import dag, plstm_dag, plstm_dag_reference
+from plstm_geometric.functional.dag import choose_backend
 from plstm_geometric.graph import build_plan, dagify, line_graph
 from plstm_geometric.testing import nci_batch
 
-from .timing import measure, peak_memory
+from . import backends
+from .data import load_graphs
+from .harness import measure, peak_memory, seeded, torch_threads
 
-PEPTIDE_BACKENDS = ("auto", "levels", "mixed")
+# A backend that takes seconds per step on the peptides (a deep sweep, or dense forms of large graphs) is
+# timed once after one warm-up call instead of ``repeats`` times.
+PEPTIDE_ROW_BUDGET_S = 5.0
 
 
 def molecule_workload(num_graphs: int, heads: int, channels: int, device: torch.device, mode: str = "P"):
@@ -58,7 +64,6 @@ def peptide_rows(device: torch.device, repeats: int):
     """(name, seconds) of PLSTMConv per backend and of GINConv on 64 peptides, forward + backward."""
     from torch_geometric.nn import GINConv as GIN
 
-    from benchmarks.gpu_check import load_graphs
     from benchmarks.layer import HEADS, HIDDEN, embed, mlp
     from plstm_geometric.nn import PLSTMConv
 
@@ -67,29 +72,36 @@ def peptide_rows(device: torch.device, repeats: int):
     x = embed(data.x, generator).to(device).requires_grad_()
     edge_attr = embed(data.edge_attr, generator).to(device)
     edge_index = data.edge_index.to(device)
-    conv = PLSTMConv(HIDDEN, HIDDEN, heads=HEADS, edge_dim=HIDDEN).to(device)
-    structure = conv.structure(edge_index, x.size(0))
+
+    def conv(backend):
+        # The same seed for every backend: the layers differ in their backend only.
+        with seeded(0):
+            return PLSTMConv(HIDDEN, HIDDEN, heads=HEADS, edge_dim=HIDDEN, backend=backend).to(device)
+
+    timed = backends.timed(dag, device, include_auto=True)
+    structure = conv(timed[0]).structure(edge_index, x.size(0))
     plan = structure.plan
     print(
         f"\n64 peptides: {x.size(0)} atoms, {plan.num_edges} DAG edges, {plan.num_levels} levels "
         f"({plan.chains.num_levels} after chain contraction); backend='auto' picks {choose_backend(plan)!r}"
     )
     rows = []
-    for backend in PEPTIDE_BACKENDS:
-        conv.backend = backend
+    for backend in timed:
+        layer = conv(backend)
 
-        def step():
-            conv.zero_grad(set_to_none=True)
-            conv(x, edge_index, edge_attr, structure=structure).square().mean().backward()
+        def step(layer=layer):
+            layer.zero_grad(set_to_none=True)
+            layer(x, edge_index, edge_attr, structure=structure).square().mean().backward()
 
-        rows.append((f"PLSTMConv backend={backend}", measure(step, device, repeats)))
+        timing = measure(step, device, repeats, budget_s=PEPTIDE_ROW_BUDGET_S)
+        rows.append((f"PLSTMConv backend={backend}", timing.median))
     gin = GIN(mlp()).to(device)
 
     def gin_step():
         gin.zero_grad(set_to_none=True)
         gin(x, edge_index).square().mean().backward()
 
-    rows.append((f"GINConv({HIDDEN})", measure(gin_step, device, repeats)))
+    rows.append((f"GINConv({HIDDEN})", measure(gin_step, device, repeats).median))
     gin_seconds = rows[-1][1]
     print("\n| layer (64 peptides) | fwd+bwd ms | / GINConv |")
     print("|---|---|---|")
@@ -98,7 +110,7 @@ def peptide_rows(device: torch.device, repeats: int):
     return rows
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--graphs", type=int, default=128)
@@ -108,25 +120,29 @@ def main(argv=None):
     parser.add_argument("--skip-loop", action="store_true", help="do not time the per-edge loop")
     parser.add_argument("--skip-peptides", action="store_true", help="do not time the peptide batch")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with torch_threads(args.threads):
+        return run(args)
+
+
+def run(args):
     device = torch.device(args.device)
     batch, edge_index, line_edge_index, plan, inputs = molecule_workload(args.graphs, args.heads, args.channels, device)
-    levels = plan.num_levels
     print(
         f"{args.graphs} molecules: {batch.num_nodes} atoms, {edge_index.size(1)} DAG edges, "
-        f"{line_edge_index.size(1)} line edges, {levels} levels; device {device}"
+        f"{line_edge_index.size(1)} line edges, {plan.num_levels} levels; device {device}"
     )
-
     print(f"backend='auto' picks {choose_backend(plan)!r}")
+    for backend in backends.DAG_BACKENDS:
+        reason = backends.skip_reason(dag, backend, device)
+        if reason:
+            print(f"backend={backend!r} not timed: {reason} (it runs Triton kernels)")
     rows = []
-    for backend in BACKENDS:
-        if backend == "fused" and device.type != "cuda":
-            print(
-                "backend='fused' not timed: off CUDA its Triton kernels run in the interpreter, "
-                "whose timings say nothing about the kernels"
-            )
-            continue
+    for backend in backends.timed(dag, device, include_auto=True):
 
         def step(backend=backend):
             out = plstm_dag(
@@ -134,7 +150,8 @@ def main(argv=None):
             )
             out.sum().backward()
 
-        rows.append((f"plstm_dag backend={backend}", measure(step, device, args.repeats), peak_memory(step, device)))
+        name = f"plstm_dag backend={backend}"
+        rows.append((name, measure(step, device, args.repeats).median, peak_memory(step, device).added_mib))
 
     hidden = args.heads * args.channels
     gin = GINConv(
@@ -145,15 +162,23 @@ def main(argv=None):
     def gin_step():
         gin(x, batch.edge_index).sum().backward()
 
-    rows.append((f"GINConv({hidden})", measure(gin_step, device, args.repeats), peak_memory(gin_step, device)))
+    rows.append(
+        (f"GINConv({hidden})", measure(gin_step, device, args.repeats).median, peak_memory(gin_step, device).added_mib)
+    )
 
     if not args.skip_loop:
 
         def loop_step():
             plstm_dag_reference(**inputs, edge_index=edge_index, line_edge_index=line_edge_index).sum().backward()
 
-        rows.append(("per-edge loop (reference)", measure(loop_step, device, repeats=1, warmup=0), float("nan")))
+        rows.append(("per-edge loop (reference)", measure(loop_step, device, repeats=1, warmup=0).median, float("nan")))
+    print_table(rows, hidden, not args.skip_loop)
+    if not args.skip_peptides:
+        rows += [(name, seconds, float("nan")) for name, seconds in peptide_rows(device, max(3, args.repeats // 4))]
+    return rows
 
+
+def print_table(rows, hidden: int, with_loop: bool) -> None:
     fastest_plstm = min(seconds for name, seconds, _ in rows if name.startswith("plstm_dag"))
     gin_seconds = next(seconds for name, seconds, _ in rows if name.startswith("GINConv"))
     print("\n| method | fwd+bwd ms | peak MiB | x fastest plstm_dag |")
@@ -161,12 +186,8 @@ def main(argv=None):
     for name, seconds, memory in rows:
         print(f"| {name} | {seconds * 1e3:.2f} | {memory:.0f} | {seconds / fastest_plstm:.2f} |")
     print(f"\nfastest plstm_dag / GINConv({hidden}) = {fastest_plstm / gin_seconds:.2f}")
-    if not args.skip_loop:
-        loop = rows[-1][1]
-        print(f"per-edge loop / fastest plstm_dag = {loop / fastest_plstm:.0f}x")
-    if not args.skip_peptides:
-        rows += [(name, seconds, float("nan")) for name, seconds in peptide_rows(device, max(3, args.repeats // 4))]
-    return rows
+    if with_loop:
+        print(f"per-edge loop / fastest plstm_dag = {rows[-1][1] / fastest_plstm:.0f}x")
 
 
 if __name__ == "__main__":

@@ -13,60 +13,33 @@ validation graphs; per bin the table gives the metric (AP for Peptides-func) and
 predictions are classes). Only validation graphs are used: the test split is reported once, by the suite.
 
 **Time per epoch.** One training step (forward, backward, AdamW step) of the folder's pLSTM model with
-each ``plstm_dag`` backend, and of every baseline, on ``--steps`` batches of the run's training graphs,
-scaled to one epoch of the whole training split; one thread, structures precomputed as the training
-CLI does.
+each ``plstm_dag`` backend of the registry that runs on CPU (built with that backend), and of every
+baseline, on ``--steps`` batches of the run's training graphs after one warm-up batch, scaled to one epoch
+of the whole training split; one thread, structures precomputed as the training CLI does.
 
 Writes ``depth.md`` and ``depth.json`` into the folder and prints the markdown.
 """
 
 import argparse
+import itertools
 import json
 import math
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch_geometric.loader import DataLoader
 
-from plstm_geometric.nn import PLSTMConv
-from plstm_geometric.train import graph
-from plstm_geometric.train.processes import Processes
-from plstm_geometric.train.runs import load_checkpoint
+from plstm_geometric.functional import dag
 from plstm_geometric.transforms import PreparePLSTM
 
-BACKENDS = ("levels", "chains", "mixed", "parallel")
-# results.json configuration entries that rebuild a run's data and model
-FLAGS = ("dataset", "model", "root", "fold", "seed", "hidden", "layers", "heads", "dropout", "pool", "batch_size")
-LIMITS = ("max_train_graphs", "max_eval_graphs")
+from . import backends
+from . import results_folder as folder_runs
+from .harness import measure, torch_threads
+from .results_folder import finished_runs, run_args
 
-
-def run_args(config: dict, root: str | None):
-    argv = []
-    for key in FLAGS + LIMITS:
-        value = root if key == "root" and root is not None else config.get(key)
-        if value is not None:
-            argv += [f"--{key.replace('_', '-')}", str(value)]
-    return graph.parse_args(argv + ["--device", "cpu", "--threads", "1", "--no-progress"])
-
-
-def finished_runs(folder: Path, name: str | None = None) -> list[tuple[Path, dict]]:
-    """The finished runs (with a checkpoint) named ``name`` (e.g. ``seed0`` or ``fold3-seed0``) of every
-    model; by default the first name all models have, so that all evaluated the same graphs."""
-    runs = {}
-    for results in sorted(folder.glob("runs/*/*/*/results.json")):
-        summary = json.loads(results.read_text())
-        if summary.get("finished") and (results.parent / "checkpoint.pt").exists():
-            runs.setdefault(results.parent.name, []).append((results.parent, summary))
-    if not runs:
-        raise SystemExit(f"{folder}: no finished runs with a checkpoint under runs/")
-    if name is None:
-        models = {path.parent for group in runs.values() for path, _ in group}
-        name = next((n for n, group in runs.items() if len(group) == len(models)), next(iter(runs)))
-    if name not in runs:
-        raise SystemExit(f"--run {name}: no finished run of that name in {folder} (there are {sorted(runs)})")
-    return runs[name]
+#: The backends timed (those that need no GPU: the benchmark runs on CPU).
+BACKENDS = backends.timed(dag, torch.device("cpu"))
 
 
 def sweep_depths(dataset, index: torch.Tensor) -> torch.Tensor:
@@ -96,66 +69,57 @@ def by_depth(folder: Path, runs, root):
     rows, bins, depth, reference = [], None, None, None
     for run_dir, summary in runs:
         args = run_args(summary["config"], root)
-        data = graph.prepare_data(args, Processes("cpu"))
+        data = folder_runs.prepare(args)
         index = data.split["valid"]
         if depth is None:
             reference, depth = index, sweep_depths(data.dataset, index)
             bins = depth_bins(depth)
         elif not torch.equal(index, reference):
             raise SystemExit(f"{run_dir}: evaluated other validation graphs than the first run; compare like with like")
-        torch.manual_seed(args.seed)
-        model = graph.build_model(args, data.dataset, data.out_channels)
-        model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", ("best",))["best"]["state"])
-        y_true, y_pred = graph.predict(model, data.graphs, index, data.task, data.scaler, args, Processes("cpu"))
+        model = folder_runs.best_weights(folder_runs.run_model(args, data), run_dir)
+        y_true, y_pred = folder_runs.predict(model, data, index, args.batch_size)
         row = {"run": str(run_dir.relative_to(folder)), "model": args.model, "metric": data.metric, "bins": []}
         for low, high in bins:
             mask = (depth >= low) & (depth <= high)
             truth, prediction = y_true[mask], y_pred[mask]
-            value = graph.evaluate(data.dataset, truth, prediction)
+            value = folder_runs.evaluate(data.dataset, truth, prediction)
             mean_loss = loss(data.task, truth, prediction)
             row["bins"].append({"depth": [low, high], "graphs": int(mask.sum()), data.metric: value, "loss": mean_loss})
-        row["all"] = {data.metric: graph.evaluate(data.dataset, y_true, y_pred)}
+        row["all"] = {data.metric: folder_runs.evaluate(data.dataset, y_true, y_pred)}
         rows.append(row)
     return rows
 
 
 def epoch_time(model, graphs, batch_size, steps, epoch_graphs, loss_fn) -> float:
-    """Seconds of a training epoch over ``epoch_graphs`` graphs, from ``steps`` timed batches."""
+    """Seconds of a training epoch over ``epoch_graphs`` graphs, from up to ``steps`` timed batches after one
+    warm-up batch (each call of the timed step trains on the next batch)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batches = list(DataLoader(graphs, batch_size=batch_size, shuffle=False))[: steps + 1]
+    upcoming = itertools.cycle(batches)  # a single batch is the warm-up batch and the timed one
+    trained = []
     model.train()
 
-    def step(batch):
+    def step():
+        batch = next(upcoming)
         optimizer.zero_grad(set_to_none=True)
         loss_fn(model(batch), batch.y).backward()
         optimizer.step()
+        trained.append(batch.num_graphs)
 
-    step(batches[0])  # warm-up
-    start = time.perf_counter()
-    timed = 0
-    for batch in batches[1:]:
-        step(batch)
-        timed += batch.num_graphs
-    return (time.perf_counter() - start) / timed * epoch_graphs
+    measured = measure(step, torch.device("cpu"), repeats=max(len(batches) - 1, 1), warmup=1)
+    return measured.total / sum(trained[1:]) * epoch_graphs
 
 
-def timing(runs, root, steps, backends=BACKENDS):
-    torch.set_num_threads(1)
+def timing(runs, root, steps, plstm_backends=BACKENDS):
     rows = []
     for _, summary in runs:
         args = run_args(summary["config"], root)
-        data = graph.prepare_data(args, Processes("cpu"))
-        train = data.split["train"]
-        whole = run_args({**summary["config"], "max_train_graphs": None}, root)
-        epoch_graphs = len(graph.load(whole)[1]["train"])
-        loss_fn = graph.loss_function(data.task, data.metric, data.scaler)
-        graphs = data.graphs[train[: steps * args.batch_size + args.batch_size]]
-        for backend in backends if args.model == "plstm" else (None,):
-            torch.manual_seed(args.seed)
-            model = graph.build_model(args, data.dataset, data.out_channels)
-            for module in model.modules():
-                if isinstance(module, PLSTMConv):
-                    module.backend = backend
+        data = folder_runs.prepare(args)
+        epoch_graphs = folder_runs.train_split_size(args, data.dataset)
+        loss_fn = folder_runs.loss(data)
+        graphs = data.graphs[data.split["train"][: steps * args.batch_size + args.batch_size]]
+        for backend in plstm_backends if args.model == "plstm" else (None,):
+            model = folder_runs.run_model(args, data, backend)
             try:
                 seconds = epoch_time(model, graphs, args.batch_size, steps, epoch_graphs, loss_fn)
                 status = "ok"
@@ -228,7 +192,8 @@ def main(argv=None):
         parser.error(f"--steps: expected a positive int, got {args.steps}")
     runs = finished_runs(args.folder, args.run)
     depth_rows = [] if args.skip_depth else by_depth(args.folder, runs, args.root)
-    timing_rows = [] if args.skip_timing else timing(runs, args.root, args.steps, args.backends)
+    with torch_threads(1):
+        timing_rows = [] if args.skip_timing else timing(runs, args.root, args.steps, args.backends)
     text = markdown(depth_rows, timing_rows, args.steps)
     (args.folder / "depth.json").write_text(json.dumps({"by_depth": depth_rows, "timing": timing_rows}, indent=1))
     (args.folder / "depth.md").write_text(text)

@@ -5,8 +5,8 @@
     python -m benchmarks.grid --device cuda --batch 64 --channels 64   # the full GPU workload
 
 Random unit-normal query/key/value and sigmoid gates in float32 (``--dtype``); the loss is ``out.sum()``.
-Each backend is timed separately (median of ``--repeats`` after a warm-up), and the peak memory that one
-forward+backward adds is reported (:func:`~benchmarks.timing.peak_memory`: allocator peak
+Each backend of the registry is timed separately (median of ``--repeats`` after a warm-up), and the peak
+memory that one forward+backward adds is reported (:func:`benchmarks.harness.peak_memory`: allocator peak
 on CUDA, resident-set peak on CPU). ``auto`` is listed with the backend it picked.
 """
 
@@ -14,11 +14,12 @@ import argparse
 
 import torch
 
+from plstm_geometric.functional import grid
 from plstm_geometric.functional.grid import GATE_NAMES, GridGates, choose_backend, plstm_grid
 from plstm_geometric.functional.grid.chunkwise import default_chunk_size
 from plstm_geometric.graph.grid import check_chunk_size
 
-from .timing import measure, peak_memory
+from .harness import measure, peak_memory, torch_threads
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
@@ -39,7 +40,7 @@ def grid_workload(
     return inputs
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, nargs=2, default=(24, 24), metavar=("X", "Y"))
@@ -49,7 +50,7 @@ def main(argv=None):
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--recompute-states", action="store_true")
-    parser.add_argument("--backends", nargs="+", default=["auto", "chunkwise", "wavefront", "dag"])
+    parser.add_argument("--backends", nargs="+", choices=grid.BACKENDS, default=list(grid.BACKENDS))
     parser.add_argument(
         "--chunk-sizes",
         type=int,
@@ -64,9 +65,16 @@ def main(argv=None):
         help="torch CPU threads (default: torch's); on an oversubscribed machine 1 avoids "
         "OpenMP wake-up stalls that dominate many small ops",
     )
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with torch_threads(args.threads):
+        return run(args)
+
+
+def run(args):
     device = torch.device(args.device)
     X, Y = args.size
     inputs = grid_workload(args.batch, X, Y, args.heads, args.channels, device, DTYPES[args.dtype])
@@ -101,12 +109,13 @@ def main(argv=None):
         if backend == "chunkwise":
             chunk_x, chunk_y = check_chunk_size(chunk_size or default_chunk_size(args.channels, args.channels, X, Y))
             name = f"chunkwise {chunk_x}x{chunk_y}"
-        rows.append((name, measure(step, device, args.repeats), peak_memory(step, device)))
+        rows.append((name, measure(step, device, args.repeats).median, peak_memory(step, device).added_mib))
 
     fastest = min(seconds for _, seconds, _ in rows)
     print(f"{'backend':<22}{'ms':>10}{'x fastest':>11}{'peak MiB':>10}")
     for name, seconds, memory in rows:
         print(f"{name:<22}{seconds * 1e3:>10.1f}{seconds / fastest:>11.2f}{memory:>10.1f}")
+    return rows
 
 
 if __name__ == "__main__":

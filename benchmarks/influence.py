@@ -30,6 +30,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import shortest_path
 from torch_geometric.data import Batch
 
+from .harness import torch_threads
+
 BINS = ((0, 0), (1, 5), (6, 10), (11, 20), (21, 50), (51, 100), (101, 10**9))
 
 
@@ -114,10 +116,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    from benchmarks.depth import finished_runs, run_args
-    from plstm_geometric.train import graph
-    from plstm_geometric.train.processes import Processes
-    from plstm_geometric.train.runs import load_checkpoint
+    from . import results_folder as folder_runs
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.influence", description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path, help="a results folder (runs/<dataset>/<model>/<run>)")
@@ -126,22 +125,20 @@ def main(argv=None) -> int:
     parser.add_argument("--targets", type=int, default=8, help="target nodes drawn per graph (default 8)")
     parser.add_argument("--projections", type=int, default=2, help="random projections per target (default 2)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    rows = []
-    for run_dir, summary in finished_runs(args.folder):
-        run = run_args(summary["config"], args.root)
-        if run.model != "plstm":
-            continue
-        data = graph.prepare_data(run, Processes("cpu"))
-        index = data.split["valid"][: args.graphs]
-        graphs = [data.graphs[int(i)] for i in index]
-        torch.manual_seed(run.seed)
-        model = graph.build_model(run, data.dataset, data.out_channels)
-        for state in ("initialisation", "trained"):
-            if state == "trained":
-                model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt", ("best",))["best"]["state"])
-            profile = influence_by_distance(model, graphs, args.targets, args.projections)
-            rows.append({"run": str(run_dir.relative_to(args.folder)), "state": state, "profile": profile})
+    with torch_threads(1):
+        rows = []
+        for run_dir, summary in folder_runs.finished_runs(args.folder):
+            run = folder_runs.run_args(summary["config"], args.root)
+            if run.model != "plstm":
+                continue
+            data = folder_runs.prepare(run)
+            graphs = [data.graphs[int(i)] for i in data.split["valid"][: args.graphs]]
+            model = folder_runs.run_model(run, data)  # initialised from the run's seed
+            for state in ("initialisation", "trained"):
+                if state == "trained":
+                    folder_runs.best_weights(model, run_dir)
+                profile = influence_by_distance(model, graphs, args.targets, args.projections)
+                rows.append({"run": str(run_dir.relative_to(args.folder)), "state": state, "profile": profile})
     if not rows:
         raise SystemExit(f"{args.folder}: no finished pLSTM run with a checkpoint")
     text = markdown(rows)

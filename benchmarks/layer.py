@@ -7,19 +7,20 @@ batches of NCI molecules, all in the same run, printed as a markdown table.
 
 Hidden size 64, 4 heads (GATConv: 4 heads of 16, concatenated), edge features embedded to 64 for the
 layers that take them. The molecules come from ``benchmarks/gpu_data/nci1024.pt`` (the GPU check's data).
-Each entry is the median of ``--repeats`` timed calls after warm-up; the ratio column divides by GATConv's
-time in the same configuration.
+Each entry is the median of ``--repeats`` timed calls after warm-up, the layers' calls interleaved
+(:func:`benchmarks.harness.measure_many`); the ratio column divides by GATConv's time in the same
+configuration. The layers are initialised from seed 0.
 """
 
 import argparse
-import statistics
-import time
 
 import torch
 from torch_geometric.nn import GATConv, GINConv, GINEConv
 
-from benchmarks.gpu_check import load_graphs
 from plstm_geometric.nn import PLSTMConv
+
+from .data import load_graphs
+from .harness import measure_many, seeded, torch_threads
 
 HIDDEN = 64
 HEADS = 4
@@ -59,17 +60,6 @@ def batch(num_molecules: int):
     return embed(data.x, generator), embed(data.edge_attr, generator), data.edge_index
 
 
-def median_ms(fn, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
 def step_fn(layer, call, x, edge_attr):
     def step():
         layer.zero_grad(set_to_none=True)
@@ -83,12 +73,13 @@ def run(molecules, threads, repeats: int, warmup: int):
     for num_molecules in molecules:
         x, edge_attr, edge_index = batch(num_molecules)
         x.requires_grad_()
-        entries = layers(edge_index, x.size(0))
+        with seeded(0):
+            entries = layers(edge_index, x.size(0))
+        steps = [step_fn(layer, call, x, edge_attr) for _, layer, call in entries]
         for num_threads in threads:
-            torch.set_num_threads(num_threads)
-            times = {
-                name: median_ms(step_fn(layer, call, x, edge_attr), repeats, warmup) for name, layer, call in entries
-            }
+            with torch_threads(num_threads):
+                timings = measure_many(steps, torch.device("cpu"), repeats, warmup)
+            times = {name: 1e3 * timing.median for (name, _, _), timing in zip(entries, timings)}
             for name in times:
                 rows.append(
                     (
@@ -117,7 +108,8 @@ def profile(num_molecules: int, rows: int = 25) -> str:
 
     x, edge_attr, edge_index = batch(num_molecules)
     x.requires_grad_()
-    name, layer, call = layers(edge_index, x.size(0))[0]
+    with seeded(0):
+        name, layer, call = layers(edge_index, x.size(0))[0]
     step = step_fn(layer, call, x, edge_attr)
     for _ in range(3):
         step()
@@ -140,10 +132,9 @@ def main(argv=None):
     parser.add_argument("--profile", type=int, metavar="MOLECULES", help="profile PLSTMConv instead")
     args = parser.parse_args(argv)
     if args.profile:
-        torch.set_num_threads(args.threads[0])
-        print(profile(args.profile))
+        with torch_threads(args.threads[0]):
+            print(profile(args.profile))
         return
-    torch.manual_seed(0)
     print(markdown(run(args.molecules, args.threads, args.repeats, args.warmup)))
 
 

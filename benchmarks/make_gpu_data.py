@@ -1,4 +1,4 @@
-"""Build the molecule and peptide batches that ``benchmarks.gpu_check`` times, as plain tensor files.
+"""Build the molecule and peptide batches the benchmarks run on (:mod:`benchmarks.data`), as plain tensor files.
 
     python -m benchmarks.make_gpu_data [--lrgb ../shared/data/lrgb] [--out benchmarks/gpu_data]
 
@@ -12,7 +12,7 @@ shipped in the repository:
 - ``peptides64.pt``: the first 64 training peptides of LRGB Peptides-func (the split file's ``train``
   indices in order), featurised the same way.
 
-Each file is a dict of tensors, stored compactly and widened to int64 by ``gpu_check.load_graphs``:
+Each file is a dict of tensors, stored compactly and widened to int64 by ``benchmarks.data.load_graphs``:
 ``x`` uint8 ``[N, 9]``, ``edge_attr`` uint8 ``[E, 3]``, ``edge_index`` int32 ``[2, E]`` (indices into the
 whole batch, edges grouped by graph), ``num_nodes`` and ``num_edges`` int32 ``[G]`` (per graph, in order).
 Only tensors, so ``torch.load(weights_only=True)`` reads them.

@@ -10,22 +10,27 @@ Three tables, all measured in one run so that the ratios are side by side:
    12 bytes per float32 element) against ``tensor.clone`` (8 bytes per element) at B*T*D = 2**28 on CUDA,
    ``--bandwidth-elements`` (default 2**24) on CPU.
 
-On CUDA every scan column is timed for both backends of ``linear_recurrence``, ``"torch"`` and ``"triton"``
-(when triton is installed); on CPU only ``"torch"``, since Triton would run in its interpreter there.
+Every scan column is timed for each backend of ``linear_recurrence``'s registry (:mod:`benchmarks.backends`),
+except, off CUDA or without triton, those that run Triton kernels (on CPU they would run in Triton's
+interpreter). Timings interleave the calls they compare (:func:`benchmarks.harness.measure_many`).
 
 Run ``python -m benchmarks.scan [--device cpu|cuda] [--quick]``.
 """
 
 import argparse
 import functools
-import importlib.util
-import statistics
-import time
 
 import torch
 
+from plstm_geometric.functional import scan as scan_op
 from plstm_geometric.functional.scan import linear_recurrence
 from plstm_geometric.nn.gilr import GILRLSTM
+
+from . import backends as registry
+from .harness import measure_many, torch_threads
+
+#: The backends a table compares when it is not told: the reference scan.
+DEFAULT_BACKENDS = (registry.reference(scan_op),)
 
 
 def sequential_recurrence(decay, impulse):
@@ -40,25 +45,8 @@ def sequential_recurrence(decay, impulse):
 
 
 def measure(fns, device, repeats):
-    """Median wall-clock seconds of each closure in ``fns`` over ``repeats`` runs, after a warm-up run.
-
-    The closures are run in turn within each repeat, so that on a shared machine a burst of foreign load
-    hits the quantities that are compared with each other alike.
-    """
-
-    def synchronize():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    times = [[] for _ in fns]
-    for repeat in range(repeats + 1):
-        for fn, fn_times in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            synchronize()
-            if repeat > 0:
-                fn_times.append(time.perf_counter() - start)
-    return [statistics.median(fn_times) for fn_times in times]
+    """Median seconds of each closure of ``fns``: one warm-up round, then ``repeats`` rounds."""
+    return [timing.median for timing in measure_many(fns, device, repeats, warmup=1)]
 
 
 def forward_backward(fn, *inputs):
@@ -82,7 +70,7 @@ def scans(backends):
     return [functools.partial(linear_recurrence, backend=backend) for backend in backends]
 
 
-def bench_vs_loop(device, length, channels, repeats, backends=("torch",)):
+def bench_vs_loop(device, length, channels, repeats, backends=DEFAULT_BACKENDS):
     decay = torch.rand(1, length, channels, device=device, requires_grad=True)
     impulse = torch.randn(1, length, channels, device=device, requires_grad=True)
     with torch.no_grad():
@@ -117,7 +105,7 @@ def bench_vs_loop(device, length, channels, repeats, backends=("torch",)):
     )
 
 
-def bench_vs_lstm(device, lengths, channels, repeats, backends=("torch",)):
+def bench_vs_lstm(device, lengths, channels, repeats, backends=DEFAULT_BACKENDS):
     gilr_lstm = GILRLSTM(channels, channels).to(device)
     lstm = torch.nn.LSTM(channels, channels, batch_first=True).to(device)
     rows = []
@@ -157,7 +145,7 @@ def bench_vs_lstm(device, lengths, channels, repeats, backends=("torch",)):
     return table(header, rows)
 
 
-def bench_bandwidth(device, elements, repeats, backends=("torch",)):
+def bench_bandwidth(device, elements, repeats, backends=DEFAULT_BACKENDS):
     batch_size, channels = 4, 64
     length = elements // (batch_size * channels)
     decay = torch.rand(batch_size, length, channels, device=device)
@@ -196,12 +184,18 @@ def bench_bandwidth(device, elements, repeats, backends=("torch",)):
 
 
 def timed_backends(device):
-    """The ``linear_recurrence`` backends this run times, and why ``"triton"`` is left out (or None)."""
-    if device.type != "cuda":
-        return ("torch",), "on CPU it would run in Triton's (slow) interpreter"
-    if importlib.util.find_spec("triton") is None:
-        return ("torch",), "triton is not installed"
-    return ("torch", "triton"), None
+    """The ``linear_recurrence`` backends this run times, and why others are left out (or None)."""
+    timed = registry.timed(scan_op, device)
+    skipped = {
+        name: registry.skip_reason(scan_op, name, device) for name in registry.SCAN_BACKENDS if name not in timed
+    }
+    if not skipped:
+        return timed, None
+    reasons = {
+        "needs CUDA": "on CPU it would run in Triton's (slow) interpreter",
+        "needs triton": "triton is not installed",
+    }
+    return timed, "; ".join(f"{name!r}: {reasons.get(why, why)}" for name, why in skipped.items())
 
 
 def main(argv=None):
@@ -218,9 +212,12 @@ def main(argv=None):
     )
     parser.add_argument("--max-lstm-length", type=int, default=131072, help="longest T of the LSTM table")
     args = parser.parse_args(argv)
+    with torch_threads(args.threads):
+        run(args)
+
+
+def run(args):
     device = torch.device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     channels = 32
     loop_length = 4096 if args.quick else 65536
     lstm_lengths = [4096 * 2**k for k in range(6) if 4096 * 2**k <= args.max_lstm_length]
@@ -234,7 +231,7 @@ def main(argv=None):
     print(f"# linear_recurrence benchmark on {name} (torch {torch.__version__})\n")
     backends, skipped_because = timed_backends(device)
     if skipped_because:
-        print(f"(backend='triton' not timed: {skipped_because})\n")
+        print(f"(not timed: {skipped_because})\n")
     print(bench_vs_loop(device, loop_length, channels, args.repeats, backends) + "\n")
     print("Steps per second, batch 1, 32 channels:\n")
     print(bench_vs_lstm(device, lstm_lengths, channels, args.repeats, backends) + "\n")

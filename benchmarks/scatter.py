@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from .timing import measure
+from .harness import measure_many
 
 
 def main(argv=None):
@@ -33,11 +33,16 @@ def main(argv=None):
         index = torch.randint(0, states.size(0), (rows,), device=device)
         update = torch.randn(rows, *states.shape[1:], device=device)
         # default arguments bind this iteration's tensors (the lambdas run inside the loop anyway)
-        torch_time = measure(
-            lambda index=index, update=update: states.index_add_(0, index, update), device, args.repeats
-        )
-        scatter_time = measure(
-            lambda index=index, update=update: scatter_add(update, index, dim=0, out=states), device, args.repeats
+        torch_time, scatter_time = (
+            timing.median
+            for timing in measure_many(
+                [
+                    lambda index=index, update=update: states.index_add_(0, index, update),
+                    lambda index=index, update=update: scatter_add(update, index, dim=0, out=states),
+                ],
+                device,
+                args.repeats,
+            )
         )
         rows_out.append((rows, torch_time, scatter_time))
         print(f"| {rows} | {torch_time * 1e6:.1f} | {scatter_time * 1e6:.1f} | {scatter_time / torch_time:.2f} |")

@@ -1,12 +1,17 @@
-"""The GPU check's CPU quick mode, its caps and its flushing (benchmarks/gpu_check.py)."""
+"""The GPU check's CPU quick mode, its caps and its flushing (benchmarks/gpu_check/)."""
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
 
-from benchmarks import gpu_check
+from benchmarks import backends, gpu_check
+from benchmarks.data import load_graphs
+from benchmarks.gpu_check import runner
+from plstm_geometric.functional import dag
 
 ROW_KEYS = {"workload", "method", "metric", "value", "unit", "status"}
 
@@ -50,13 +55,19 @@ def test_quick_cpu_run_records_every_item(tmp_path):
         assert any(row["status"] == "ok" for row in entry["rows"])
         # On CPU every measurement runs, except the Triton paths, which need CUDA.
         assert all(row["status"] == "ok" or row["status"].startswith("skipped: ") for row in entry["rows"]), name
-    dag = item(report, "dag")
-    methods = {(row["workload"], row["method"]) for row in dag["rows"] if row["metric"] == "fwd_bwd_ms"}
+    dag_item = item(report, "dag")
+    methods = {(row["workload"], row["method"]) for row in dag_item["rows"] if row["metric"] == "fwd_bwd_ms"}
     for workload in ("nci16", "peptides2"):
-        assert {(workload, backend) for backend in gpu_check.DAG_BACKENDS} <= methods
-        assert dag["info"][workload]["levels"] >= 1
-    fused = [row for row in dag["rows"] if row["method"] == "fused"]
-    assert fused and all(row["status"] == "skipped: needs CUDA" for row in fused)
+        # every backend of the registry has a row: measured, or skipped with the reason
+        assert {(workload, backend) for backend in dag.BACKENDS if backend != "auto"} <= methods
+        assert dag_item["info"][workload]["levels"] >= 1
+    triton_rows = [row for row in dag_item["rows"] if row["method"] in backends.triton_backends(dag)]
+    assert triton_rows and all(row["status"] == "skipped: needs CUDA" for row in triton_rows)
+    deviations = [row for row in dag_item["rows"] if "max_abs_diff_vs_levels" in row]
+    assert {row["method"] for row in deviations} == set(backends.timed(dag, torch.device("cpu")))
+    assert all(row["max_abs_diff_vs_levels"] < 1e-4 for row in deviations)
+    training = {row["method"] for row in item(report, "training")["rows"] if row["status"] == "ok"}
+    assert {"PLSTMGraphModel", "PLSTMGraphModel (peptides-func)", "PLSTMVis"} == training
     markdown = (tmp_path / "gpu_check.md").read_text()
     for name in gpu_check.CAPS:
         assert f"| {name} |" in markdown
@@ -136,8 +147,8 @@ def test_item_error_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
 def test_isolated_item_is_killed_at_its_cap(tmp_path, monkeypatch):
     # The item's process cannot even import torch within a tenth of a second: the parent kills it (no
     # grace here) and records the item as cut.
-    monkeypatch.setattr(gpu_check, "KILL_GRACE_S", 0)
-    monkeypatch.setattr(gpu_check, "POLL_S", 0.05)
+    monkeypatch.setattr(runner, "KILL_GRACE_S", 0)
+    monkeypatch.setattr(runner, "POLL_S", 0.05)
     (tmp_path / "logs").mkdir()
     updates = []
     start = time.time()
@@ -164,17 +175,17 @@ def test_cap_option_is_checked():
 
 
 def test_shipped_batches_are_consistent():
-    data = gpu_check.load_graphs("nci1024", 128)
+    data = load_graphs("nci1024", 128)
     assert data.num_graphs == 128 and int(data.batch.max()) == 127
     assert data.x.dtype == data.edge_index.dtype == data.edge_attr.dtype == torch.long
     assert data.x.size(1) == 9 and data.edge_attr.size(1) == 3 and data.edge_attr.size(0) == data.edge_index.size(1)
     assert int(data.edge_index.max()) < data.num_nodes
     # Edges stay within their graph.
     assert torch.equal(data.batch[data.edge_index[0]], data.batch[data.edge_index[1]])
-    peptides = gpu_check.load_graphs("peptides64")
+    peptides = load_graphs("peptides64")
     assert peptides.num_graphs == 64 and peptides.num_nodes > 64 * 100
     with pytest.raises(ValueError, match="num_graphs"):
-        gpu_check.load_graphs("peptides64", 65)
+        load_graphs("peptides64", 65)
 
 
 def test_shipped_molecules_match_the_script():
@@ -183,7 +194,7 @@ def test_shipped_molecules_match_the_script():
     from benchmarks import make_gpu_data
 
     built = make_gpu_data.featurise(make_gpu_data.nci_smiles()[:40], 8)
-    shipped = gpu_check.load_graphs("nci1024", 8)
+    shipped = load_graphs("nci1024", 8)
     assert torch.equal(built["x"].long(), shipped.x)
     assert torch.equal(built["edge_index"].long(), shipped.edge_index)
     assert torch.equal(built["edge_attr"].long(), shipped.edge_attr)
@@ -194,3 +205,33 @@ def test_pytest_summary_is_counted():
     assert counts == {"passed": 17, "failed": 2, "skipped": 1, "deselected": 506, "error": 3}
     assert gpu_check.pytest_counts("1 error in 0.5s") == {"error": 1}
     assert gpu_check.pytest_counts("/usr/bin/python: No module named pytest") == {}
+
+
+def test_the_module_command_keeps_its_flags_and_files(tmp_path):
+    # `python -m benchmarks.gpu_check --out DIR --commit SHA` as docs/benchmarks.md gives it (CPU, one item).
+    command = [sys.executable, "-m", "benchmarks.gpu_check", "--out", str(tmp_path), "--commit", "abc1234"]
+    command += ["--device", "cpu", "--quick", "--no-isolate", "--items", "lstm"]
+    result = subprocess.run(command, cwd=runner.ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = read_report(tmp_path)
+    assert report["header"]["commit"] == "abc1234" and item(report, "lstm")["status"] == "ok"
+    assert "commit abc1234" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_a_run_in_this_process_leaves_its_thread_count_and_grad_mode(tmp_path, monkeypatch):
+    seen = []
+
+    def record(run, out):
+        seen.append((torch.get_num_threads(), torch.is_grad_enabled()))
+        run.add("fake", "method", "ms", 1.0, "ms")
+        return "ok"
+
+    monkeypatch.setitem(gpu_check.ITEMS, "lstm", record)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gpu_check.main(["--device", "cpu", "--quick", "--no-isolate", "--out", str(tmp_path), "--items", "lstm"])
+        # quick CPU runs use one thread, and give the caller's setting back
+        assert seen == [(1, True)] and torch.get_num_threads() == 2 and torch.is_grad_enabled()
+    finally:
+        torch.set_num_threads(threads)

@@ -3,12 +3,12 @@
 import torch
 
 from benchmarks import prepare
-from benchmarks.gpu_check import load_graphs
+from benchmarks.data import graphs_of, load_graphs
 
 
 def test_graphs_of_a_stored_batch_are_its_graphs():
     batch = load_graphs("nci1024", 5)
-    graphs = prepare.graphs_of("nci1024", 5)
+    graphs = graphs_of("nci1024", 5)
     assert len(graphs) == 5
     assert sum(g.num_nodes for g in graphs) == batch.x.size(0)
     assert torch.equal(torch.cat([g.x for g in graphs]), batch.x)
