@@ -7,15 +7,17 @@ included), ``prepare_data`` (the run's dataset, splits and precomputed structure
 ``loss_function``. Predictions and metrics are computed here from the dataset's own evaluator.
 """
 
-import json
 from pathlib import Path
 
 import torch
 from torch_geometric.loader import DataLoader
 
-from plstm_geometric.train.graph import build_model, loss_function, parse_args, prepare_data
+from plstm_geometric.train.cli import parse_args
+from plstm_geometric.train.graph import build_model, prepare_data
 from plstm_geometric.train.processes import Processes
+from plstm_geometric.train.record import read_record
 from plstm_geometric.train.runs import load_checkpoint
+from plstm_geometric.train.tasks import loss_function
 
 from .harness import seeded
 from .plstm_model import plstm_graph_model
@@ -52,8 +54,8 @@ def finished_runs(folder: Path, name: str | None = None) -> list[tuple[Path, dic
     model; by default the first name all models have, so that all evaluated the same graphs."""
     runs = {}
     for results in sorted(folder.glob("runs/*/*/*/results.json")):
-        summary = json.loads(results.read_text())
-        if summary.get("finished") and (results.parent / "checkpoint.pt").exists():
+        summary = read_record(results)  # the run record, checked and upgraded to the current schema
+        if summary["finished"] and (results.parent / "checkpoint.pt").exists():
             runs.setdefault(results.parent.name, []).append((results.parent, summary))
     if not runs:
         raise SystemExit(f"{folder}: no finished runs with a checkpoint under runs/")

@@ -18,8 +18,8 @@ from plstm_geometric.train import graph
 from plstm_geometric.train.cli import parse_args
 from plstm_geometric.train.graph import main, run
 from plstm_geometric.train.loop import learning_rate
-from plstm_geometric.train.tasks import TargetScaler, is_better, loss_function
 from plstm_geometric.train.runs import Diverged, RunError, RunFolder
+from plstm_geometric.train.tasks import TargetScaler, is_better, loss_function
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -37,8 +37,9 @@ def owned_path(path: str | os.PathLike, root: str | os.PathLike, follow: bool = 
     if osp.commonpath([real_root, real]) != real_root:
         raise ValueError(
             f"{path}: expected a path inside the data root {root!r} ({real_root}), got one that resolves "
-            f"outside the data root, to {real!r}: a symbolic link leads out of the data root, and this package writes and deletes "
-            "only inside it (nothing was written or deleted); replace the link by a folder, or pass the "
+            f"outside the data root, to {real!r}: a symbolic link leads out of the data root, and this package "
+            "writes and deletes only inside it (nothing was written or deleted); replace the link by a folder, "
+            "or pass the "
             "folder it leads to as the data root"
         )
     return path
