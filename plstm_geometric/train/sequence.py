@@ -101,6 +101,21 @@ class SignTaskModel(torch.nn.Module):
         return self.readout(h[:, -1]).squeeze(-1)
 
 
+def _check_sign_task(seq_len: int, num_symbols: int) -> None:
+    if seq_len < 1:
+        raise ValueError(f"seq_len: expected >= 1, got {seq_len}")
+    if num_symbols < 2:
+        raise ValueError(
+            f"num_symbols: expected >= 2 (the signed first symbol and at least one other), got {num_symbols}"
+        )
+
+
+@torch.no_grad()
+def _accuracy(model, batch) -> float:
+    symbols, values, labels = batch
+    return ((model(symbols, values) > 0).float() == labels).float().mean().item()
+
+
 def train_sign_task(
     seq_len: int = 1024,
     batch_size: int = 32,
@@ -130,12 +145,8 @@ def train_sign_task(
         evaluation), ``loss`` (last training loss), ``steps_per_second`` and ``history``
         (``[step, loss, val_accuracy]`` at each evaluation).
     """
-    if seq_len < 1:
-        raise ValueError(f"seq_len: expected >= 1, got {seq_len}")
-    if num_symbols < 2:
-        raise ValueError(
-            f"num_symbols: expected >= 2 (the signed first symbol and at least one other), got {num_symbols}"
-        )
+    arguments = dict(locals())  # the configuration, as called
+    _check_sign_task(seq_len, num_symbols)
     device = torch.device(device)
     torch.manual_seed(seed)
     train_generator = torch.Generator(device=device).manual_seed(seed)
@@ -144,21 +155,8 @@ def train_sign_task(
         num_symbols, hidden_channels, num_layers, max_timescale=max(seq_len, 3) if chrono else None
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    config = dict(
-        seq_len=seq_len,
-        batch_size=batch_size,
-        hidden_channels=hidden_channels,
-        lr=lr,
-        max_steps=max_steps,
-        num_symbols=num_symbols,
-        num_layers=num_layers,
-        eval_every=eval_every,
-        val_size=val_size,
-        target_accuracy=target_accuracy,
-        chrono=chrono,
-        device=str(device),
-        seed=seed,
-    )
+    config = {name: value for name, value in arguments.items() if name != "log_every"}
+    config["device"] = str(device)
 
     history = []
     solved = False
@@ -175,9 +173,7 @@ def train_sign_task(
         loss.backward()
         optimizer.step()
         if step % eval_every == 0 or step == max_steps:
-            with torch.no_grad():
-                symbols, values, labels = make_sign_batch(val_size, seq_len, num_symbols, val_generator, device)
-                val_accuracy = ((model(symbols, values) > 0).float() == labels).float().mean().item()
+            val_accuracy = _accuracy(model, make_sign_batch(val_size, seq_len, num_symbols, val_generator, device))
             solved = val_accuracy >= target_accuracy
             history.append([step, loss.item(), val_accuracy])
             if log_every and (step % log_every < eval_every or solved):
