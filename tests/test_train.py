@@ -16,9 +16,10 @@ from plstm_geometric.datasets import build_ogb_dataset, load_dataset
 from plstm_geometric.datasets.embedded import nci_tpsa_frame
 from plstm_geometric.train import graph
 from plstm_geometric.train.cli import parse_args
+from plstm_geometric.train.errors import Diverged, RunError
+from plstm_geometric.train.files import RunFolder
 from plstm_geometric.train.graph import main, run
 from plstm_geometric.train.loop import learning_rate
-from plstm_geometric.train.runs import Diverged, RunError, RunFolder
 from plstm_geometric.train.tasks import TargetScaler, is_better, loss_function
 
 REPO = Path(__file__).resolve().parents[1]
@@ -530,7 +531,7 @@ def test_two_runs_on_one_folder_do_not_race(root, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from plstm_geometric.train.runs import "
+            "import sys, time; from plstm_geometric.train.files import "
             "RunFolder; f = RunFolder(sys.argv[1]); f.lock(); print('locked', flush=True); "
             "time.sleep(60)",
             str(tmp_path),

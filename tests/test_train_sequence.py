@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from plstm_geometric.train import sequence
-from plstm_geometric.train.runs import RunFolder
+from plstm_geometric.train.files import RunFolder
 from plstm_geometric.train.sequence import SignTaskModel, build_parser, main, make_sign_batch, run, train_sign_task
 
 

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from plstm_geometric.train import vision
-from plstm_geometric.train.runs import RunFolder
+from plstm_geometric.train.files import RunFolder
 from plstm_geometric.train.vision import build_parser, main, run, train_vision, warmup_cosine
 
 # APE objects are fixed in pixels (30 px border, radius up to 30), so 160 px is about the smallest useful size.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from plstm_geometric.train.runs import git_commit
+from plstm_geometric.train.files import git_commit
 
 from .plan import PlannedRun
 from .train import train_task

@@ -284,7 +284,7 @@ def print_header(args, data: Data, num_parameters: int, processes, folder: RunFo
 # ---------------------------------------------------------------------------------------------- entry points
 def run(argv=None) -> dict:
     """Runs the training described by the command-line arguments ``argv`` and returns the results dict
-    (the content of ``results.json``); a :class:`~plstm_geometric.train.runs.RunError` when it cannot."""
+    (the content of ``results.json``); a :class:`~plstm_geometric.train.errors.RunError` when it cannot."""
     args = parse_args(argv)
     set_threads(args.threads)
     processes = Processes(args.device)

@@ -3,8 +3,7 @@ learning-rate schedule.
 
 Checkpoints hold only tensors, numbers, strings, lists and dicts and are loaded with
 ``torch.load(weights_only=True)``: loading one never runs code. The torch-free parts of a run live
-beside this module (:mod:`.arguments`, :mod:`.errors`, :mod:`.files`, :mod:`.record`) and are re-exported
-here for the command lines that import them from one place.
+beside this module: :mod:`.arguments`, :mod:`.errors`, :mod:`.files` and :mod:`.record`.
 """
 
 import math
@@ -15,21 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .arguments import (  # noqa: F401  (re-exported)
-    DEFAULT_THREADS,
-    MAX_THREADS_PER_CORE,
-    THREADS_HELP,
-    device_name,
-    float_in,
-    int_at_least,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    thread_count,
-)
-from .errors import Diverged, RunError, run_cli  # noqa: F401  (re-exported)
-from .files import RunFolder, atomic_write, finite_or_none, git_commit, write_csv, write_json  # noqa: F401
+from .errors import RunError
+from .files import atomic_write
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

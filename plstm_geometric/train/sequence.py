@@ -34,23 +34,20 @@ from torch import Tensor
 
 from plstm_geometric.nn.gilr import GILRLSTM
 
-from .runs import (
+from .arguments import (
     DEFAULT_THREADS,
     THREADS_HELP,
-    Diverged,
-    RunFolder,
     device_name,
     float_in,
     int_at_least,
     non_negative_int,
     positive_float,
     positive_int,
-    resolve_device,
-    run_cli,
-    set_threads,
     thread_count,
-    write_json,
 )
+from .errors import Diverged, run_cli
+from .files import RunFolder, write_json
+from .runs import resolve_device, set_threads
 
 PROG = "python -m plstm_geometric.train.sequence"
 

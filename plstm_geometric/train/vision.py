@@ -23,26 +23,20 @@ from tqdm import tqdm
 
 from plstm_geometric.datasets.ape import APEDataset
 
-from .runs import (
+from .arguments import (
     DEFAULT_THREADS,
     THREADS_HELP,
-    Diverged,
-    RunFolder,
-    device_description,
     device_name,
     float_in,
-    git_commit,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
-    resolve_device,
-    run_cli,
-    set_threads,
     thread_count,
-    warmup_cosine,
-    write_json,
 )
+from .errors import Diverged, run_cli
+from .files import RunFolder, git_commit, write_json
+from .runs import device_description, resolve_device, set_threads, warmup_cosine
 
 PROG = "python -m plstm_geometric.train.vision"
 
