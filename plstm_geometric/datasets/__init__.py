@@ -8,6 +8,7 @@ from .registry import load_dataset
 from .safe_load import DatasetFileError, load_index_pickle, safe_torch_load
 from .scaffold import scaffold_split
 from .tu import KNOWN_TU_NAMES, TUGraphDataset, best_validation_accuracy, is_tu_name, prepare_tu, tu_folds
+from .tu_raw import MAX_TU_LABEL_VALUES, check_tu_raw
 
 __all__ = [
     "load_dataset",
@@ -18,6 +19,8 @@ __all__ = [
     "KNOWN_TU_NAMES",
     "is_tu_name",
     "prepare_tu",
+    "check_tu_raw",
+    "MAX_TU_LABEL_VALUES",
     "tu_folds",
     "best_validation_accuracy",
     "PeptidesFunctional",
