@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .molecule import mol_to_graph, parse_smiles
-from .ogb import dataset_dir_name, ogb_master_table
+from .ogb import dataset_dir_name, non_ogb_name, ogb_master_table
 from .paths import owned_path
 from .safe_dataset import check_dataset_name
 from .scaffold import murcko_scaffold, scaffold_split
@@ -47,8 +47,9 @@ def hiv_active(targets: pd.DataFrame) -> pd.DataFrame:
 
 
 # Targets of the MoleculeNet CSVs for the OGB datasets built from them: (target columns, transform of
-# those columns). Most files have the columns smiles,target; ESOL and Tox21 keep their upstream layouts
-# (DeepChem's delaney-processed.csv; smiles followed by the twelve Tox21 assays, blanks for missing).
+# those columns). Most files have the columns smiles,target; ESOL, ClinTox and Tox21 keep their upstream
+# layouts (DeepChem's delaney-processed.csv and clintox.csv.gz, whose two tasks OGB's ClinTox has; smiles
+# followed by the twelve Tox21 assays, blanks for missing).
 TOX21_TASKS = (
     "NR-AR",
     "NR-AR-LBD",
@@ -67,11 +68,17 @@ KNOWN_SOURCES: dict[str, tuple[tuple[str, ...], Callable | None]] = {
     "ogbg-molhiv": (("target",), hiv_active),
     "ogbg-molbbbp": (("target",), None),
     "ogbg-molbace": (("target",), None),
-    "ogbg-molclintox": (("target",), None),
+    "ogbg-molclintox": (("FDA_APPROVED", "CT_TOX"), None),
     "ogbg-mollipo": (("target",), None),
     "ogbg-molfreesolv": (("target",), None),
     "ogbg-molesol": (("measured log solubility in mols per litre",), None),
     "ogbg-moltox21": (TOX21_TASKS, None),
+}
+# OGB's task columns, in OGB's order, where a set has several (MoleculeNet's column names, which OGB keeps):
+# a build that names them must keep that order, or its task i would be scored as OGB's task i.
+OGB_TASK_COLUMNS: dict[str, tuple[str, ...]] = {
+    "ogbg-molclintox": ("FDA_APPROVED", "CT_TOX"),
+    "ogbg-moltox21": TOX21_TASKS,
 }
 
 
@@ -113,6 +120,12 @@ def build_ogb_dataset(
     it cannot reload its processed file unless PyG's data classes are registered as safe globals (importing
     :mod:`plstm_geometric` does that).
 
+    Under one of OGB's names (:obj:`"ogbg-mol*"`) the labels must be OGB's tasks: as many columns as OGB's
+    set has (a one-column ClinTox CSV cannot be :obj:`"ogbg-molclintox"`, which has two tasks), and where
+    OGB's column names are known (:obj:`OGB_TASK_COLUMNS`) those columns in OGB's order; anything else
+    raises a :class:`ValueError` before anything is written. Build other labels under a name of their
+    own (e.g. :obj:`"clintox"`), which :func:`~plstm_geometric.datasets.load_dataset` loads by that name.
+
     Labels must be finite or missing (an empty cell): an infinite label (e.g. :obj:`inf` or
     :obj:`1e400` in the CSV) raises a :class:`ValueError` naming its row and column. Molecules over
     :obj:`max_smiles_length` characters or :obj:`max_atoms` atoms are skipped (or raise with
@@ -127,7 +140,7 @@ def build_ogb_dataset(
         smiles_column (str): the column holding SMILES strings.
         target_columns (sequence of str, optional): the label columns. Required unless
             :obj:`name` is one of :obj:`KNOWN_SOURCES` (OGB datasets built from the MoleculeNet
-            CSVs with columns :obj:`smiles,target`).
+            CSVs, which read their upstream label columns by default).
         target_transform (callable, optional): maps the DataFrame of target columns to the
             numeric label DataFrame (its columns name the tasks) or array [rows, tasks].
         strict (bool): raise a :class:`ValueError` naming the first invalid SMILES row instead
@@ -152,6 +165,7 @@ def build_ogb_dataset(
         if value < 1:
             raise ValueError(f"{argument}: expected a positive int, got {value}")
     frame, source = _read_frame(csv)
+    defaulted = target_columns is None
     if target_columns is None:
         if name not in KNOWN_SOURCES:
             raise ValueError(
@@ -168,7 +182,14 @@ def build_ogb_dataset(
     ):
         missing = [column for column in columns if column not in frame.columns]
         if missing:
-            raise ValueError(f"{argument}: {source} has no column {missing} (columns: {list(frame.columns)})")
+            hint = ""
+            if argument == "target_columns" and defaulted:
+                hint = (
+                    f"; {name} reads OGB's task columns {target_columns} by default: name the label columns with "
+                    f"--target-columns (target_columns from Python), and build labels that are not OGB's tasks "
+                    f"under a name that is not OGB's (--name {non_ogb_name(name)})"
+                )
+            raise ValueError(f"{argument}: {source} has no column {missing} (columns: {list(frame.columns)}){hint}")
     if not target_columns:
         raise ValueError("target_columns: expected at least one column, got none")
 
@@ -325,9 +346,29 @@ def _labels(frame: pd.DataFrame, target_columns, target_transform, name) -> pd.D
                     f"target_columns: expected labels 0, 1 or missing for the binary "
                     f"classification dataset {name}, got other values"
                 )
-        if targets.shape[1] != int(master[name]["num tasks"]):
-            log.warning("%s: building %d task(s) where OGB's has %s", name, targets.shape[1], master[name]["num tasks"])
+        _check_ogb_tasks(name, list(targets.columns), int(master[name]["num tasks"]))
     return targets
+
+
+def _check_ogb_tasks(name: str, columns: list, num_tasks: int) -> None:
+    """A dataset under one of OGB's names has OGB's tasks: OGB's Evaluator, OGB's example code and every
+    published number for that name assume them."""
+    known = OGB_TASK_COLUMNS.get(name)
+    if len(columns) != num_tasks:
+        ogb_columns = f" ({', '.join(known)})" if known else ""
+        option = f"--target-columns {' '.join(known)}" if known else f"--target-columns with {num_tasks} columns"
+        raise ValueError(
+            f"target_columns: expected OGB's {num_tasks} task column{'s' if num_tasks != 1 else ''} for "
+            f"{name}{ogb_columns}, got {len(columns)} ({columns}); build OGB's tasks ({option}; target_columns "
+            f"from Python), or build these labels under a name that is not OGB's (--name {non_ogb_name(name)}), "
+            f"which load_dataset (and the training CLI's --dataset) accepts by that name"
+        )
+    for position, column in enumerate(columns):
+        if known and column in known and known.index(column) != position:
+            raise ValueError(
+                f"target_columns: expected OGB's column {column!r} as task {known.index(column) + 1} of {name} "
+                f"(OGB's order: {', '.join(known)}), got it as task {position + 1}"
+            )
 
 
 def _non_numeric(column: pd.Series) -> str:

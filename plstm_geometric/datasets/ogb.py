@@ -52,6 +52,11 @@ def dataset_dir_name(name: str) -> str:
     return check_dataset_name(name).replace("-", "_")
 
 
+def non_ogb_name(name: str) -> str:
+    """A name for labels that are not OGB's tasks of :obj:`name`: ``ogbg-molclintox`` -> ``clintox``."""
+    return name.removeprefix("ogbg-mol").removeprefix("ogbg-")
+
+
 class OGBMolDataset(SafeInMemoryDataset):
     r"""An OGB molecular dataset (e.g. :obj:`"ogbg-molhiv"`) as PyG :class:`Data` objects.
 
@@ -86,8 +91,10 @@ class OGBMolDataset(SafeInMemoryDataset):
         force_reload (bool): process the raw files again even if a processed file exists.
 
     Attributes:
-        num_tasks (int): label columns (read from the data: a rebuilt variant may differ from
-            OGB's, e.g. ogbg-molclintox from a one-task CSV).
+        num_tasks (int): label columns, read from the data; under one of OGB's names it must be OGB's
+            (a folder with another count raises a
+            :class:`~plstm_geometric.datasets.safe_load.DatasetFileError`: build such labels under a name
+            of their own).
         eval_metric (str): OGB's metric, e.g. :obj:`"rocauc"`.
         task_type (str): e.g. :obj:`"binary classification"` or :obj:`"regression"`.
     """
@@ -115,6 +122,19 @@ class OGBMolDataset(SafeInMemoryDataset):
         )
         self.load(self.processed_paths[0])
         self.num_tasks = int(self._data.y.size(1))
+        master = ogb_master_table()
+        ogb_tasks = int(master[name]["num tasks"]) if name in master else self.num_tasks
+        if self.num_tasks != ogb_tasks:
+            # A folder that build-ogb now refuses (an older build, or one written by hand): OGB's name
+            # promises OGB's tasks to OGB's Evaluator and to every result reported under that name.
+            raise file_error(
+                osp.join(self.raw_dir, "graph-label.csv.gz"),
+                f"expected OGB's {ogb_tasks} task column{'s' if ogb_tasks != 1 else ''} for {name}, got "
+                f"{self.num_tasks}",
+                f"rebuild it with OGB's task columns (`python -m plstm_geometric.datasets build-ogb ... --name {name} "
+                f"--target-columns ... --overwrite`), or under a name that is not OGB's (`build-ogb ... --name "
+                f"{non_ogb_name(name)}`) and load it by that name",
+            )
 
     @staticmethod
     def _resolve_meta(name: str, meta_info: Mapping | None) -> dict[str, str]:
@@ -184,11 +204,12 @@ class OGBMolDataset(SafeInMemoryDataset):
         graphs = read_ogb_raw(self.raw_dir, add_inverse_edge=add_inverse_edge)
         labels = read_labels(self.raw_dir, len(graphs))
         if labels.shape[1] != int(self.meta_info["num tasks"]):
+            # OGB's names are checked after loading (the processed file may predate this code); for other
+            # names num_tasks follows the data.
             log.warning(
-                "%s: %d label columns where OGB's %s has %s; scoring falls back to OGBStyleEvaluator",
+                "%s: %d label columns where meta_info says %s; num_tasks follows the labels",
                 self.raw_dir,
                 labels.shape[1],
-                self.name,
                 self.meta_info["num tasks"],
             )
         # Same label dtypes as OGB: integer classes unless some label is missing.

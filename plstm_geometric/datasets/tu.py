@@ -19,11 +19,13 @@ import torch
 from sklearn.model_selection import StratifiedKFold
 from torch_geometric.data import InMemoryDataset
 from torch_geometric.datasets import TUDataset
+from torch_geometric.io import fs, read_tu_data
 
 from .evaluator import OGBStyleEvaluator
 from .paths import owned_path
 from .safe_dataset import PLAIN_NAME, SafeInMemoryDataset, check_dataset_name, load_collated
 from .safe_load import file_error
+from .tu_raw import check_tu_raw
 
 # The sets of the pLSTM paper's TU table.
 TU_NAMES = ("MUTAG", "NCI1", "PROTEINS", "PTC_FM")
@@ -102,7 +104,9 @@ def prepare_tu(name: str, source: str | os.PathLike, root: str | os.PathLike = "
     :obj:`<name>_graph_labels.txt` and the optional files (node labels, node attributes, edge labels, ...),
     or a folder with a :obj:`<name>/` (or :obj:`<name>/raw/`) subfolder holding them. Every
     :obj:`<name>_*.txt` file (and a :obj:`README.txt`) goes to :func:`tu_raw_dir`, replacing what was there;
-    the processed files of :obj:`name` are removed so that the next load processes the new files. A dataset,
+    the processed files of :obj:`name` are removed so that the next load processes the new files. The files
+    are checked first (:func:`~plstm_geometric.datasets.tu_raw.check_tu_raw`): a damaged one raises a
+    :class:`~plstm_geometric.datasets.safe_load.DatasetFileError` and nothing is copied or removed. A dataset,
     :obj:`raw/` or :obj:`processed/` folder that a symbolic link leads out of the data root is refused
     (:func:`~plstm_geometric.datasets.paths.owned_path`) before anything is written or deleted.
 
@@ -114,6 +118,10 @@ def prepare_tu(name: str, source: str | os.PathLike, root: str | os.PathLike = "
 
     Returns:
         the raw folder.
+
+    Raises:
+        DatasetFileError: a file of :obj:`source` is damaged or disagrees with the others (see
+            :func:`~plstm_geometric.datasets.tu_raw.check_tu_raw`).
     """
     check_dataset_name(name)
     if not isinstance(source, (str, os.PathLike)):
@@ -132,6 +140,8 @@ def prepare_tu(name: str, source: str | os.PathLike, root: str | os.PathLike = "
             f"source: expected the TU files {[f'{name}_{p}.txt' for p in TU_REQUIRED]} in "
             f"{folder!r}, got a folder without {missing}"
         )
+    # Checked before anything is replaced: a damaged source leaves the files already in place untouched.
+    check_tu_raw(folder, name)
     files = sorted(
         entry
         for entry in os.listdir(folder)
@@ -242,8 +252,13 @@ class TUGraphDataset(SafeInMemoryDataset, TUDataset):
     they are missing, and :func:`prepare_tu` copies them from another folder). Node features are the
     ones the set has: its continuous node attributes (where present, :obj:`use_node_attr=True`)
     followed by its one-hot node labels; a set with neither has no :obj:`x`. :obj:`edge_attr` holds the
-    one-hot edge labels where present. :obj:`y` is the class index, long [1] per graph. Every file
-    loads with :obj:`torch.load(weights_only=True)` only (see :mod:`~plstm_geometric.datasets.safe_load`).
+    one-hot edge labels where present. :obj:`y` is the class index, long [1] per graph. The raw files are
+    checked before PyG's reader reads them (:func:`~plstm_geometric.datasets.tu_raw.check_tu_raw`: counts,
+    node numbers, sorted graph numbers, finite attributes, bounded labels); a damaged one raises a
+    :class:`~plstm_geometric.datasets.safe_load.DatasetFileError` naming the file, the line and the fix.
+    Graphs without edges at the end of a set stay graphs of their own (PyG's reader alone merges them into
+    the last graph with an edge). Every file loads with :obj:`torch.load(weights_only=True)` only (see
+    :mod:`~plstm_geometric.datasets.safe_load`).
 
     Args:
         name (str): a TU dataset name, e.g. :obj:`"MUTAG"` (:obj:`TU_NAMES` holds the paper's four,
@@ -314,6 +329,29 @@ class TUGraphDataset(SafeInMemoryDataset, TUDataset):
                 f"could not download {self.name} ({error}); without internet, copy its raw files with "
                 f"`python -m plstm_geometric.datasets prepare {self.name} --from PATH`"
             ) from error
+
+    def process(self):
+        # TUDataset.process, with the raw files checked first and the edge slices of trailing graphs without
+        # edges restored.
+        check_tu_raw(self.raw_dir, self.name)
+        data, slices, sizes = read_tu_data(self.raw_dir, self.name)
+        # PyG's reader ends the edge slices at the last graph with an edge (a bincount over the edges'
+        # graphs), so graphs after it would merge into it; they get empty edge slices. y has one entry
+        # per graph (graph_labels is required).
+        num_graphs = slices["y"].numel() - 1
+        for key, value in slices.items():
+            if value.numel() < num_graphs + 1:
+                slices[key] = torch.cat([value, value[-1:].expand(num_graphs + 1 - value.numel())])
+        self.data, self.slices = data, slices
+        if self.pre_filter is not None or self.pre_transform is not None:
+            data_list = [self.get(index) for index in range(len(self))]
+            if self.pre_filter is not None:
+                data_list = [data for data in data_list if self.pre_filter(data)]
+            if self.pre_transform is not None:
+                data_list = [self.pre_transform(data) for data in data_list]
+            self.data, self.slices = self.collate(data_list)
+            self._data_list = None
+        fs.torch_save((self._data.to_dict(), self.slices, sizes, self._data.__class__), self.processed_paths[0])
 
     def get_idx_split(self, fold: int = 0, num_folds: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:
         """The train/valid/test indices of cross-validation run :obj:`fold` (see :func:`tu_folds`)."""

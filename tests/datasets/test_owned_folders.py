@@ -9,9 +9,10 @@ from plstm_geometric.datasets.tu import prepare_tu
 
 def tu_files(folder, name="TINY"):
     folder.mkdir(parents=True)
-    (folder / f"{name}_A.txt").write_text("1, 2\n2, 1\n")
-    (folder / f"{name}_graph_indicator.txt").write_text("1\n1\n")
-    (folder / f"{name}_graph_labels.txt").write_text("0\n")
+    # Two graphs of one edge each: the least PyG's reader reads (prepare_tu checks the files).
+    (folder / f"{name}_A.txt").write_text("1, 2\n2, 1\n3, 4\n4, 3\n")
+    (folder / f"{name}_graph_indicator.txt").write_text("1\n1\n2\n2\n")
+    (folder / f"{name}_graph_labels.txt").write_text("0\n1\n")
 
 
 @pytest.mark.parametrize("linked", ["TU", "TU/TINY"])
