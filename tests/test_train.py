@@ -331,9 +331,12 @@ def test_no_arguments_is_the_main_job():
 
 
 def test_unknown_dataset_is_a_clear_error(root, tmp_path, capsys):
-    assert main(tiny(root, tmp_path, "gin", 1, "--dataset", "no-such-set")) == 1
+    # an unknown name is a flag error (exit status 2), found before anything is loaded or written
+    with pytest.raises(SystemExit) as info:
+        main(tiny(root, tmp_path, "gin", 1, "--dataset", "no-such-set"))
     err = capsys.readouterr().err
-    assert "error: --dataset no-such-set" in err and "build-ogb" in err and "Traceback" not in err
+    assert info.value.code == 2 and "error: --dataset: " in err and "'no-such-set'" in err and "build-ogb" in err
+    assert not (tmp_path / "results.json").exists()
 
 
 def test_one_training_graph_is_refused(root, tmp_path, monkeypatch):

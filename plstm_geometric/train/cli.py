@@ -176,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resolve_dataset(parser, args) -> None:
+    """Replaces ``args.dataset`` by the dataset's one canonical name (a folder name, another case or ``_``
+    for ``-`` name the same dataset), so that its defaults, run folder and results are those of that name."""
+    from plstm_geometric.datasets import resolve_dataset_name  # imports torch: after the flags are checked
+
+    try:
+        args.dataset = resolve_dataset_name(args.dataset, args.root)
+    except (TypeError, ValueError) as error:
+        parser.error(f"--dataset: {error}")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -184,13 +195,6 @@ def parse_args(argv=None) -> argparse.Namespace:
             f"--warmup-epochs: expected fewer than --epochs ({args.epochs}) with --schedule cosine, "
             f"got {args.warmup_epochs} with --schedule {args.schedule}"
         )
-    if args.fold is not None:
-        from plstm_geometric.datasets.tu import is_tu_name  # imports torch: only when a fold is asked for
-
-        if not is_tu_name(args.dataset, args.root):
-            parser.error(f"--fold: only TU datasets have folds, got --dataset {args.dataset}")
-        if args.fold >= NUM_FOLDS:
-            parser.error(f"--fold: expected 0 to {NUM_FOLDS - 1}, got {args.fold}")
     spec = MODELS[args.model]
     for option in OPTION_FLAGS:
         if getattr(args, option) is not None and option not in spec.options:
@@ -214,6 +218,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
         if args.backend not in BACKENDS:
             parser.error(f"--backend: expected one of {', '.join(BACKENDS)}, got {args.backend}")
+    resolve_dataset(parser, args)
+    if args.fold is not None:
+        from plstm_geometric.datasets.tu import is_tu_name  # imports torch: only when a fold is asked for
+
+        if not is_tu_name(args.dataset, args.root):
+            parser.error(f"--fold: only TU datasets have folds, got --dataset {args.dataset}")
+        if args.fold >= NUM_FOLDS:
+            parser.error(f"--fold: expected 0 to {NUM_FOLDS - 1}, got {args.fold}")
     if args.pool is None:
         # TPSA is a sum of atom contributions: a sum readout fits it (valid RMSE 21 vs 34 with mean, 8 epochs)
         args.pool = "sum" if args.dataset == "nci-tpsa" else "mean"

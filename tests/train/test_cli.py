@@ -78,3 +78,16 @@ def test_flag_errors_name_the_flag(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         parse_args(argv)
     assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spelling", ["nci_tpsa", "NCI-TPSA", "nci-tpsa"])
+def test_a_dataset_spelling_trains_as_its_canonical_name(spelling, tmp_path):
+    # the folder name the CLI's own error message offers used to train with other defaults (mean pooling)
+    args = parse_args(["--dataset", spelling, "--root", str(tmp_path)])
+    assert args.dataset == "nci-tpsa" and args.pool == "sum" and args.out.endswith("nci-tpsa-plstm-0")
+
+
+def test_an_unknown_dataset_is_a_flag_error_listing_the_names(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--dataset", "nope", "--root", str(tmp_path)])
+    assert info.value.code == 2 and "--dataset: " in capsys.readouterr().err
