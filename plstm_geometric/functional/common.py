@@ -6,7 +6,16 @@ import importlib
 import torch
 from torch import Tensor
 
-__all__ = ["compute_dtype", "in_compute_dtype", "direct_term", "source_terms", "all_finite", "triton_kernel"]
+__all__ = [
+    "compute_dtype",
+    "in_compute_dtype",
+    "direct_term",
+    "source_terms",
+    "all_finite",
+    "triton_kernel",
+    "contract_key",
+    "contract_value",
+]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -28,6 +37,20 @@ def direct_term(query: Tensor, key: Tensor, value: Tensor, direct: Tensor) -> Te
 def source_terms(source: Tensor, key_src: Tensor, value_src: Tensor) -> Tensor:
     """``source[e] * key[src e] value[src e]^T``, ``[E, H, K, V]``."""
     return source[:, :, None, None] * key_src[..., :, None] * value_src[..., None, :]
+
+
+def contract_key(vector: Tensor, states: Tensor) -> Tensor:
+    r"""``vector^T C`` per row: ``[..., K]`` and ``[..., K, V]`` -> ``[..., V]`` (a readout ``q^T C``).
+
+    Written as a batched matmul of ``[..., 1, K]`` by ``[..., K, V]``: einsum's path for this contraction
+    copies the states into another layout first, which on CPU costs 2-3x the product itself.
+    """
+    return torch.matmul(vector.unsqueeze(-2), states).squeeze(-2)
+
+
+def contract_value(states: Tensor, vector: Tensor) -> Tensor:
+    r"""``C v`` per row: ``[..., K, V]`` and ``[..., V]`` -> ``[..., K]``."""
+    return torch.matmul(states, vector.unsqueeze(-1)).squeeze(-1)
 
 
 def all_finite(*tensors: Tensor) -> bool:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ...graph.plan import PLSTMPlan
-from ..common import direct_term, in_compute_dtype, source_terms
+from ..common import contract_key, direct_term, in_compute_dtype, source_terms
 from ..scan import linear_recurrence
 
 
@@ -56,5 +56,5 @@ def plstm_dag_chains(
         states.append(solved.view(hi - lo, heads, key_channels, value_channels))
     states = torch.cat(states) if states else source_kv
 
-    readout = torch.einsum("ehk,ehkv->ehv", query[dst], states) * mark[schedule.edge_order, :, None]
+    readout = contract_key(query[dst], states) * mark[schedule.edge_order, :, None]
     return direct_term(query, key, value, direct).index_add(0, dst, readout).to(dtype)

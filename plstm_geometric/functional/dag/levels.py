@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ...graph.plan import PLSTMPlan
-from ..common import direct_term, in_compute_dtype, source_terms
+from ..common import contract_key, contract_value, direct_term, in_compute_dtype, source_terms
 
 
 def propagate(values: Tensor, weights: Tensor, gather: Tensor, scatter: Tensor, ptr, levels) -> Tensor:
@@ -93,7 +93,7 @@ def scatter_states_and_readout(
 ):
     src = plan.edge_src
     states = sweep_states(plan, source_terms(source, key[src], value[src]), transition)
-    return states, torch.einsum("ehk,ehkv->ehv", query[plan.edge_dst], states)
+    return states, contract_key(query[plan.edge_dst], states)
 
 
 def scatter_state_and_transition_grads(
@@ -160,17 +160,17 @@ class LevelSweep(torch.autograd.Function):
 
         # Readout: out_n += mark_e * q_n^T C_e.
         mark_grad = (readout * out_grad_dst).sum(-1)
-        states_out_grad = torch.einsum("ehkv,ehv->ehk", states, out_grad_dst)
+        states_out_grad = contract_value(states, out_grad_dst)
         query_grad = query_grad.index_add(0, dst, states_out_grad * mark[..., None])
 
         state_grads, transition_grad = sweeps.state_and_transition_grads(
             plan, query, mark, out_grad, transition, states
         )
         # Source term source_e * k_src v_src^T.
-        grads_v = torch.einsum("ehkv,ehv->ehk", state_grads, value_src)
+        grads_v = contract_value(state_grads, value_src)
         source_grad = (grads_v * key_src).sum(-1)
         key_grad = key_grad.index_add(0, src, grads_v * source[..., None])
-        grads_k = torch.einsum("ehkv,ehk->ehv", state_grads, key_src)
+        grads_k = contract_key(key_src, state_grads)
         value_grad = value_grad.index_add(0, src, grads_k * source[..., None])
         return (
             query_grad,
