@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from plstm_geometric.functional import linear_recurrence, plstm_dag, plstm_dag_naive
+from plstm_geometric.functional.dag import TORCH_BACKENDS
 from plstm_geometric.graph import build_plan, dagify, line_graph, node_levels
 from plstm_geometric.nn import GILR, GILRLSTM, PLSTMConv
 
@@ -78,7 +79,7 @@ def test_fuzz_plstm_dag():
             inputs,
             edge_index=edge_index,
             line_edge_index=line_edge_index,
-            backend=rng.choice(["levels", "parallel", "chains", "auto"]),
+            backend=rng.choice(("auto",) + TORCH_BACKENDS),
         )
         name = rng.choice(list(kwargs))
         if name == "backend":

@@ -5,6 +5,7 @@ import torch
 from torch.autograd import gradgradcheck
 
 from plstm_geometric.functional import linear_recurrence, plstm_dag, plstm_grid
+from plstm_geometric.functional.dag import TORCH_BACKENDS
 from plstm_geometric.functional.grid import GATE_NAMES, GridGates
 from plstm_geometric.graph import line_graph
 from plstm_geometric.testing import NAMES
@@ -28,7 +29,7 @@ def small_dag():
     return inputs, edge_index, line_edge_index
 
 
-@pytest.mark.parametrize("backend", ["levels", "parallel", "chains"])
+@pytest.mark.parametrize("backend", TORCH_BACKENDS)
 @pytest.mark.parametrize("recompute_states", [False, True])
 def test_plstm_dag_gradgradcheck(backend, recompute_states):
     inputs, edge_index, line_edge_index = small_dag()

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from plstm_geometric.functional import plstm_dag, plstm_grid
+from plstm_geometric.functional.dag import TORCH_BACKENDS
 from plstm_geometric.functional.grid import GATE_NAMES, GridGates
 from plstm_geometric.graph import line_graph
 
-DAG_BACKENDS = ("levels", "parallel", "chains")
+DAG_BACKENDS = TORCH_BACKENDS  # levels first: the reference the others are compared with
 GRID_BACKENDS = ("wavefront", "chunkwise", "dag")
 
 

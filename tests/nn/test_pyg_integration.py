@@ -8,6 +8,7 @@ from torch_geometric.explain import Explainer, GNNExplainer
 from torch_geometric.nn import global_add_pool, to_hetero
 from torch_geometric.utils import to_undirected
 
+from plstm_geometric.functional.dag import TORCH_BACKENDS
 from plstm_geometric.nn import PLSTMConv
 
 
@@ -150,7 +151,7 @@ def test_sparse_coo_uncoalesced_with_edge_attr_refused():
         conv(torch.randn(2, 6), adj_t, torch.randn(2, 3))
 
 
-@pytest.mark.parametrize("backend", ["levels", "parallel", "chains"])
+@pytest.mark.parametrize("backend", TORCH_BACKENDS)
 def test_backend_and_recompute_states(backend):
     x, edge_index = graph()
     reference = PLSTMConv(6, 8, heads=2)
