@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from plstm_geometric.train import sequence
 from plstm_geometric.train.files import RunFolder
+from plstm_geometric.train.record import read_record
 from plstm_geometric.train.sequence import SignTaskModel, build_parser, main, make_sign_batch, run, train_sign_task
 
 
@@ -74,6 +75,8 @@ def test_cli_writes_json(tmp_path):
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["seq_len"] == 16 and result["steps"] <= 3 and len(result["history"]) == result["steps"]
     assert run([*TINY, "--out", str(tmp_path)])["history"] == result["history"]
+    record = read_record(tmp_path)  # the run record every reader shares: schema, kind and config checked
+    assert record["kind"] == "sequence" and record["config"]["seq_len"] == 16 and record["finished"]
 
 
 @pytest.mark.parametrize(

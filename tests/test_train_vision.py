@@ -5,6 +5,7 @@ import pytest
 
 from plstm_geometric.train import vision
 from plstm_geometric.train.files import RunFolder
+from plstm_geometric.train.record import read_record
 from plstm_geometric.train.vision import build_parser, main, run, train_vision, warmup_cosine
 
 # APE objects are fixed in pixels (30 px border, radius up to 30), so 160 px is about the smallest useful size.
@@ -51,6 +52,7 @@ def test_vit_end_to_end_writes_json(tmp_path):
     results = run(["--model", "vit", "--out", str(out), *TINY])
     check_results(results, "vit")
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+    assert read_record(out)["kind"] == "vision" and read_record(out)["config"]["model"] == "vit"
     assert results["model"].startswith("ViT(")
 
 

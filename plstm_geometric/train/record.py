@@ -11,7 +11,8 @@ Versions:
 * 1: the graph trainer's record before the schema had a name (no ``schema``/``schema_version`` keys).
   Read as version 2 with ``kind`` ``"graph"``.
 * 2: ``schema``, ``schema_version`` and ``kind`` (``"graph"``, ``"vision"``, ``"sequence"``,
-  ``"longrange"``) added; the other fields unchanged.
+  ``"longrange"``) added; the other fields unchanged. Fields outside :data:`FIELDS` are what one kind
+  of run alone reports; they are kept as written.
 """
 
 import json
@@ -102,13 +103,16 @@ def _check(record: dict, where: str) -> dict:
     return record
 
 
-def make_record(kind: str, config: dict, finished: bool, **fields) -> dict:
+def make_record(kind: str, config: dict, finished: bool, extra: dict | None = None, **fields) -> dict:
     r"""A run record of the current version, checked field by field.
 
     Args:
         kind (str): which trainer wrote it, one of :data:`KINDS`.
         config (dict): the run's arguments (JSON-serialisable).
         finished (bool): whether the run completed and its final metrics are in ``metrics``.
+        extra (dict, optional): what only this kind of run reports (the sign task's steps to solve, the
+            APE task's accuracy per image size), kept as top-level fields beside the common ones; a name
+            it shares with :data:`FIELDS` must hold a value of that field's type.
         **fields: the optional fields of :data:`FIELDS`.
 
     Raises:
@@ -117,7 +121,8 @@ def make_record(kind: str, config: dict, finished: bool, **fields) -> dict:
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
         raise ValueError(f"fields: expected names from FIELDS, got {unknown}")
-    record = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": kind, "config": config}
+    record = finite_or_none(dict(extra or {}))
+    record.update({"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "kind": kind, "config": config})
     record.update(finite_or_none(fields))
     record["finished"] = finished
     try:

@@ -46,10 +46,27 @@ from .arguments import (
     thread_count,
 )
 from .errors import Diverged, run_cli
-from .files import RunFolder, write_json
+from .files import RunFolder
+from .record import make_record, write_record
 from .runs import resolve_device, set_threads
 
 PROG = "python -m plstm_geometric.train.sequence"
+# the entries of train_sign_task's result that configure the run (the run record's config)
+SIGN_CONFIG_KEYS = (
+    "seq_len",
+    "batch_size",
+    "hidden_channels",
+    "lr",
+    "max_steps",
+    "num_symbols",
+    "num_layers",
+    "eval_every",
+    "val_size",
+    "target_accuracy",
+    "chrono",
+    "device",
+    "seed",
+)
 
 
 def make_sign_batch(batch_size: int, seq_len: int, num_symbols: int, generator: torch.Generator, device) -> tuple:
@@ -248,8 +265,10 @@ def run(argv=None) -> dict:
             f"{status} after {result['steps']} steps in {result['seconds']:.1f}s "
             f"(val acc {result['val_accuracy']:.4f}, {result['steps_per_second']:.2f} steps/s)"
         )
-        write_json(folder / "results.json", result)
-    return result
+        config = {key: result[key] for key in SIGN_CONFIG_KEYS}
+        record = make_record("sequence", config, finished=True, metric="accuracy", lower_is_better=False, extra=result)
+        write_record(folder.path, record)
+    return record
 
 
 def main(argv=None) -> int:

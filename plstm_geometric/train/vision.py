@@ -35,7 +35,8 @@ from .arguments import (
     thread_count,
 )
 from .errors import Diverged, run_cli
-from .files import RunFolder, git_commit, write_json
+from .files import RunFolder, git_commit
+from .record import make_record, write_record
 from .runs import device_description, resolve_device, set_threads, warmup_cosine
 
 PROG = "python -m plstm_geometric.train.vision"
@@ -213,9 +214,17 @@ def _train(config: argparse.Namespace, folder) -> dict:
         torch_version=torch.__version__,
         git_commit=git_commit(),
     )
+    record = make_record(
+        "vision",
+        results.pop("config"),
+        finished=True,
+        metric="accuracy",
+        lower_is_better=False,
+        extra=results,
+    )
     if folder is not None:
-        write_json(folder / "results.json", results)
-    return results
+        write_record(folder.path, record)
+    return record
 
 
 def run(argv=None) -> dict:
