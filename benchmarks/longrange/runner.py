@@ -2,13 +2,11 @@
 finishes, so that an interrupted benchmark resumes where it stopped."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
-from plstm_geometric.train.files import git_commit
+from plstm_geometric.train.files import git_commit, write_json
 
 from .plan import PlannedRun
 from .train import train_task
@@ -31,18 +29,11 @@ def is_done(out: Path, run: PlannedRun) -> bool:
 
 
 def write_record(path: Path, record: dict) -> None:
-    """Writes ``record`` to ``path`` through a temporary file in the same folder (never half a file)."""
+    """Writes ``record`` to ``path`` atomically (never half a file), never through a symbolic link."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_symlink():
         raise ValueError(f"{path}: is a symbolic link; refusing to write through it")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(record, file, indent=1)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_json(path, record)
 
 
 def run_plan(plan: list[PlannedRun], out: Path, threads: int = 1) -> None:
