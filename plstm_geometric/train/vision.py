@@ -139,10 +139,8 @@ def train_vision(args_or_config) -> dict:
         return _train(config, folder)
 
 
-def _train(config: argparse.Namespace, folder) -> dict:
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-
+def _loaders(config: argparse.Namespace, device) -> tuple:
+    """The training loader (shuffled with the run's seed) and one test loader per test image size."""
     train_set = APEDataset(config.train_samples, image_size=config.image_size, seed=2 * config.seed)
     loader_options = dict(
         batch_size=config.batch_size, num_workers=config.num_workers, pin_memory=device.type == "cuda"
@@ -160,6 +158,14 @@ def _train(config: argparse.Namespace, folder) -> dict:
         )
         for size in config.test_sizes
     }
+    return train_loader, test_loaders
+
+
+def _train(config: argparse.Namespace, folder) -> dict:
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+
+    train_loader, test_loaders = _loaders(config, device)
 
     model = build_model(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -201,26 +207,24 @@ def _train(config: argparse.Namespace, folder) -> dict:
     tests = {str(size): evaluate(model, loader, device) for size, loader in test_loaders.items()}
     for size, metrics in tests.items():
         tqdm.write(f"test {size} px: accuracy {metrics['accuracy']:.4f} loss {metrics['loss']:.4f}")
-    results = dict(
-        config=vars(config),
-        accuracy={size: metrics["accuracy"] for size, metrics in tests.items()},
-        test_loss={size: metrics["loss"] for size, metrics in tests.items()},
-        train_loss=train_loss,
-        train_accuracy=train_accuracy,
-        epoch_times=epoch_times,
-        num_parameters=sum(parameter.numel() for parameter in model.parameters()),
-        model=repr(model),
-        device=device_description(device),
-        torch_version=torch.__version__,
-        git_commit=git_commit(),
-    )
     record = make_record(
         "vision",
-        results.pop("config"),
+        vars(config),
         finished=True,
         metric="accuracy",
         lower_is_better=False,
-        extra=results,
+        num_parameters=sum(parameter.numel() for parameter in model.parameters()),
+        device=device_description(device),
+        torch_version=torch.__version__,
+        git_commit=git_commit(),
+        extra=dict(
+            accuracy={size: metrics["accuracy"] for size, metrics in tests.items()},
+            test_loss={size: metrics["loss"] for size, metrics in tests.items()},
+            train_loss=train_loss,
+            train_accuracy=train_accuracy,
+            epoch_times=epoch_times,
+            model=repr(model),
+        ),
     )
     if folder is not None:
         write_record(folder.path, record)
