@@ -31,11 +31,16 @@ def propagate(values: Tensor, weights: Tensor, gather: Tensor, scatter: Tensor, 
     Levels are visited in the order given, so that every gathered row is final before it is read: the
     forward sweep goes up (gather ``e_in``, scatter ``e_out``), the backward sweep down (the transpose).
     """
+    # index_select and an in-place product are about 2x faster per level on CPU than advanced indexing and
+    # a new product; under autograd (double backward) the product must not overwrite what it saved
+    in_place = not torch.is_grad_enabled()
     for level in levels:
         lo, hi = ptr[level], ptr[level + 1]
         if lo == hi:
             continue
-        values.index_add_(0, scatter[lo:hi], values[gather[lo:hi]] * weights[lo:hi, :, None, None])
+        rows = values.index_select(0, gather[lo:hi])
+        weight = weights[lo:hi, :, None, None]
+        values.index_add_(0, scatter[lo:hi], rows.mul_(weight) if in_place else rows * weight)
     return values
 
 
@@ -63,14 +68,17 @@ def sweep_state_grads(plan: PLSTMPlan, mark_grad: Tensor, transition_by_in: Tens
     """
     values, gather, scatter, ptr = mark_grad, plan.line_out_by_in, plan.line_in_by_in, plan.line_in_level_ptr
     transition_grad = transition_by_in.new_zeros(transition_by_in.shape)
+    in_place = not torch.is_grad_enabled()  # as in propagate
     for level in range(plan.num_levels - 2, -1, -1):
         lo, hi = ptr[level], ptr[level + 1]
         if lo == hi:
             continue
         incoming = scatter[lo:hi]
-        gathered = values[gather[lo:hi]]
-        transition_grad[lo:hi] = (gathered * states[incoming]).sum((-1, -2))
-        values.index_add_(0, incoming, gathered * transition_by_in[lo:hi, :, None, None])
+        gathered = values.index_select(0, gather[lo:hi])
+        # <G, C> over K and V as one dot product per (transition, head): no [n, H, K, V] temporary
+        transition_grad[lo:hi] = torch.linalg.vecdot(gathered.flatten(2), states.index_select(0, incoming).flatten(2))
+        weight = transition_by_in[lo:hi, :, None, None]
+        values.index_add_(0, incoming, gathered.mul_(weight) if in_place else gathered * weight)
     return values, transition_grad
 
 
