@@ -2,7 +2,17 @@
 
 One rule everywhere: a :class:`TypeError` for a wrong type or dtype, a :class:`ValueError` for a wrong
 shape, value or device, and the message ``"name: expected ..., got ..."`` with the argument's name.
+
+Checks on the *values* of index tensors (ranges, levels, a structure against its ``edge_index``) cost an
+``O(E)`` pass and a host sync each. A model reuses the same tensors many times: every layer of a step sees
+the same batch and structures. Such a check therefore runs once per exact set of tensors: when it passes,
+:data:`VALIDATION_STAMPS` records the tensors (by identity and autograd's version counter), and the same
+check on the same, unmodified tensors is skipped. Any other tensor, or the same one modified in place,
+is checked in full.
 """
+
+import threading
+import weakref
 
 import torch
 from torch import Tensor
@@ -18,7 +28,94 @@ __all__ = [
     "check_node_level",
     "check_edges_of",
     "unused_argument",
+    "ValidationStamps",
+    "VALIDATION_STAMPS",
+    "VALIDATE_ONCE",
 ]
+
+#: Skip a value check that already passed on the same, unmodified tensors (see :class:`ValidationStamps`).
+#: Set it to ``False`` (``plstm_geometric.checks.VALIDATE_ONCE = False``) to check on every call, e.g. when
+#: index tensors are modified in place through ``.data`` or a NumPy view, which the version counter
+#: does not see.
+VALIDATE_ONCE = True
+
+
+def tensor_state(tensor: Tensor):
+    """What identifies ``tensor`` and its contents for a stamp, or ``None`` if it cannot be stamped.
+
+    Autograd's version counter grows with every in-place change, also through views, so an unchanged
+    ``(identity, version)`` means unchanged values. Inference tensors keep no version counter, and
+    tensors without storage (fake, meta, traced) are never stamped.
+    """
+    if type(tensor) is not Tensor and not isinstance(tensor, torch.nn.Parameter):
+        return None  # subclasses (fake and functional tensors of torch.compile) have no stable storage
+    if tensor.is_inference() or tensor.layout != torch.strided or tensor.device.type == "meta":
+        return None
+    return (tensor._version, tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.dtype, tensor.device)
+
+
+class ValidationStamps:
+    r"""The value checks that passed, each on the exact tensors it was given.
+
+    A stamp is keyed by the check's name, its plain arguments (sizes, flags) and the identities of its
+    tensors, and holds a weak reference and the :func:`tensor_state` of each tensor: it matches only while
+    every tensor is alive, is the very same object, and was not modified in place (its version counter,
+    data pointer, shape and strides are unchanged). Weak references keep no tensor alive, and a new
+    tensor that reuses a dead one's ``id`` does not match. At most ``capacity`` stamps are kept, the
+    oldest dropped first.
+
+    Modifications that bypass the version counter (writes through ``tensor.data`` or a NumPy view of the
+    tensor) are not seen; set :data:`VALIDATE_ONCE` to ``False`` to check every call instead.
+    """
+
+    def __init__(self, capacity: int = 1024):
+        self.capacity = capacity
+        self._stamps: dict = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(name: str, arguments: tuple):
+        return (name, *((id(a), "tensor") if isinstance(a, Tensor) else (a, "value") for a in arguments))
+
+    def passed(self, name: str, *arguments) -> bool:
+        """Whether check ``name`` passed on these arguments (tensors and plain values), unmodified since."""
+        if not VALIDATE_ONCE:
+            return False
+        with self._lock:
+            stamp = self._stamps.get(self._key(name, arguments))
+        if stamp is None:
+            return False
+        tensors = [a for a in arguments if isinstance(a, Tensor)]
+        return all(ref() is t and state == tensor_state(t) for t, (ref, state) in zip(tensors, stamp))
+
+    def record(self, name: str, *arguments) -> None:
+        """Stamps check ``name`` as passed on these arguments (nothing is recorded for unstampable tensors)."""
+        if not VALIDATE_ONCE:
+            return
+        stamp = []
+        for argument in arguments:
+            if isinstance(argument, Tensor):
+                state = tensor_state(argument)
+                if state is None:
+                    return
+                stamp.append((weakref.ref(argument), state))
+        key = self._key(name, arguments)
+        with self._lock:
+            self._stamps.pop(key, None)
+            while len(self._stamps) >= self.capacity:
+                del self._stamps[next(iter(self._stamps))]
+            self._stamps[key] = tuple(stamp)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._stamps.clear()
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+
+#: The stamps of every value check of the package.
+VALIDATION_STAMPS = ValidationStamps()
 
 
 def check_index(name: str, index: Tensor, rows: int = 2) -> None:
@@ -33,11 +130,18 @@ def check_index(name: str, index: Tensor, rows: int = 2) -> None:
 
 def check_range(name: str, index: Tensor, upper: int, what: str) -> None:
     """Every entry of ``index`` lies in ``[0, upper)``; ``what`` says what it indexes (e.g. "node")."""
-    if index.numel() == 0:
+    if index.numel() == 0 or VALIDATION_STAMPS.passed("range", index, upper):
         return
-    low, high = int(index.min()), int(index.max())
+    low, high = value_range(index)
     if low < 0 or high >= upper:
         raise ValueError(f"{name}: expected {what} indices in [0, {upper}), got values in [{low}, {high}]")
+    VALIDATION_STAMPS.record("range", index, upper)
+
+
+def value_range(index: Tensor) -> tuple[int, int]:
+    """``(min, max)`` of a non-empty tensor with one host sync instead of two."""
+    low, high = torch.aminmax(index)
+    return tuple(torch.stack([low, high]).tolist())
 
 
 def check_edge_index(edge_index: Tensor, num_nodes: int, name: str = "edge_index") -> None:
@@ -106,6 +210,8 @@ def check_node_level(node_level: Tensor, edge_index: Tensor, num_nodes: int) -> 
         raise ValueError(
             f"node_level: expected device {edge_index.device} (the device of edge_index), got {node_level.device}"
         )
+    if VALIDATION_STAMPS.passed("node_level", node_level, edge_index):
+        return
     src, dst = edge_index
     expected = torch.zeros_like(node_level).scatter_reduce(0, dst, node_level[src] + 1, "amax")
     wrong = expected != node_level
@@ -116,14 +222,16 @@ def check_node_level(node_level: Tensor, edge_index: Tensor, num_nodes: int) -> 
             f"level {int(node_level[node])} at node {node} where the edges into it give "
             f"{int(expected[node])}"
         )
+    VALIDATION_STAMPS.record("node_level", node_level, edge_index)
 
 
 def check_edges_of(name: str, edge_index: Tensor, built_from: Tensor, what: str) -> None:
     """``edge_index`` is the index tensor the ``name`` argument was built from (an O(E) comparison)."""
-    if edge_index is built_from:
+    if edge_index is built_from or VALIDATION_STAMPS.passed("same_edges", edge_index, built_from):
         return
     if edge_index.shape != built_from.shape or not torch.equal(edge_index, built_from):
         raise ValueError(
             f"{name}: expected one built for this {what}, got one built for another graph with the "
             f"same sizes (build it from this graph, or omit it)"
         )
+    VALIDATION_STAMPS.record("same_edges", edge_index, built_from)

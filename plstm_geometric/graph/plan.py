@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..checks import check_edge_index, check_index, check_node_level, check_range
+from ..checks import VALIDATION_STAMPS, check_edge_index, check_index, check_node_level, check_range
 from .chains import ChainSchedule, build_chain_schedule
 from .components import ComponentLayout, build_component_layout
 from .dag import inverse_order, level_pointers, node_levels
@@ -121,12 +121,14 @@ def build_plan(
     check_range("line_edge_index", line_edge_index, num_edges, "edge")
     src, dst = edge_index
     e_in, e_out = line_edge_index
-    if not bool((dst[e_in] == src[e_out]).all()):
-        bad = int((dst[e_in] != src[e_out]).nonzero()[0])
-        raise ValueError(
-            f"line_edge_index: column {bad} joins edge {int(e_in[bad])} and edge {int(e_out[bad])}, "
-            "which do not meet at a node (expected dst(e_in) == src(e_out))"
-        )
+    if not VALIDATION_STAMPS.passed("line_edges_meet", edge_index, line_edge_index):
+        if not bool((dst[e_in] == src[e_out]).all()):
+            bad = int((dst[e_in] != src[e_out]).nonzero()[0])
+            raise ValueError(
+                f"line_edge_index: column {bad} joins edge {int(e_in[bad])} and edge {int(e_out[bad])}, "
+                "which do not meet at a node (expected dst(e_in) == src(e_out))"
+            )
+        VALIDATION_STAMPS.record("line_edges_meet", edge_index, line_edge_index)
     if node_level is None:
         node_level = node_levels(edge_index, num_nodes)
     else:

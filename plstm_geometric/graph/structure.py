@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import is_undirected
 
-from ..checks import check_edge_index, check_node_level
+from ..checks import VALIDATION_STAMPS, check_edge_index, check_node_level, value_range
 from .dag import dagify, node_levels, reverse_dag, weak_components
 from .line_graph import line_graph
 from .plan import PLSTMPlan, build_plan
@@ -221,9 +221,13 @@ def check_stored_dag(edge_index: Tensor, num_nodes: int, dag_edge_index: Tensor,
     num_edges = edge_index.size(1)
     if edge_id.shape != (dag_edge_index.size(1),):
         raise ValueError(f"dag_edge_id: expected shape [{dag_edge_index.size(1)}], got {tuple(edge_id.shape)}")
-    if edge_id.numel() and (int(edge_id.min()) < 0 or int(edge_id.max()) >= num_edges):
+    # Once per set of tensors: every layer of a model asks again for the same batch (see checks.py).
+    if VALIDATION_STAMPS.passed("stored_dag", edge_index, dag_edge_index, edge_id, num_nodes):
+        return
+    first, last = value_range(edge_id) if edge_id.numel() else (0, -1)
+    if first < 0 or last >= num_edges:
         raise ValueError(
-            f"dag_edge_id: points at columns up to {int(edge_id.max())}, but edge_index has {num_edges}; {hint}"
+            f"dag_edge_id: expected columns of edge_index in [0, {num_edges}), got values in [{first}, {last}]; {hint}"
         )
     columns = edge_index[:, edge_id]
     same = (columns == dag_edge_index).all(0)
@@ -249,3 +253,4 @@ def check_stored_dag(edge_index: Tensor, num_nodes: int, dag_edge_index: Tensor,
     covered = torch.isin(low * num_nodes + high, dag_low * num_nodes + dag_high)
     if not bool(covered.all()):
         raise ValueError(f"edge_index: {int((~covered).sum())} edges are not part of the stored DAG; {hint}")
+    VALIDATION_STAMPS.record("stored_dag", edge_index, dag_edge_index, edge_id, num_nodes)

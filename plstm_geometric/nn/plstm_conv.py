@@ -12,7 +12,7 @@ from torch.nn.parameter import is_lazy
 from torch_geometric.nn import Linear, MessagePassing
 from torch_geometric.typing import SparseTensor
 
-from ..checks import check_bool
+from ..checks import VALIDATION_STAMPS, check_bool, value_range
 from ..functional import plstm_dag
 from ..functional.dag import BACKENDS
 from ..graph.structure import (
@@ -549,17 +549,22 @@ class PLSTMConv(MessagePassing):
                 f"{self.line_graph_mode} line graph with reverse={self.reverse}"
             )
         # Equal sizes are not enough: every DAG edge must be a column of edge_index (in either direction),
-        # an O(E) check that a structure of another graph fails.
+        # an O(E) check that a structure of another graph fails. It runs once per pair of structure and
+        # edge_index (see plstm_geometric.checks): the layers of a model share them.
         edge_id = structure.edge_id
-        if edge_id.numel() and (int(edge_id.min()) < 0 or int(edge_id.max()) >= edge_index.size(1)):
+        if VALIDATION_STAMPS.passed("structure_of", edge_index, structure.edge_index, edge_id):
+            return
+        low, high = value_range(edge_id) if edge_id.numel() else (0, -1)
+        if low < 0 or high >= edge_index.size(1):
             raise ValueError(f"structure: built for a graph with more edges than edge_index ({edge_index.size(1)})")
-        dag_src, dag_dst = structure.edge_index.flip(0) if structure.reverse else structure.edge_index
+        dag_src, dag_dst = structure.edge_index
         src, dst = edge_index[:, edge_id]
         if not bool((((src == dag_src) & (dst == dag_dst)) | ((src == dag_dst) & (dst == dag_src))).all()):
             raise ValueError(
                 "structure: expected one built for this edge_index, got one built for another graph "
                 "with the same sizes (build it with conv.structure(edge_index, num_nodes))"
             )
+        VALIDATION_STAMPS.record("structure_of", edge_index, structure.edge_index, edge_id)
 
     def __repr__(self) -> str:
         options = [f"heads={self.heads}", f"mode={self.mode}"]
