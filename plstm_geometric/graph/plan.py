@@ -10,10 +10,11 @@ from .chains import ChainSchedule, build_chain_schedule
 from .components import ComponentLayout, build_component_layout
 from .dag import inverse_order, level_pointers, node_levels
 from .device import dataclass_to
+from .opaque import OpaqueBase, register_reference_type
 
 
-@dataclass
-class PLSTMPlan:
+@dataclass(eq=False)
+class PLSTMPlan(OpaqueBase):
     r"""Level schedule of a DAG and a line graph, built once and reused across calls.
 
     Edges are renumbered by topological level (the level of their source node), so each level is a
@@ -39,6 +40,9 @@ class PLSTMPlan:
         edge_index, line_edge_index, node_level (LongTensor): the structure it was built from.
         layout (ComponentLayout): per-graph padded layout for the parallel form, built on first use.
         chains (ChainSchedule): chain segments for the chain-contracted form, built on first use.
+
+    Under ``torch.compile`` a plan is an opaque reference (see :mod:`plstm_geometric.graph.opaque`): a
+    compiled :class:`~plstm_geometric.nn.PLSTMConv` hands it to its sweep op without tracing it.
     """
 
     num_nodes: int
@@ -98,6 +102,9 @@ class PLSTMPlan:
             f"{self.__class__.__name__}(num_nodes={self.num_nodes}, num_edges={self.num_edges}, "
             f"num_line_edges={self.num_line_edges}, num_levels={self.num_levels})"
         )
+
+
+register_reference_type(PLSTMPlan)
 
 
 def build_plan(

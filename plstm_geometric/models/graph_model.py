@@ -145,12 +145,17 @@ class PLSTMGraphModel(torch.nn.Module):
         self.head[0].reset_parameters()
         self.head[3].reset_parameters()
 
+    def _structure_keys(self) -> list[tuple[str, bool]]:
+        """The ``(mode, reverse)`` sweeps the blocks run."""
+        return [(mode, reverse) for reverse in sorted({block.reverse for block in self.blocks}) for mode in ("P", "D")]
+
+    # Integer work with host syncs (checks, level schedules): under torch.compile one graph break, run
+    # eagerly, instead of one per sync.
+    @torch.compiler.disable
     def structures(self, data) -> dict[tuple[str, bool], PLSTMStructure]:
         """The structures of all sweeps the blocks need, keyed by ``(mode, reverse)``, from the fields of
         :class:`~plstm_geometric.transforms.PLSTMData` when present, else computed from ``edge_index``."""
-        needed = [
-            (mode, reverse) for reverse in sorted({block.reverse for block in self.blocks}) for mode in ("P", "D")
-        ]
+        needed = self._structure_keys()
         if isinstance(data, PLSTMData) and "dag_edge_index" in data:
             data.check_plstm_structure()
             return {(mode, reverse): data.plstm_structure(mode, reverse, check=False) for mode, reverse in needed}
@@ -160,8 +165,21 @@ class PLSTMGraphModel(torch.nn.Module):
             for mode, reverse in needed
         }
 
-    def forward(self, data) -> Tensor:
-        """Graph-level predictions ``[num_graphs, out_channels]`` for a PyG ``Batch`` (or single ``Data``)."""
+    def forward(self, data, structures: dict[tuple[str, bool], PLSTMStructure] | None = None) -> Tensor:
+        """Graph-level predictions ``[num_graphs, out_channels]`` for a PyG ``Batch`` (or single ``Data``).
+
+        ``structures`` (optional): the result of ``model.structures(data)``, computed before the call.
+        Computing them is integer work with host syncs, done here when they are omitted; under
+        ``torch.compile`` it is the model's one graph break, which passing them removes. Every layer still
+        checks that its structure belongs to ``data.edge_index``.
+        """
+        if structures is not None:
+            needed = self._structure_keys()
+            if not isinstance(structures, dict) or any(key not in structures for key in needed):
+                raise ValueError(
+                    f"structures: expected model.structures(data), a dict with keys {needed}, got "
+                    f"{sorted(structures) if isinstance(structures, dict) else type(structures).__name__}"
+                )
         x, edge_index = data.x, data.edge_index
         if self.encoder == "ogb":
             if x.dim() != 2 or x.dtype != torch.long:
@@ -180,7 +198,8 @@ class PLSTMGraphModel(torch.nn.Module):
                 raise ValueError("data.edge_attr: required by this model (encoder='ogb' or edge_dim set), got None")
             edge_attr = self.edge_encoder(data.edge_attr if self.encoder == "ogb" else data.edge_attr.float())
 
-        structures = self.structures(data)
+        if structures is None:
+            structures = self.structures(data)
         for block in self.blocks:
             h = block(
                 h,

@@ -8,11 +8,11 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.parameter import is_lazy
+from torch.nn.parameter import UninitializedParameter, is_lazy
 from torch_geometric.nn import Linear, MessagePassing
 from torch_geometric.typing import SparseTensor
 
-from ..checks import VALIDATION_STAMPS, check_bool, value_range
+from ..checks import check_bool
 from ..functional import plstm_dag
 from ..functional.dag import BACKENDS
 from ..graph.structure import (
@@ -24,6 +24,7 @@ from ..graph.structure import (
     plstm_structure,
 )
 from .norm import MultiHeadRMSNorm
+from .sweep_op import COMPILED_SWEEP, check_structure_of, plstm_conv_sweep
 
 NORMALIZE_OVER = ("outgoing", "incoming")
 
@@ -386,7 +387,14 @@ class PLSTMConv(MessagePassing):
                 raise ValueError(
                     f"edge_attr: expected shape [{edge_index.size(1)}, {self.edge_dim}], got {tuple(edge_attr.shape)}"
                 )
-        structure = self._structure_for(edge_index, num_nodes, order, structure)
+        compiled_sweep = COMPILED_SWEEP and torch.compiler.is_compiling()
+        if structure is None:
+            structure = self._structure_for(edge_index, num_nodes, order)
+        elif compiled_sweep:
+            # Only checks of Python values here: the sweep op checks the tensors at run time (sweep_op).
+            self._check_structure_arguments(structure, order)
+        else:
+            self._check_structure(structure, num_nodes, order, edge_index)
 
         dag_edge_index, line_edge_index = structure.edge_index, structure.line_edge_index
         src, dst = dag_edge_index
@@ -426,9 +434,28 @@ class PLSTMConv(MessagePassing):
             transition = transition * weight[outgoing_edge]
 
         dtype = query.dtype
-        out = self._sweep(
-            query, key, value, source.to(dtype), transition.to(dtype), mark.to(dtype), direct.to(dtype), structure
-        )
+        source, transition, mark, direct = source.to(dtype), transition.to(dtype), mark.to(dtype), direct.to(dtype)
+        if compiled_sweep:
+            # One opaque op in the compiled graph, with the plan as an opaque reference: no graph break,
+            # and no recompilation for a batch of other sizes.
+            out = plstm_conv_sweep(
+                query,
+                key,
+                value,
+                source,
+                transition,
+                mark,
+                direct,
+                edge_index,
+                dag_edge_index,
+                structure.edge_id,
+                line_edge_index,
+                structure.plan,
+                self.backend,
+                self.recompute_states,
+            )
+        else:
+            out = self._sweep(query, key, value, source, transition, mark, direct, structure)
         out = self.norm(out).reshape(num_nodes, heads * v_channels)
         return self.lin_out(out)
 
@@ -441,15 +468,11 @@ class PLSTMConv(MessagePassing):
         return F.linear(x, weight, bias).split([lin.out_channels for lin in lins], dim=1)
 
     # Integer work and the level loops stay outside torch.compile: Dynamo sees each as one opaque call, so a
-    # compiled model neither breaks its graph inside them nor recompiles for every batch's sizes.
+    # compiled model does not recompile for every batch's sizes. Building a structure is a graph break;
+    # with a prepared structure the sweep is a custom op (sweep_op) where torch supports it, else a break.
     @torch.compiler.disable
-    def _structure_for(
-        self, edge_index: Tensor, num_nodes: int, order: Optional[Tensor], structure: Optional[PLSTMStructure]
-    ) -> PLSTMStructure:
-        if structure is None:
-            return self.structure(edge_index, num_nodes, order)
-        self._check_structure(structure, num_nodes, order, edge_index)
-        return structure
+    def _structure_for(self, edge_index: Tensor, num_nodes: int, order: Optional[Tensor]) -> PLSTMStructure:
+        return self.structure(edge_index, num_nodes, order)
 
     @torch.compiler.disable
     def _sweep(self, query, key, value, source, transition, mark, direct, structure: PLSTMStructure) -> Tensor:
@@ -470,7 +493,8 @@ class PLSTMConv(MessagePassing):
 
     def _materialize(self, x: Tensor) -> None:
         """Initialises lazy (``in_channels=-1``) weights from the first input, with the gates' own init."""
-        if not (is_lazy(self.lin_gate.weight) or is_lazy(self.lin_edge_gate.weight)):
+        # isinstance rather than torch's is_lazy, which torch.compile treats as an untraceable torch.* call
+        if not any(isinstance(lin.weight, UninitializedParameter) for lin in (self.lin_gate, self.lin_edge_gate)):
             return
         if not isinstance(x, Tensor) or x.dim() != 2:
             raise ValueError(
@@ -533,38 +557,25 @@ class PLSTMConv(MessagePassing):
     def jittable(self, *args, **kwargs):
         raise RuntimeError(JIT_UNSUPPORTED)
 
+    @torch.compiler.disable
     def _check_structure(
         self, structure: PLSTMStructure, num_nodes: int, order: Optional[Tensor], edge_index: Tensor
     ) -> None:
+        self._check_structure_arguments(structure, order)
+        check_structure_of(edge_index, num_nodes, structure.edge_index, structure.edge_id, structure.num_nodes)
+
+    def _check_structure_arguments(self, structure: PLSTMStructure, order: Optional[Tensor]) -> None:
+        """The checks of a structure that read no tensor (traced by torch.compile, guarded as constants)."""
         if not isinstance(structure, PLSTMStructure):
             raise TypeError(f"structure: expected a PLSTMStructure, got {type(structure).__name__}")
         if order is not None:
             raise ValueError("order: has no effect when a structure is given (the structure fixes the orientation)")
-        if structure.num_nodes != num_nodes:
-            raise ValueError(f"structure: built for {structure.num_nodes} nodes, but x has {num_nodes}")
         if structure.line_graph_mode != self.line_graph_mode or structure.reverse != self.reverse:
             raise ValueError(
                 f"structure: has a {structure.line_graph_mode} line graph with reverse="
                 f"{structure.reverse}; this layer (mode={self.mode}) needs a "
                 f"{self.line_graph_mode} line graph with reverse={self.reverse}"
             )
-        # Equal sizes are not enough: every DAG edge must be a column of edge_index (in either direction),
-        # an O(E) check that a structure of another graph fails. It runs once per pair of structure and
-        # edge_index (see plstm_geometric.checks): the layers of a model share them.
-        edge_id = structure.edge_id
-        if VALIDATION_STAMPS.passed("structure_of", edge_index, structure.edge_index, edge_id):
-            return
-        low, high = value_range(edge_id) if edge_id.numel() else (0, -1)
-        if low < 0 or high >= edge_index.size(1):
-            raise ValueError(f"structure: built for a graph with more edges than edge_index ({edge_index.size(1)})")
-        dag_src, dag_dst = structure.edge_index
-        src, dst = edge_index[:, edge_id]
-        if not bool((((src == dag_src) & (dst == dag_dst)) | ((src == dag_dst) & (dst == dag_src))).all()):
-            raise ValueError(
-                "structure: expected one built for this edge_index, got one built for another graph "
-                "with the same sizes (build it with conv.structure(edge_index, num_nodes))"
-            )
-        VALIDATION_STAMPS.record("structure_of", edge_index, structure.edge_index, edge_id)
 
     def __repr__(self) -> str:
         options = [f"heads={self.heads}", f"mode={self.mode}"]

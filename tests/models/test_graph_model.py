@@ -60,6 +60,19 @@ def test_prepared_and_plain_data_agree():
     assert torch.equal(plain, prepared)
 
 
+def test_structures_computed_before_the_call():
+    # what a compiled model is given to run without a graph break (tests/nn/test_compile.py)
+    model = PLSTMGraphModel(16, 2, num_layers=2, heads=2).eval()
+    batch = first_batch(PreparePLSTM().prepare_many(molecules(4)))
+    structures = model.structures(batch)
+    torch.testing.assert_close(model(batch, structures), model(batch))
+    with pytest.raises(ValueError, match=r"^structures: expected model.structures\(data\)"):
+        model(batch, {("P", False): structures[("P", False)]})
+    other = first_batch(PreparePLSTM().prepare_many(molecules(5)[1:]))
+    with pytest.raises(ValueError, match="^structure: "):
+        model(batch, model.structures(other))
+
+
 def test_molecules_without_bonds():
     # Single ions have no edges: their nodes only see the direct term.
     ion = Data(
