@@ -41,17 +41,19 @@ VALIDATE_ONCE = True
 
 
 def tensor_state(tensor: Tensor):
-    """What identifies ``tensor`` and its contents for a stamp, or ``None`` if it cannot be stamped.
+    """What identifies the contents of ``tensor`` for a stamp, or ``None`` if it cannot be stamped.
 
     Autograd's version counter grows with every in-place change, also through views, so an unchanged
-    ``(identity, version)`` means unchanged values. Inference tensors keep no version counter, and
-    tensors without storage (fake, meta, traced) are never stamped.
+    version (with the same storage pointer, shape and strides, which ``tensor.data = ...`` would change)
+    means unchanged values. Tensor subclasses (such as the fake tensors of torch.compile), inference
+    tensors (no version counter) and tensors without storage are never stamped.
     """
-    if type(tensor) is not Tensor and not isinstance(tensor, torch.nn.Parameter):
-        return None  # subclasses (fake and functional tensors of torch.compile) have no stable storage
-    if tensor.is_inference() or tensor.layout != torch.strided or tensor.device.type == "meta":
+    if type(tensor) is not Tensor:
         return None
-    return (tensor._version, tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.dtype, tensor.device)
+    try:
+        return tensor._version, tensor.data_ptr(), tensor.shape, tensor.stride()
+    except RuntimeError:  # an inference tensor's version, or the data pointer of a tensor without storage
+        return None
 
 
 class ValidationStamps:
@@ -81,8 +83,7 @@ class ValidationStamps:
         """Whether check ``name`` passed on these arguments (tensors and plain values), unmodified since."""
         if not VALIDATE_ONCE:
             return False
-        with self._lock:
-            stamp = self._stamps.get(self._key(name, arguments))
+        stamp = self._stamps.get(self._key(name, arguments))  # a lookup is atomic, only writes lock
         if stamp is None:
             return False
         tensors = [a for a in arguments if isinstance(a, Tensor)]
