@@ -65,15 +65,13 @@ class FeatureEncoder(torch.nn.Module):
             raise ValueError(
                 f"{self.input_name}: expected shape [N, F] with 1 <= F <= {len(self.embeddings)}, got {tuple(x.shape)}"
             )
-        if x.size(0):
-            # An out-of-vocabulary value would fail deep inside the embedding lookup (or on GPU, assert).
-            sizes = [embedding.num_embeddings for embedding in self.embeddings[: x.size(1)]]
-            low, high = x.amin(0).tolist(), x.amax(0).tolist()
-            for column, (lo, hi, size) in enumerate(zip(low, high, sizes)):
-                if lo < 0 or hi >= size:
-                    raise ValueError(
-                        f"{self.input_name}: expected column {column} in [0, {size - 1}], got values in [{lo}, {hi}]"
-                    )
+        # An out-of-vocabulary value would fail deep inside the embedding lookup (or on GPU, assert).
+        sizes = [embedding.num_embeddings for embedding in self.embeddings[: x.size(1)]]
+        if torch.compiler.is_compiling():
+            # The check reads values on the host: compiled, it runs inside an op (no graph break).
+            x = vocabulary_checked(x, sizes, self.input_name)
+        else:
+            check_vocabulary(x, sizes, self.input_name)
         out = 0
         for i in range(x.size(1)):
             out = out + self.embeddings[i](x[:, i])
@@ -81,6 +79,28 @@ class FeatureEncoder(torch.nn.Module):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.out_channels}, features={len(self.embeddings)})"
+
+
+def check_vocabulary(x: Tensor, sizes: list[int], name: str) -> None:
+    """Every column ``i`` of the integer features ``x`` lies in ``[0, sizes[i])``."""
+    if not x.size(0):
+        return
+    low, high = x.amin(0).tolist(), x.amax(0).tolist()
+    for column, (lo, hi, size) in enumerate(zip(low, high, sizes)):
+        if lo < 0 or hi >= size:
+            raise ValueError(f"{name}: expected column {column} in [0, {size - 1}], got values in [{lo}, {hi}]")
+
+
+@torch.library.custom_op("plstm_geometric::vocabulary_checked", mutates_args=())
+def vocabulary_checked(x: Tensor, sizes: list[int], name: str) -> Tensor:
+    """``x`` (a copy: an op returns no alias of its input) after :func:`check_vocabulary`."""
+    check_vocabulary(x, sizes, name)
+    return x.clone()
+
+
+@vocabulary_checked.register_fake
+def _(x, sizes, name):
+    return torch.empty_like(x)
 
 
 class AtomEncoder(FeatureEncoder):

@@ -9,7 +9,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_undirected
 
 from plstm_geometric.models import PLSTMGraphModel
-from plstm_geometric.nn import PLSTMBlock, PLSTMConv
+from plstm_geometric.nn import AtomEncoder, PLSTMBlock, PLSTMConv
 from plstm_geometric.nn.sweep_op import COMPILED_SWEEP
 from plstm_geometric.transforms import PreparePLSTM
 
@@ -120,6 +120,17 @@ def test_compiled_layer_still_checks_its_structure():
         compiled(x, edge_index, structure=structure)
     with pytest.raises(ValueError, match="^structure: built for 4 nodes, but x has 5"):
         compiled(torch.randn(5, 4), torch.tensor([[0, 1, 2], [1, 2, 4]]), structure=structure)
+
+
+def test_compiled_encoder_checks_its_vocabulary_without_a_graph_break():
+    encoder = AtomEncoder(8)
+    x = torch.zeros(5, 9, dtype=torch.long)
+    assert dynamo.explain(encoder)(x).graph_break_count == 0
+    compiled = torch.compile(encoder, dynamic=True, backend=BACKEND, fullgraph=True)
+    torch.testing.assert_close(compiled(x), encoder(x))
+    x[2, 1] = 7
+    with pytest.raises(ValueError, match=r"^x: expected column 1 in \[0, 4\], got values in \[0, 7\]"):
+        compiled(x)
 
 
 def test_jit_script_and_trace_refused_with_a_clear_error():
