@@ -438,7 +438,12 @@ class PLSTMConv(MessagePassing):
         if compiled_sweep:
             # One opaque op in the compiled graph, with the plan as an opaque reference: no graph break,
             # and no recompilation for a batch of other sizes.
-            out = plstm_conv_sweep(
+            # Whether gradients will be asked for is known when tracing (and guarded): the op then keeps its
+            # autograd graph for the backward pass.
+            keep = torch.is_grad_enabled() and any(
+                t.requires_grad for t in (query, key, value, source, transition, mark, direct)
+            )
+            out, _ = plstm_conv_sweep(
                 query,
                 key,
                 value,
@@ -453,6 +458,7 @@ class PLSTMConv(MessagePassing):
                 structure.plan,
                 self.backend,
                 self.recompute_states,
+                keep,
             )
         else:
             out = self._sweep(query, key, value, source, transition, mark, direct, structure)

@@ -10,11 +10,20 @@ run time the op runs what an eager layer runs, checks included: that the structu
 :func:`~plstm_geometric.functional.plstm_dag`. Repeated checks on the same tensors are skipped as in
 eager mode (see :mod:`plstm_geometric.checks`).
 
-Its backward op recomputes the sweep with autograd and differentiates it: a compiled layer keeps no
-cell states between the passes (like ``recompute_states=True``) and pays one more forward sweep. Second
-derivatives are not supported through the op (torch.compile does not support double backward either).
+Gradients: when they will be needed (grad mode on, an input requiring grad: both fixed at trace time),
+the forward op runs the eager sweep with autograd, as an eager layer does, and keeps its autograd graph
+in a tape (:data:`TAPES`) under a token, a one-element tensor it returns next to the output. The
+backward op receives the token, takes the tape and differentiates it: a compiled layer computes and keeps
+what an eager layer does. The tape lives as long as the token, which the compiled graph keeps for its
+backward pass: a forward pass whose graph is dropped without a backward pass drops its tape too. A
+backward op that finds no tape (a second backward pass with ``retain_graph=True``) recomputes the
+sweep. Second derivatives are not supported through the op (torch.compile does not support double
+backward either).
 """
 
+import itertools
+import threading
+import weakref
 from contextlib import contextmanager
 
 import torch
@@ -75,6 +84,28 @@ def autograd_in_kernel():
         yield
 
 
+#: The autograd graphs of compiled sweeps awaiting their backward pass: token id -> (inputs, output).
+TAPES: dict[int, tuple[list[Tensor], Tensor]] = {}
+_tape_ids = itertools.count()
+_tapes_lock = threading.Lock()
+
+
+def keep_tape(inputs: list[Tensor], out: Tensor) -> Tensor:
+    """Keeps the autograd graph from ``inputs`` to ``out`` and returns its token (``[1]`` long, on the CPU)."""
+    tape_id = next(_tape_ids)
+    with _tapes_lock:
+        TAPES[tape_id] = (inputs, out)
+    token = torch.tensor([tape_id])
+    # The tape goes with the token: after the backward pass, or with a graph dropped before it.
+    weakref.finalize(token, drop_tape, tape_id)
+    return token
+
+
+def drop_tape(tape_id: int):
+    with _tapes_lock:
+        return TAPES.pop(tape_id, None)
+
+
 def unaliased(tensor: Tensor, inputs) -> Tensor:
     """``tensor``, copied if it shares memory with one of ``inputs`` (a custom op may not return an alias)."""
     pointer = tensor.untyped_storage().data_ptr()
@@ -101,18 +132,26 @@ if COMPILED_SWEEP:
         plan: PLSTMPlan,
         backend: str,
         recompute_states: bool,
-    ) -> Tensor:
-        """The checked sweep of :class:`~plstm_geometric.nn.PLSTMConv`, ``[N, H, V]``."""
+        keep: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """The checked sweep of :class:`~plstm_geometric.nn.PLSTMConv`, ``[N, H, V]``, and the token of its
+        autograd graph (``keep=True``; ``-1`` otherwise)."""
         check_structure_of(edge_index, query.size(0), dag_edge_index, edge_id, plan.num_nodes)
-        inputs = (query, key, value, source, transition, mark, direct)
-        out = plstm_dag(
-            *inputs, dag_edge_index, line_edge_index, plan=plan, backend=backend, recompute_states=recompute_states
-        )
-        return out.contiguous()  # as the fake implementation promises
+        inputs = [query, key, value, source, transition, mark, direct]
+        options = dict(plan=plan, backend=backend, recompute_states=recompute_states)
+        if not keep:
+            return plstm_dag(*inputs, dag_edge_index, line_edge_index, **options).contiguous(), torch.tensor([-1])
+        # The inputs are kept by the compiled graph for the backward op as well (see setup_context): their
+        # buffers are not reused while the tape lives.
+        inputs = [t.detach().requires_grad_() for t in inputs]
+        with autograd_in_kernel():
+            out = plstm_dag(*inputs, dag_edge_index, line_edge_index, **options)
+        # A copy: the compiled graph may write into its buffers once done with it, the tape may not change.
+        return out.detach().clone(memory_format=torch.contiguous_format), keep_tape(inputs, out)
 
     @plstm_conv_sweep.register_fake
     def _(query, key, value, *args):
-        return query.new_empty(query.size(0), query.size(1), value.size(2))
+        return query.new_empty(query.size(0), query.size(1), value.size(2)), torch.empty(1, dtype=torch.long)
 
     @torch.library.custom_op("plstm_geometric::plstm_conv_sweep_backward", mutates_args=())
     def plstm_conv_sweep_backward(
@@ -124,16 +163,22 @@ if COMPILED_SWEEP:
         transition: Tensor,
         mark: Tensor,
         direct: Tensor,
+        token: Tensor,
         dag_edge_index: Tensor,
         line_edge_index: Tensor,
         plan: PLSTMPlan,
         backend: str,
     ) -> list[Tensor]:
-        """Gradients of :func:`plstm_conv_sweep` with respect to its seven float inputs, by recomputation."""
+        """Gradients of :func:`plstm_conv_sweep` with respect to its seven float inputs, from the tape of
+        ``token`` (or by recomputation when there is none)."""
         originals = (query, key, value, source, transition, mark, direct)
-        inputs = [t.detach().requires_grad_() for t in originals]
+        tape = drop_tape(int(token))
         with autograd_in_kernel():
-            out = plstm_dag(*inputs, dag_edge_index, line_edge_index, plan=plan, backend=backend)
+            if tape is None:
+                inputs = [t.detach().requires_grad_() for t in originals]
+                out = plstm_dag(*inputs, dag_edge_index, line_edge_index, plan=plan, backend=backend)
+            else:
+                inputs, out = tape
             grads = torch.autograd.grad(out, inputs, grad, allow_unused=True)
         return [
             t.new_zeros(t.shape) if g is None else unaliased(g.contiguous(), (grad, *originals))
@@ -145,16 +190,14 @@ if COMPILED_SWEEP:
         return [t.new_empty(t.shape) for t in (query, key, value, source, transition, mark, direct)]
 
     def setup_context(ctx, inputs, output):
-        query, key, value, source, transition, mark, direct, _, dag_edge_index, _, line_edge_index, plan, backend, _ = (
-            inputs
-        )
-        ctx.save_for_backward(query, key, value, source, transition, mark, direct, dag_edge_index, line_edge_index)
+        floats, (_, dag_edge_index, _, line_edge_index, plan, backend, _, _) = inputs[:7], inputs[7:]
+        ctx.save_for_backward(*floats, output[1], dag_edge_index, line_edge_index)
         ctx.plan, ctx.backend = plan, backend
 
-    def backward(ctx, grad):
-        *floats, dag_edge_index, line_edge_index = ctx.saved_tensors
-        grads = plstm_conv_sweep_backward(grad, *floats, dag_edge_index, line_edge_index, ctx.plan, ctx.backend)
-        return (*grads, None, None, None, None, None, None, None)
+    def backward(ctx, grad, token_grad):
+        saved = ctx.saved_tensors
+        grads = plstm_conv_sweep_backward(grad, *saved, ctx.plan, ctx.backend)
+        return (*grads, None, None, None, None, None, None, None, None)
 
     plstm_conv_sweep.register_autograd(backward, setup_context=setup_context)
 else:

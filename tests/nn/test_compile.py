@@ -2,14 +2,17 @@
 compiled call, no graph break (the sweep is one custom op, see plstm_geometric.nn.sweep_op) and no
 recompile per batch shape; the structure is still checked at run time. And a clear refusal of torch.jit."""
 
+import gc
+
 import pytest
 import torch
 import torch._dynamo as dynamo
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_undirected
 
+from plstm_geometric.functional import plstm_dag
 from plstm_geometric.models import PLSTMGraphModel
-from plstm_geometric.nn import AtomEncoder, PLSTMBlock, PLSTMConv
+from plstm_geometric.nn import AtomEncoder, PLSTMBlock, PLSTMConv, sweep_op
 from plstm_geometric.nn.sweep_op import COMPILED_SWEEP
 from plstm_geometric.transforms import PreparePLSTM
 
@@ -120,6 +123,31 @@ def test_compiled_layer_still_checks_its_structure():
         compiled(x, edge_index, structure=structure)
     with pytest.raises(ValueError, match="^structure: built for 4 nodes, but x has 5"):
         compiled(torch.randn(5, 4), torch.tensor([[0, 1, 2], [1, 2, 4]]), structure=structure)
+
+
+@pytest.mark.skipif(not COMPILED_SWEEP, reason="needs a torch with opaque objects (torch._library.opaque_object)")
+def test_compiled_backward_uses_the_forward_graph_and_frees_it(monkeypatch):
+    # One sweep per training step, as in eager mode: the backward op differentiates the autograd graph the
+    # forward op kept (its tape), which goes away with the compiled graph, backward pass or not.
+    sweeps = []
+    monkeypatch.setattr(sweep_op, "plstm_dag", lambda *args, **kwargs: sweeps.append(1) or plstm_dag(*args, **kwargs))
+    conv = PLSTMConv(8, 8, heads=2, edge_dim=4)
+    compiled = torch.compile(conv, dynamic=True, backend=BACKEND, fullgraph=True)
+    batch = molecule_batch((5, 7))
+    structure = conv.structure(batch.edge_index, batch.num_nodes)
+    x = batch.x.requires_grad_()
+    out = compiled(x, batch.edge_index, batch.edge_attr, structure=structure)
+    assert len(sweep_op.TAPES) == 1
+    out.square().sum().backward()
+    assert len(sweeps) == 1 and not sweep_op.TAPES
+    out = compiled(x, batch.edge_index, batch.edge_attr, structure=structure)
+    assert len(sweep_op.TAPES) == 1
+    del out
+    gc.collect()
+    assert not sweep_op.TAPES
+    with torch.no_grad():
+        compiled(x, batch.edge_index, batch.edge_attr, structure=structure)
+    assert not sweep_op.TAPES
 
 
 def test_compiled_encoder_checks_its_vocabulary_without_a_graph_break():
