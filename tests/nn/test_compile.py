@@ -126,6 +126,24 @@ def test_compiled_layer_still_checks_its_structure():
 
 
 @pytest.mark.skipif(not COMPILED_SWEEP, reason="needs a torch with opaque objects (torch._library.opaque_object)")
+@pytest.mark.parametrize(
+    "backend, recompute_states", [("levels", False), ("parallel", True), ("chains", True), ("mixed", False)]
+)
+def test_compiled_backends_match_eager(backend, recompute_states):
+    conv = PLSTMConv(8, 8, heads=2, edge_dim=4, backend=backend, recompute_states=recompute_states)
+    compiled = torch.compile(conv, dynamic=True, backend=BACKEND, fullgraph=True)
+    batch = molecule_batch((5, 7, 9))
+    structure = conv.structure(batch.edge_index, batch.num_nodes)
+    x = batch.x.requires_grad_()
+    inputs = [x, *conv.parameters()]
+    out = compiled(x, batch.edge_index, batch.edge_attr, structure=structure)
+    grads = torch.autograd.grad(out.square().sum(), inputs)
+    expected = conv(x, batch.edge_index, batch.edge_attr, structure=structure)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads, torch.autograd.grad(expected.square().sum(), inputs), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not COMPILED_SWEEP, reason="needs a torch with opaque objects (torch._library.opaque_object)")
 def test_compiled_backward_uses_the_forward_graph_and_frees_it(monkeypatch):
     # One sweep per training step, as in eager mode: the backward op differentiates the autograd graph the
     # forward op kept (its tape), which goes away with the compiled graph, backward pass or not.
