@@ -15,6 +15,7 @@ from torch_geometric.typing import SparseTensor
 from ..checks import check_bool
 from ..functional import plstm_dag
 from ..functional.dag import BACKENDS
+from ..graph.size import check_hub_sweep_memory
 from ..graph.structure import (
     LAYER_MODES,
     ORIENTATIONS,
@@ -319,6 +320,12 @@ class PLSTMConv(MessagePassing):
         reuse it (it depends only on the graph, ``order``, ``orientation``, ``reverse`` and the mode's line
         graph, so layers of the same line-graph mode and direction can share it)."""
         dag_edge_index, edge_id = orient_edges(edge_index, num_nodes, self.orientation, order)
+        if self.line_graph_mode == "P":
+            # every line edge through a node lies in one level of the sweep: a hub that could not be swept
+            # is refused from the degrees, before minutes of building its line graph
+            check_hub_sweep_memory(
+                dag_edge_index, num_nodes, self.heads, self.qk_channels, self.v_channels, dag_edge_index.device
+            )
         return plstm_structure(dag_edge_index, edge_id, num_nodes, self.line_graph_mode, self.reverse)
 
     def forward(

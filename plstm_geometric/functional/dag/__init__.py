@@ -12,7 +12,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ...checks import check_bool, check_edges_of, check_gate, check_index, check_tensor
 from ...graph.plan import PLSTMPlan, build_plan
-from ..common import all_finite, triton_kernel
+from ...graph.size import check_level_sweep_memory
+from ..common import all_finite, compute_dtype, triton_kernel
 from .chains import plstm_dag_chains
 from .levels import plstm_dag_levels
 from .mixed import mixed_split, plstm_dag_mixed
@@ -121,6 +122,9 @@ def plstm_dag(
         # Their dense solve and concatenated scan multiply structural zeros with every entry, so a NaN
         # would reach unrelated nodes and graphs; the level sweep combines real edges only.
         backend = "levels"
+    if backend in ("levels", "fused"):
+        states_itemsize = compute_dtype(query.dtype).itemsize
+        check_level_sweep_memory(plan, heads, key.size(-1), value.size(-1), states_itemsize, query.device)
     # The op sets its own precision (16-bit inputs, float32 states); autocast would push its matmuls
     # back to 16 bits.
     with torch.autocast(query.device.type, enabled=False):
