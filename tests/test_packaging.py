@@ -22,14 +22,19 @@ def pyproject():
     return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
-    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+def copy_sources(source) -> None:
+    """The files a build reads (SOURCES), copied into ``source``, so that no build writes into the checkout."""
     for name in SOURCES:
         if (REPO / name).is_dir():
             shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(REPO / name, source / name)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    copy_sources(source)
     subprocess.run(
         [
             sys.executable,
@@ -55,11 +60,7 @@ def test_setup_py_builds_the_same_wheel(wheel, tmp_path):
     # files as the PEP 517 build.
     source = tmp_path / "source"
     source.mkdir()
-    for name in SOURCES:
-        if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(REPO / name, source / name)
+    copy_sources(source)
     subprocess.run(
         [sys.executable, "setup.py", "--quiet", "bdist_wheel", "--dist-dir", str(tmp_path / "dist")],
         cwd=source,

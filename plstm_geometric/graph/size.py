@@ -61,6 +61,12 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
+def _sweep_bytes(widest: int, num_edges: int, heads: int, key_dim: int, value_dim: int, itemsize: int) -> int:
+    # the widest level's gathered states and their product, beside four per-edge [E, H, K, V] tensors
+    state = heads * key_dim * value_dim * itemsize
+    return 2 * widest * state + 4 * num_edges * state
+
+
 def level_sweep_memory(plan, heads: int, key_dim: int, value_dim: int, itemsize: int) -> tuple[int, int]:
     r"""``(bytes, widest)``: what the level sweep holds at once, and the line edges of its widest level.
 
@@ -69,14 +75,29 @@ def level_sweep_memory(plan, heads: int, key_dim: int, value_dim: int, itemsize:
     gradients and two more per-edge ``[E, H, K, V]`` tensors of the readout and the backward. A hub that
     meets ``a`` in-edges with ``b`` out-edges puts ``a * b`` line edges in one level.
     """
-    state = heads * key_dim * value_dim * itemsize
     widths = [hi - lo for ptr in (plan.line_out_level_ptr, plan.line_in_level_ptr) for lo, hi in zip(ptr, ptr[1:])]
     widest = max(widths, default=0)
-    return 2 * widest * state + 4 * plan.num_edges * state, widest
+    return _sweep_bytes(widest, plan.num_edges, heads, key_dim, value_dim, itemsize), widest
 
 
 def _bytes(count: int) -> str:
     return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
+
+
+def _refuse_beyond_available(need: int, device, message) -> None:
+    """Raises ``ValueError(message(free))`` when ``need`` bytes exceed what ``device`` has available; small
+    sweeps are not compared (reading the available memory costs more than they risk)."""
+    if need < SWEEP_MEMORY_CHECK_BYTES:
+        return
+    free = available_memory(torch.device(device))
+    if free is not None and need > free:
+        raise ValueError(message(free))
+
+
+_ADVICE = (
+    "a high-degree node meets every in-edge with every out-edge in one level. Use mode 'D' (far fewer line "
+    "edges), split or drop the hub's edges, or use fewer heads or smaller states"
+)
 
 
 def check_level_sweep_memory(plan, heads: int, key_dim: int, value_dim: int, itemsize: int, device) -> None:
@@ -84,17 +105,15 @@ def check_level_sweep_memory(plan, heads: int, key_dim: int, value_dim: int, ite
     more memory than ``device`` has available: refused before anything is allocated, instead of minutes of
     work ending in an out-of-memory error."""
     need, widest = level_sweep_memory(plan, heads, key_dim, value_dim, itemsize)
-    if need < SWEEP_MEMORY_CHECK_BYTES:
-        return
-    free = available_memory(torch.device(device))
-    if free is not None and need > free:
-        raise ValueError(
+    _refuse_beyond_available(
+        need,
+        device,
+        lambda free: (
             f"line_edge_index: the level sweep needs about {_bytes(need)} at once ({widest:,} line "
             f"edges in its widest level x {heads} heads x {key_dim}x{value_dim} states), more than the "
-            f"{_bytes(free)} available on {device}: a high-degree node meets every in-edge with every "
-            "out-edge in one level. Use mode 'D' (far fewer line edges), split or drop the hub's edges, or "
-            "use fewer heads or smaller states"
-        )
+            f"{_bytes(free)} available on {device}: {_ADVICE}"
+        ),
+    )
 
 
 def check_hub_sweep_memory(
@@ -106,18 +125,14 @@ def check_hub_sweep_memory(
     if edge_index.numel() == 0:
         return
     src, dst = edge_index
-    through = torch.bincount(dst, minlength=num_nodes) * torch.bincount(src, minlength=num_nodes)
-    widest = int(through.max())
-    state = heads * key_dim * value_dim * itemsize
-    need = 2 * widest * state + 4 * edge_index.size(1) * state
-    if need < SWEEP_MEMORY_CHECK_BYTES:
-        return
-    free = available_memory(torch.device(device))
-    if free is not None and need > free:
-        raise ValueError(
-            f"edge_index: the level sweep would need about {_bytes(need)} at once ({widest:,} line edges "
-            f"through one node, all in one level, x {heads} heads x {key_dim}x{value_dim} states), more than "
-            f"the {_bytes(free)} available on {device}: a high-degree node meets every in-edge with every "
-            "out-edge. Use mode 'D' (far fewer line edges), split or drop the hub's edges, or use fewer "
-            "heads or smaller states"
-        )
+    widest = int((torch.bincount(dst, minlength=num_nodes) * torch.bincount(src, minlength=num_nodes)).max())
+    need = _sweep_bytes(widest, edge_index.size(1), heads, key_dim, value_dim, itemsize)
+    _refuse_beyond_available(
+        need,
+        device,
+        lambda free: (
+            f"edge_index: the level sweep would need about {_bytes(need)} at once ({widest:,} line "
+            f"edges through one node, all in one level, x {heads} heads x {key_dim}x{value_dim} states), more "
+            f"than the {_bytes(free)} available on {device}: {_ADVICE}"
+        ),
+    )
