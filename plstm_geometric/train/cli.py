@@ -239,8 +239,8 @@ def main(argv=None) -> int:
     """``python -m plstm_geometric.train`` (console script ``plstm-train``): exit status 0, 1 on a run error,
     2 on bad flags. The flags are checked before the training code (and torch) is imported, so ``--help``
     and a refused flag answer at once."""
-    parse_args(argv)
+    args = parse_args(argv)  # once: resolving --dataset reads the data root
     from .errors import run_cli
-    from .graph import run
+    from .graph import run_args
 
-    return run_cli(run, argv, PROG)
+    return run_cli(lambda _: run_args(args), argv, PROG)

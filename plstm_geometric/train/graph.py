@@ -53,7 +53,7 @@ from .record import RecordError, make_record, read_record, write_record
 from .runs import device_description, rng_state, save_checkpoint, seed_everything, set_threads
 from .tasks import LOWER_IS_BETTER, TargetScaler, evaluate, is_better, labels, loss_function, task_of
 
-__all__ = ["build_model", "main", "parse_args", "prepare_data", "run", "train"]
+__all__ = ["build_model", "main", "parse_args", "prepare_data", "run", "run_args", "train"]
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -285,7 +285,11 @@ def print_header(args, data: Data, num_parameters: int, processes, folder: RunFo
 def run(argv=None) -> dict:
     """Runs the training described by the command-line arguments ``argv`` and returns the results dict
     (the content of ``results.json``); a :class:`~plstm_geometric.train.errors.RunError` when it cannot."""
-    args = parse_args(argv)
+    return run_args(parse_args(argv))
+
+
+def run_args(args) -> dict:
+    """:func:`run` for arguments already parsed by :func:`~plstm_geometric.train.cli.parse_args`."""
     set_threads(args.threads)
     processes = Processes(args.device)
     try:
