@@ -2,20 +2,12 @@
 :mod:`plstm_geometric.functional.dag`, ``.grid`` and ``.scan``), so that a new backend is timed everywhere
 without a change here or in any benchmark.
 
-Two facts the registries do not state are read off the ops' source instead of being listed by name:
-
-* which backend is the reference: the first after ``"auto"`` (the registries list it first: the level
-  sweep, the wavefront, the torch scan);
-* which backends run Triton kernels, and so need CUDA: the library loads every Triton kernel through
-  :func:`plstm_geometric.functional.common.triton_kernel` (which keeps Triton optional), in a branch of its
-  dispatch ``if backend == "<name>":``. Off CUDA such a backend would run in Triton's CPU interpreter,
-  whose timings say nothing about the kernels.
+The reference backend is the first after ``"auto"`` (the registries list it first: the level sweep, the
+wavefront, the torch scan). The backends that run Triton kernels are each registry's ``TRITON_BACKENDS``:
+off CUDA they would run in Triton's CPU interpreter, whose timings say nothing about the kernels.
 """
 
-import ast
-import functools
 import importlib.util
-import inspect
 from types import ModuleType
 
 import torch
@@ -35,36 +27,9 @@ def reference(op: ModuleType) -> str:
     return concrete(op)[0]
 
 
-@functools.cache
 def triton_backends(op: ModuleType) -> frozenset[str]:
-    """The backends whose dispatch branch (``if backend == name:``) loads a kernel through ``triton_kernel``."""
-    found = set()
-    for node in ast.walk(ast.parse(inspect.getsource(op))):
-        if isinstance(node, ast.If) and _compared_backend(node.test) is not None:
-            calls = (call for statement in node.body for call in ast.walk(statement) if isinstance(call, ast.Call))
-            if any(_called_name(call) == "triton_kernel" for call in calls):
-                found.add(_compared_backend(node.test))
-    return frozenset(found & set(op.BACKENDS))
-
-
-def _compared_backend(test: ast.expr) -> str | None:
-    """``name`` of a test ``backend == "name"``, else None."""
-    if (
-        isinstance(test, ast.Compare)
-        and isinstance(test.left, ast.Name)
-        and test.left.id == "backend"
-        and len(test.ops) == 1
-        and isinstance(test.ops[0], ast.Eq)
-        and isinstance(test.comparators[0], ast.Constant)
-        and isinstance(test.comparators[0].value, str)
-    ):
-        return test.comparators[0].value
-    return None
-
-
-def _called_name(call: ast.Call) -> str | None:
-    func = call.func
-    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+    """The backends of ``op`` that run Triton kernels (its registry's ``TRITON_BACKENDS``)."""
+    return frozenset(op.TRITON_BACKENDS)
 
 
 def skip_reason(op: ModuleType, backend: str, device: torch.device) -> str | None:

@@ -20,12 +20,13 @@ from .mixed import mixed_split, plstm_dag_mixed
 from .naive import plstm_dag_naive
 from .parallel import plstm_dag_parallel
 
-__all__ = ["plstm_dag", "plstm_dag_naive", "choose_backend", "BACKENDS", "TORCH_BACKENDS"]
+__all__ = ["plstm_dag", "plstm_dag_naive", "choose_backend", "BACKENDS", "TORCH_BACKENDS", "TRITON_BACKENDS"]
 
 BACKENDS = ("auto", "levels", "parallel", "chains", "fused", "mixed")
-# The backends written in torch alone: they run anywhere, differentiate twice and are what ``auto`` picks
-# from. The others need Triton (a GPU, or Triton's slow CPU interpreter).
-TORCH_BACKENDS = tuple(backend for backend in BACKENDS if backend not in ("auto", "fused"))
+# The backends that run Triton kernels (a GPU, or Triton's slow CPU interpreter), and those written in
+# torch alone: these run anywhere, differentiate twice and are what ``auto`` picks from.
+TRITON_BACKENDS = ("fused",)
+TORCH_BACKENDS = tuple(backend for backend in BACKENDS if backend not in ("auto", *TRITON_BACKENDS))
 
 
 def plstm_dag(

@@ -58,9 +58,11 @@ __all__ = [
     "flip_grid",
     "choose_backend",
     "BACKENDS",
+    "TRITON_BACKENDS",
 ]
 
 BACKENDS = ("auto", "wavefront", "chunkwise", "dag")
+TRITON_BACKENDS = ()  # the backends that run Triton kernels: none
 ChunkSize = int | tuple[int, int] | None
 
 #: The four corner-to-corner sweeps as ``(flip_x, flip_y)``: from the top-left corner ``(0, 0)``, from

@@ -17,9 +17,10 @@ from ...checks import check_bool
 from ..common import compute_dtype, triton_kernel
 from .chunked import chunked_scan
 
-__all__ = ["linear_recurrence", "BACKENDS"]
+__all__ = ["linear_recurrence", "BACKENDS", "TRITON_BACKENDS"]
 
 BACKENDS = ("auto", "torch", "triton")
+TRITON_BACKENDS = ("triton",)  # the backends that run Triton kernels
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
