@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from ..checks import VALIDATION_STAMPS, check_edge_index, check_index, check_node_level, check_range
+from .bands import BandLayout, build_band_layout
 from .chains import ChainSchedule, build_chain_schedule
 from .components import ComponentLayout, build_component_layout
 from .dag import inverse_order, level_pointers, node_levels
@@ -40,6 +41,7 @@ class PLSTMPlan(OpaqueBase):
         edge_index, line_edge_index, node_level (LongTensor): the structure it was built from.
         layout (ComponentLayout): per-graph padded layout for the parallel form, built on first use.
         chains (ChainSchedule): chain segments for the chain-contracted form, built on first use.
+        bands (BandLayout): pieces of consecutive levels for the banded form, built on first use.
 
     Under ``torch.compile`` a plan is an opaque reference (see :mod:`plstm_geometric.graph.opaque`): a
     compiled :class:`~plstm_geometric.nn.PLSTMConv` hands it to its sweep op without tracing it.
@@ -68,6 +70,7 @@ class PLSTMPlan(OpaqueBase):
     node_level: Tensor
     cached_layout: ComponentLayout | None = field(default=None, repr=False)
     cached_chains: ChainSchedule | None = field(default=None, repr=False)
+    cached_bands: BandLayout | None = field(default=None, repr=False)
 
     @property
     def layout(self) -> ComponentLayout:
@@ -82,6 +85,14 @@ class PLSTMPlan(OpaqueBase):
         if self.cached_chains is None:
             self.cached_chains = build_chain_schedule(self.line_edge_index, self.num_edges)
         return self.cached_chains
+
+    @property
+    def bands(self) -> BandLayout:
+        if self.cached_bands is None:
+            self.cached_bands = build_band_layout(
+                self.edge_index, self.line_edge_index, self.num_nodes, self.node_level
+            )
+        return self.cached_bands
 
     @property
     def num_levels(self) -> int:

@@ -1,7 +1,8 @@
 r"""The DAG pLSTM op: validation at the public boundary and dispatch to a backend.
 
 One file per backend: :mod:`.levels` (the reference level sweep), :mod:`.parallel` (dense solve per
-graph), :mod:`.chains` (chain contraction and a parallel scan), :mod:`.fused` (the level sweep as Triton
+graph), :mod:`.chains` (chain contraction and a parallel scan), :mod:`.bands` (dense inside bands of
+consecutive levels, states carried between them), :mod:`.fused` (the level sweep as Triton
 kernels, imported on first use), :mod:`.mixed` (a batch split by graph size, each part with its own
 backend) and :mod:`.naive` (one edge at a time, straight from the equations).
 """
@@ -14,6 +15,7 @@ from ...checks import check_bool, check_edges_of, check_gate, check_index, check
 from ...graph.plan import PLSTMPlan, build_plan
 from ...graph.size import check_level_sweep_memory
 from ..common import all_finite, compute_dtype, triton_kernel
+from .bands import plstm_dag_bands
 from .chains import plstm_dag_chains
 from .levels import plstm_dag_levels
 from .mixed import mixed_split, plstm_dag_mixed
@@ -22,7 +24,7 @@ from .parallel import plstm_dag_parallel
 
 __all__ = ["plstm_dag", "plstm_dag_naive", "choose_backend", "BACKENDS", "TORCH_BACKENDS", "TRITON_BACKENDS"]
 
-BACKENDS = ("auto", "levels", "parallel", "chains", "fused", "mixed")
+BACKENDS = ("auto", "levels", "parallel", "chains", "bands", "fused", "mixed")
 # The backends that run Triton kernels (a GPU, or Triton's slow CPU interpreter), and those written in
 # torch alone: these run anywhere, differentiate twice and are what ``auto`` picks from.
 TRITON_BACKENDS = ("fused",)
@@ -69,7 +71,10 @@ def plstm_dag(
         backend (str): ``"levels"`` (scatter ops, one step per level, any graph size), ``"parallel"``
             (per-graph dense solve, for batches of small graphs such as molecules), ``"chains"`` (long
             paths of the line graph contracted and solved with a parallel scan: few steps for chain-like
-            DAGs), ``"fused"`` (the level sweep as Triton kernels, one launch per level, no gathered
+            DAGs), ``"bands"`` (every graph cut into bands of
+            :data:`~plstm_geometric.graph.bands.BAND_LEVELS` levels, each solved densely; ``K x V`` states
+            only for the edges that feed a later band, and one sequential step per band instead of per
+            level), ``"fused"`` (the level sweep as Triton kernels, one launch per level, no gathered
             ``K x V`` temporaries; needs ``pip install triton`` and CUDA tensors), ``"mixed"`` (graphs of at
             most ``PARALLEL_MAX_EDGES`` edges through ``"parallel"``, the others through the backend
             ``"auto"`` picks for them alone; :mod:`.mixed`) or ``"auto"``, which picks by
@@ -114,12 +119,12 @@ def plstm_dag(
         check_edges_of("plan", line_edge_index, plan.line_edge_index, "line_edge_index")
     if backend == "auto":
         backend = choose_backend(plan)
-    if heads == 0 and backend in ("parallel", "mixed"):
+    if heads == 0 and backend in ("parallel", "bands", "mixed"):
         # Their dense layouts fold the heads into a reshape, which has no size to infer from with no heads;
         # the level sweep handles the empty case like any other.
         backend = "levels"
     inputs = (query, key, value, source, transition, mark, direct)
-    if backend in ("parallel", "chains", "mixed") and not all_finite(*inputs):
+    if backend in ("parallel", "chains", "bands", "mixed") and not all_finite(*inputs):
         # Their dense solve and concatenated scan multiply structural zeros with every entry, so a NaN
         # would reach unrelated nodes and graphs; the level sweep combines real edges only.
         backend = "levels"
@@ -153,8 +158,8 @@ def run_backend(
     recompute_states: bool,
 ) -> Tensor:
     """Runs one backend on checked inputs (no ``"auto"`` or ``"mixed"`` here)."""
-    if backend in ("parallel", "chains"):
-        run = plstm_dag_parallel if backend == "parallel" else plstm_dag_chains
+    if backend in ("parallel", "chains", "bands"):
+        run = {"parallel": plstm_dag_parallel, "chains": plstm_dag_chains, "bands": plstm_dag_bands}[backend]
         inputs = (query, key, value, source, transition, mark, direct, plan)
         if recompute_states and torch.is_grad_enabled():
             # These backends are differentiated by autograd: recomputing means checkpointing the form.
@@ -217,7 +222,9 @@ def choose_backend(plan: PLSTMPlan) -> str:
     through ``"parallel"`` and the others through the backend this rule picks for them alone. The rule was
     set from the DAG benchmark (see docs/benchmarks.md). Heads and channel sizes
     scale both backends alike, so only the graph statistics decide. ``"fused"`` is never picked: it has
-    not been timed on a GPU yet.
+    not been timed on a GPU yet. Nor is ``"bands"``: on CPU it costs about 1.1-1.2x the level sweep on
+    deep peptide batches (its batched dense solves of about 20 x 20 are not faster there than the
+    memory-bound sweep), and it has not been timed on a GPU yet.
     """
     if plan.num_edges == 0 or plan.num_levels <= 1:
         return "levels"
