@@ -1,6 +1,7 @@
 r"""The DAG pLSTM op: validation at the public boundary and dispatch to a backend.
 
-One file per backend: :mod:`.levels` (the reference level sweep), :mod:`.parallel` (dense solve per
+One file per backend: :mod:`.levels` (the reference level sweep), :mod:`.compiled` (the level sweep as
+C++ loops built on first use), :mod:`.parallel` (dense solve per
 graph), :mod:`.chains` (chain contraction and a parallel scan), :mod:`.bands` (dense inside bands of
 consecutive levels, states carried between them), :mod:`.fused` (the level sweep as Triton
 kernels, imported on first use), :mod:`.mixed` (a batch split by graph size, each part with its own
@@ -17,6 +18,7 @@ from ...graph.size import check_level_sweep_memory
 from ..common import all_finite, compute_dtype, triton_kernel
 from .bands import plstm_dag_bands
 from .chains import plstm_dag_chains
+from .compiled import build_extension, plstm_dag_compiled
 from .levels import plstm_dag_levels
 from .mixed import mixed_split, plstm_dag_mixed
 from .naive import plstm_dag_naive
@@ -24,7 +26,7 @@ from .parallel import plstm_dag_parallel
 
 __all__ = ["plstm_dag", "plstm_dag_naive", "choose_backend", "BACKENDS", "TORCH_BACKENDS", "TRITON_BACKENDS"]
 
-BACKENDS = ("auto", "levels", "parallel", "chains", "bands", "fused", "mixed")
+BACKENDS = ("auto", "levels", "compiled", "parallel", "chains", "bands", "fused", "mixed")
 # The backends that run Triton kernels (a GPU, or Triton's slow CPU interpreter), and those written in
 # torch alone: these run anywhere, differentiate twice and are what ``auto`` picks from.
 TRITON_BACKENDS = ("fused",)
@@ -68,7 +70,9 @@ def plstm_dag(
         line_edge_index (LongTensor): ``[2, L]`` pairs ``(e_in, e_out)`` with ``dst(e_in) == src(e_out)``.
         plan (PLSTMPlan, optional): the schedule from :func:`~plstm_geometric.graph.build_plan`; built
             (and the structure validated) when omitted. Reuse it across calls on the same graph.
-        backend (str): ``"levels"`` (scatter ops, one step per level, any graph size), ``"parallel"``
+        backend (str): ``"levels"`` (scatter ops, one step per level, any graph size), ``"compiled"``
+            (the same sweep as C++ loops compiled on first use, one pass over the states per sweep; on CPU
+            tensors, with a warning and the torch sweep where no C++ compiler is found), ``"parallel"``
             (per-graph dense solve, for batches of small graphs such as molecules), ``"chains"`` (long
             paths of the line graph contracted and solved with a parallel scan: few steps for chain-like
             DAGs), ``"bands"`` (every graph cut into bands of
@@ -78,8 +82,11 @@ def plstm_dag(
             ``K x V`` temporaries; needs ``pip install triton`` and CUDA tensors), ``"mixed"`` (graphs of at
             most ``PARALLEL_MAX_EDGES`` edges through ``"parallel"``, the others through the backend
             ``"auto"`` picks for them alone; :mod:`.mixed`) or ``"auto"``, which picks by
-            graph statistics (see :func:`choose_backend`). ``"auto"`` only picks backends that have been
-            timed, and ``"fused"`` has not been timed on a GPU yet, so it is never picked.
+            graph statistics (see :func:`choose_backend`); where that is ``"levels"`` and the tensors are
+            on the CPU, it runs ``"compiled"`` when the C++ loops can be built (the first such call builds
+            them, about a minute, once; ``PLSTM_GEOMETRIC_COMPILE=0`` keeps the torch sweep). ``"auto"``
+            only picks backends that have been timed, and ``"fused"`` has not been timed on a GPU yet, so it
+            is never picked.
         recompute_states (bool): drop the ``[E, H, K, V]`` cell states after the forward pass and
             recompute them in the backward pass: less memory between forward and backward, one more sweep.
             ``"levels"`` and ``"fused"`` recompute the states only; ``"parallel"`` and ``"chains"``
@@ -119,6 +126,9 @@ def plstm_dag(
         check_edges_of("plan", line_edge_index, plan.line_edge_index, "line_edge_index")
     if backend == "auto":
         backend = choose_backend(plan)
+        if backend == "levels" and query.device.type == "cpu" and build_extension() is not None:
+            # the same sweep as C++ loops: 1.6x faster for PLSTMConv on 64 peptides (docs/benchmarks.md)
+            backend = "compiled"
     if heads == 0 and backend in ("parallel", "bands", "mixed"):
         # Their dense layouts fold the heads into a reshape, which has no size to infer from with no heads;
         # the level sweep handles the empty case like any other.
@@ -128,7 +138,7 @@ def plstm_dag(
         # Their dense solve and concatenated scan multiply structural zeros with every entry, so a NaN
         # would reach unrelated nodes and graphs; the level sweep combines real edges only.
         backend = "levels"
-    if backend in ("levels", "fused"):
+    if backend in ("levels", "compiled", "fused"):
         states_itemsize = compute_dtype(query.dtype).itemsize
         check_level_sweep_memory(plan, heads, key.size(-1), value.size(-1), states_itemsize, query.device)
     # The op sets its own precision (16-bit inputs, float32 states); autocast would push its matmuls
@@ -165,6 +175,8 @@ def run_backend(
             # These backends are differentiated by autograd: recomputing means checkpointing the form.
             return checkpoint(run, *inputs, use_reentrant=False)
         return run(*inputs)
+    if backend == "compiled":
+        return plstm_dag_compiled(query, key, value, source, transition, mark, direct, plan, recompute_states)
     if backend == "fused":
         plstm_dag_fused = triton_kernel(f"{__name__}.fused", "plstm_dag_fused", "backend='fused'")
         return plstm_dag_fused(query, key, value, source, transition, mark, direct, plan, recompute_states)

@@ -1,0 +1,79 @@
+"""backend='compiled': the C++ level sweep, its fallback to the torch sweep, and what 'auto' picks."""
+
+import pytest
+import torch
+
+from benchmarks.harness import torch_threads
+from plstm_geometric.functional.dag import compiled
+from plstm_geometric.graph import line_graph
+from plstm_geometric.testing import NAMES, batch_of_graphs, forward_and_grads, random_inputs
+
+
+def batch_case(mode="P", dtype=torch.float64):
+    num_nodes, edge_index, generator = batch_of_graphs(20, seed=2, max_nodes=40)
+    line_edge_index = line_graph(edge_index, num_nodes, mode)
+    inputs = random_inputs(num_nodes, edge_index, line_edge_index, dtype=dtype, generator=generator)
+    return inputs, edge_index, line_edge_index
+
+
+def assert_same(got, expected, atol=1e-10):
+    torch.testing.assert_close(got[0], expected[0], atol=atol, rtol=0)
+    for name in NAMES:
+        torch.testing.assert_close(got[1][name], expected[1][name], atol=atol, rtol=0, msg=name)
+
+
+needs_build = pytest.mark.skipif(compiled.build_extension() is None, reason="no C++ compiler to build the loops")
+
+
+@needs_build
+@pytest.mark.parametrize("recompute_states", [False, True])
+def test_agrees_with_the_torch_sweep(recompute_states):
+    case = batch_case()
+    expected = forward_and_grads(*case, "levels")
+    assert_same(forward_and_grads(*case, "compiled", recompute_states=recompute_states), expected)
+
+
+@needs_build
+def test_threads_split_a_level_without_changing_a_bit():
+    case = batch_case("D", torch.float32)
+    one = forward_and_grads(*case, "compiled")
+    with torch_threads(2):
+        two = forward_and_grads(*case, "compiled")
+    assert_same(two, one, atol=0)
+
+
+@needs_build
+def test_auto_runs_the_compiled_sweep_on_the_cpu(monkeypatch):
+    calls = []
+    original = compiled.CompiledSweep.apply
+    monkeypatch.setattr(compiled.CompiledSweep, "apply", lambda *a: calls.append(1) or original(*a))
+    # random batches whose graphs are too large for the parallel form: the rule says "levels"
+    num_nodes, edge_index, generator = batch_of_graphs(4, seed=3, max_nodes=400)
+    line_edge_index = line_graph(edge_index, num_nodes, "P")
+    inputs = random_inputs(num_nodes, edge_index, line_edge_index, generator=generator)
+    forward_and_grads(inputs, edge_index, line_edge_index, "auto")
+    assert calls
+
+
+def test_without_a_build_it_warns_once_and_runs_the_torch_sweep(monkeypatch):
+    import torch.utils.cpp_extension
+
+    def no_compiler(*args, **kwargs):
+        raise OSError("no C++ compiler found")
+
+    monkeypatch.setattr(compiled, "_extension", None)
+    monkeypatch.setattr(compiled, "_build_error", None)
+    monkeypatch.setattr(torch.utils.cpp_extension, "load_inline", no_compiler)
+    case = batch_case()
+    with pytest.warns(RuntimeWarning, match="could not be built.*no C\\+\\+ compiler"):
+        got = forward_and_grads(*case, "compiled")
+    assert_same(got, forward_and_grads(*case, "levels"), atol=0)
+    assert isinstance(compiled.build_error(), OSError)
+
+
+@pytest.mark.parametrize("value, allowed", [("0", False), ("off", False), ("1", True), ("", True)])
+def test_the_environment_can_forbid_the_build(monkeypatch, value, allowed):
+    monkeypatch.setenv(compiled.COMPILE_VARIABLE, value)
+    assert compiled.compile_allowed() is allowed
+    if not allowed:
+        assert compiled.build_extension() is None
