@@ -30,7 +30,7 @@ def test_commands_name_existing_modules():
 def test_install_and_test_commands_are_what_ci_runs():
     blocks = bash_blocks()
     # The user install comes first, the development install beside the test command, as CI runs them.
-    assert blocks[0] == 'pip install ".[chemistry,training]"\n'
+    assert blocks[0] == 'pip install ".[chemistry,compiled,training]"\n'
     assert 'pip install torch==2.13.0 -e ".[test]"\npython -m pytest\n' in blocks
     assert "python -m plstm_geometric.train\n" in blocks  # the main job, with its offline default
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
