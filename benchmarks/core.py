@@ -22,7 +22,7 @@ import torch
 from torch_geometric.nn import GINConv
 
 from plstm_geometric.functional import dag, plstm_dag, plstm_dag_reference
-from plstm_geometric.functional.dag import choose_backend
+from plstm_geometric.functional.dag import auto_backend
 from plstm_geometric.graph import build_plan, dagify, line_graph
 from plstm_geometric.testing import nci_batch
 
@@ -84,7 +84,8 @@ def peptide_rows(device: torch.device, repeats: int):
     plan = structure.plan
     print(
         f"\n64 peptides: {x.size(0)} atoms, {plan.num_edges} DAG edges, {plan.num_levels} levels "
-        f"({plan.chains.num_levels} after chain contraction); backend='auto' picks {choose_backend(plan)!r}"
+        f"({plan.chains.num_levels} after chain contraction); backend='auto' runs "
+        f"{auto_backend(plan, HEADS, HIDDEN // HEADS, HIDDEN // HEADS, x.dtype, device)!r}"
     )
     gin = GIN(mlp()).to(device)
 
@@ -138,7 +139,8 @@ def run(args):
         f"{args.graphs} molecules: {batch.num_nodes} atoms, {edge_index.size(1)} DAG edges, "
         f"{line_edge_index.size(1)} line edges, {plan.num_levels} levels; device {device}"
     )
-    print(f"backend='auto' picks {choose_backend(plan)!r}")
+    channels = inputs["query"].size(-1), inputs["value"].size(-1)
+    print(f"backend='auto' runs {auto_backend(plan, args.heads, *channels, inputs['query'].dtype, device)!r}")
     for backend in backends.DAG_BACKENDS:
         reason = backends.skip_reason(dag, backend, device)
         if reason:

@@ -77,3 +77,24 @@ def test_the_environment_can_forbid_the_build(monkeypatch, value, allowed):
     assert compiled.compile_allowed() is allowed
     if not allowed:
         assert compiled.build_extension() is None
+
+
+def test_auto_backend_on_cpu_and_elsewhere(monkeypatch):
+    from plstm_geometric.functional.dag import COMPILED_OVER_PARALLEL_BYTES, auto_backend, choose_backend
+    from plstm_geometric.graph import build_plan
+    from plstm_geometric.testing import chain_dag
+
+    num_nodes, edge_index, _ = batch_of_graphs(8, seed=1, max_nodes=20)
+    small = build_plan(edge_index, line_graph(edge_index, num_nodes, "P"), num_nodes)
+    chain = chain_dag(1000)
+    long_chain = build_plan(chain, line_graph(chain, 1000, "P"), 1000)
+    assert choose_backend(small) == "parallel" and choose_backend(long_chain) == "chains"
+    built = compiled.build_extension() is not None
+    assert auto_backend(small, 4, 16, 16, torch.float32, "cpu") == ("compiled" if built else "parallel")
+    # states beyond the bound: the parallel form stays
+    channels = int((COMPILED_OVER_PARALLEL_BYTES / (small.num_edges * 4 * 4)) ** 0.5) + 1
+    assert auto_backend(small, 4, channels, channels, torch.float32, "cpu") == "parallel"
+    assert auto_backend(long_chain, 4, 16, 16, torch.float32, "cpu") == "chains"
+    assert auto_backend(small, 4, 16, 16, torch.float32, "cuda") == "parallel"
+    monkeypatch.setenv(compiled.COMPILE_VARIABLE, "0")
+    assert auto_backend(small, 4, 16, 16, torch.float32, "cpu") == "parallel"

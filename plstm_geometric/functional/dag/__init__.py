@@ -24,7 +24,15 @@ from .mixed import mixed_split, plstm_dag_mixed
 from .naive import plstm_dag_naive
 from .parallel import plstm_dag_parallel
 
-__all__ = ["plstm_dag", "plstm_dag_naive", "choose_backend", "BACKENDS", "TORCH_BACKENDS", "TRITON_BACKENDS"]
+__all__ = [
+    "plstm_dag",
+    "plstm_dag_naive",
+    "choose_backend",
+    "auto_backend",
+    "BACKENDS",
+    "TORCH_BACKENDS",
+    "TRITON_BACKENDS",
+]
 
 BACKENDS = ("auto", "levels", "compiled", "parallel", "chains", "bands", "fused", "mixed")
 # The backends that run Triton kernels (a GPU, or Triton's slow CPU interpreter), and those written in
@@ -82,9 +90,10 @@ def plstm_dag(
             ``K x V`` temporaries; needs ``pip install triton`` and CUDA tensors), ``"mixed"`` (graphs of at
             most ``PARALLEL_MAX_EDGES`` edges through ``"parallel"``, the others through the backend
             ``"auto"`` picks for them alone; :mod:`.mixed`) or ``"auto"``, which picks by
-            graph statistics (see :func:`choose_backend`); where that is ``"levels"`` and the tensors are
-            on the CPU, it runs ``"compiled"`` when the C++ loops can be built (the first such call builds
-            them, about a minute, once; ``PLSTM_GEOMETRIC_COMPILE=0`` keeps the torch sweep). ``"auto"``
+            graph statistics (see :func:`choose_backend`); on CPU tensors it runs ``"compiled"`` instead of
+            ``"levels"``, and of ``"parallel"`` for batches whose states fit in 32 MiB, when the C++ loops
+            can be built (the first such call builds them, about a minute, once;
+            ``PLSTM_GEOMETRIC_COMPILE=0`` keeps the torch forms; see :func:`auto_backend`). ``"auto"``
             only picks backends that have been timed, and ``"fused"`` has not been timed on a GPU yet, so it
             is never picked.
         recompute_states (bool): drop the ``[E, H, K, V]`` cell states after the forward pass and
@@ -125,10 +134,7 @@ def plstm_dag(
         check_edges_of("plan", edge_index, plan.edge_index, "edge_index")
         check_edges_of("plan", line_edge_index, plan.line_edge_index, "line_edge_index")
     if backend == "auto":
-        backend = choose_backend(plan)
-        if backend == "levels" and query.device.type == "cpu" and build_extension() is not None:
-            # the same sweep as C++ loops: 1.6x faster for PLSTMConv on 64 peptides (docs/benchmarks.md)
-            backend = "compiled"
+        backend = auto_backend(plan, heads, key.size(-1), value.size(-1), query.dtype, query.device)
     if heads == 0 and backend in ("parallel", "bands", "mixed"):
         # Their dense layouts fold the heads into a reshape, which has no size to infer from with no heads;
         # the level sweep handles the empty case like any other.
@@ -220,6 +226,27 @@ def mixed_pays(plan: PLSTMPlan) -> bool:
     if small is None or small.plan.num_edges < MIXED_MIN_SMALL_SHARE * plan.num_edges:
         return False
     return small.plan.layout.padded_edges <= PARALLEL_MAX_PADDING * small.plan.num_edges
+
+
+# On CPU the compiled sweep's states are allocated fresh on every call; up to glibc's largest mmap
+# threshold (32 MiB) they come from the heap, beyond it from new pages, whose first touch costs more than
+# the sweep itself. Measured with PLSTMConv (hidden 64, 4 heads) on NCI molecules: compiled / parallel
+# 0.89x at 128 molecules, 0.87x at 512 (32 MiB of states), 1.23x at 1,024 (64 MiB); on the batch of 32
+# BBBP molecules a training step of the default model is 0.78x.
+COMPILED_OVER_PARALLEL_BYTES = 32 * 2**20
+
+
+def auto_backend(plan: PLSTMPlan, heads: int, key_channels: int, value_channels: int, dtype, device) -> str:
+    """The backend ``backend="auto"`` runs: :func:`choose_backend`'s, except on CPU where the compiled
+    loops can be built (see :mod:`.compiled`): they replace the torch level sweep, and the parallel form
+    while the cell states take at most ``COMPILED_OVER_PARALLEL_BYTES``."""
+    backend = choose_backend(plan)
+    if torch.device(device).type != "cpu" or backend not in ("levels", "parallel"):
+        return backend
+    states = plan.num_edges * heads * key_channels * value_channels * compute_dtype(dtype).itemsize
+    if backend == "parallel" and states > COMPILED_OVER_PARALLEL_BYTES:
+        return backend
+    return "compiled" if build_extension() is not None else backend
 
 
 def choose_backend(plan: PLSTMPlan) -> str:
