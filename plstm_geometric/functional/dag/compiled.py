@@ -17,8 +17,9 @@ The loops are built with :func:`torch.utils.cpp_extension.load_inline` the first
 (a C++ compiler is then required; the build takes about a minute once and is cached by torch). Without a
 compiler, or if the build fails, the backend warns once and runs the torch level sweep instead: the
 results are the same. The environment variable ``PLSTM_GEOMETRIC_COMPILE=0`` skips the build (then
-``backend="auto"`` keeps the torch sweep). Under ``create_graph=True`` the backward pass is taken through
-the torch level sweep, which autograd can differentiate again.
+``backend="auto"`` keeps the torch sweep). The loops are CPU code: on CUDA tensors this backend runs the
+torch level sweep. Under ``create_graph=True`` the backward pass is taken through the torch level sweep,
+which autograd can differentiate again.
 """
 
 import os
