@@ -204,6 +204,7 @@ def train(args, processes, folder: RunFolder) -> dict:
     config = dict(vars(args))
     if processes.main:
         print_header(args, data, num_parameters, processes, folder)
+    build_sweep_loops(args, processes)
     state = resume(args, config, folder, processes, model, optimizer, data.metric)
 
     trained = processes.wrap(model)
@@ -279,6 +280,20 @@ def print_header(args, data: Data, num_parameters: int, processes, folder: RunFo
     processes_note = f", {processes.world_size} processes" if processes.world_size > 1 else ""
     print(f"device {device_description(processes.device)}, {args.threads} thread(s){processes_note}")
     print(f"run folder {folder.path}", flush=True)
+
+
+def build_sweep_loops(args, processes) -> None:
+    """pLSTM on CPU runs the C++ level sweep (``backend="auto"`` or ``"compiled"``): build it before the
+    first epoch, saying so, rather than pausing the first batch silently for a minute."""
+    if args.model != "plstm" or processes.device.type != "cpu" or args.backend not in (None, "auto", "compiled"):
+        return
+    from plstm_geometric.functional.dag import compiled
+
+    if not compiled.compile_allowed() or compiled.is_built():
+        return
+    if processes.main:
+        print("building the C++ level sweep (first use on this machine, about a minute)", flush=True)
+    compiled.build_extension()
 
 
 # ---------------------------------------------------------------------------------------------- entry points

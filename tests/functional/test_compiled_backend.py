@@ -98,3 +98,35 @@ def test_auto_backend_on_cpu_and_elsewhere(monkeypatch):
     assert auto_backend(small, 4, 16, 16, torch.float32, "cuda") == "parallel"
     monkeypatch.setenv(compiled.COMPILE_VARIABLE, "0")
     assert auto_backend(small, 4, 16, 16, torch.float32, "cpu") == "parallel"
+
+
+@needs_build
+def test_a_built_extension_is_known_as_built():
+    assert compiled.is_built()
+
+
+@pytest.mark.parametrize(
+    "model, device, backend, builds",
+    [
+        ("plstm", "cpu", None, True),
+        ("plstm", "cpu", "compiled", True),
+        ("plstm", "cpu", "levels", False),
+        ("gin", "cpu", None, False),
+        ("plstm", "meta", None, False),
+    ],
+)
+def test_training_builds_the_loops_before_the_first_epoch_and_says_so(
+    monkeypatch, capsys, model, device, backend, builds
+):
+    from types import SimpleNamespace
+
+    from plstm_geometric.train.graph import build_sweep_loops
+
+    calls = []
+    monkeypatch.setattr(compiled, "is_built", lambda: False)
+    monkeypatch.setattr(compiled, "build_extension", lambda: calls.append(1))
+    args = SimpleNamespace(model=model, backend=backend)
+    processes = SimpleNamespace(device=torch.device(device), main=True)
+    build_sweep_loops(args, processes)
+    assert bool(calls) is builds
+    assert ("building the C++ level sweep" in capsys.readouterr().out) is builds

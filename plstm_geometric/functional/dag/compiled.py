@@ -210,12 +210,11 @@ def build_extension():
             try:
                 from torch.utils.cpp_extension import load_inline
 
-                suffix, flags = compile_flags()
                 _extension = load_inline(
-                    name=EXTENSION_NAME + suffix,
+                    name=extension_name(),
                     cpp_sources=SOURCE,
                     functions=["sweep_forward", "sweep_backward"],
-                    extra_cflags=flags,
+                    extra_cflags=compile_flags()[1],
                     verbose=False,
                 )
             except Exception as error:  # no compiler, no headers, a failed build: the torch sweep serves
@@ -227,6 +226,27 @@ def build_extension():
                     stacklevel=3,
                 )
         return _extension
+
+
+def extension_name() -> str:
+    """The name the loops are built and cached under on this CPU."""
+    return EXTENSION_NAME + compile_flags()[0]
+
+
+def is_built() -> bool:
+    """Whether the loops are loaded or in torch's build cache (so that using them costs no build)."""
+    if _extension is not None:
+        return True
+    name = extension_name()
+    try:
+        # torch's own choice of folder (TORCH_EXTENSIONS_DIR, or a per-Python, per-accelerator folder);
+        # a private helper, so any failure just reads as "not built"
+        from torch.utils.cpp_extension import _get_build_directory
+
+        folder = _get_build_directory(name, verbose=False)
+    except Exception:
+        return False
+    return os.path.isfile(os.path.join(folder, name + ".so"))
 
 
 def build_error():
