@@ -4,7 +4,9 @@ without a change here or in any benchmark.
 
 The reference backend is the first after ``"auto"`` (the registries list it first: the level sweep, the
 wavefront, the torch scan). The backends that run Triton kernels are each registry's ``TRITON_BACKENDS``:
-off CUDA they would run in Triton's CPU interpreter, whose timings say nothing about the kernels.
+off CUDA they would run in Triton's CPU interpreter, whose timings say nothing about the kernels. The
+backends of a registry's ``CPU_BACKENDS`` run their own code on CPU tensors only (elsewhere another
+backend's), so they are timed on the CPU only.
 """
 
 import importlib.util
@@ -34,6 +36,8 @@ def triton_backends(op: ModuleType) -> frozenset[str]:
 
 def skip_reason(op: ModuleType, backend: str, device: torch.device) -> str | None:
     """Why ``backend`` is not timed on ``device`` (None: it is)."""
+    if backend in getattr(op, "CPU_BACKENDS", ()) and device.type != "cpu":
+        return "CPU code (on this device it runs the torch level sweep)"
     if backend not in triton_backends(op):
         return None
     if device.type != "cuda":

@@ -144,7 +144,10 @@ def run(args):
     for backend in backends.DAG_BACKENDS:
         reason = backends.skip_reason(dag, backend, device)
         if reason:
-            print(f"backend={backend!r} not timed: {reason} (it runs Triton kernels)")
+            print(
+                f"backend={backend!r} not timed: {reason}"
+                + (" (it runs Triton kernels)" if reason == "needs CUDA" else "")
+            )
     rows = []
     for backend in backends.timed(dag, device, include_auto=True):
 

@@ -19,7 +19,9 @@ def test_backend_lists_equal_the_registries():
     for op, names in ((dag, backends.DAG_BACKENDS), (grid, backends.GRID_BACKENDS), (scan, backends.SCAN_BACKENDS)):
         assert names == tuple(name for name in op.BACKENDS if name != "auto")
         assert backends.reference(op) == names[0]
-        assert backends.timed(op, torch.device("cuda"), include_auto=True) == tuple(op.BACKENDS)
+        cpu_only = getattr(op, "CPU_BACKENDS", ())
+        on_cuda = tuple(name for name in op.BACKENDS if name not in cpu_only)
+        assert backends.timed(op, torch.device("cuda"), include_auto=True) == on_cuda
     cpu = backends.timed(dag, torch.device("cpu"))
     assert set(cpu) == set(backends.DAG_BACKENDS) - backends.triton_backends(dag)
     assert depth.BACKENDS == cpu
@@ -63,3 +65,11 @@ def test_no_benchmark_names_plstm_dag_backends():
             ):
                 found.append(f"{path.name}:{node.lineno}: comparison with a backend name")
     assert found == []
+
+
+def test_cpu_backends_are_timed_on_the_cpu_only():
+    assert "compiled" in dag.CPU_BACKENDS
+    assert backends.skip_reason(dag, "compiled", torch.device("cpu")) is None
+    assert "CPU code" in backends.skip_reason(dag, "compiled", torch.device("cuda"))
+    assert "compiled" in backends.timed(dag, torch.device("cpu"))
+    assert "compiled" not in backends.timed(dag, torch.device("cuda"))

@@ -32,6 +32,7 @@ __all__ = [
     "BACKENDS",
     "TORCH_BACKENDS",
     "TRITON_BACKENDS",
+    "CPU_BACKENDS",
 ]
 
 BACKENDS = ("auto", "levels", "compiled", "parallel", "chains", "bands", "fused", "mixed")
@@ -39,6 +40,8 @@ BACKENDS = ("auto", "levels", "compiled", "parallel", "chains", "bands", "fused"
 # torch alone: these run anywhere, differentiate twice and are what ``auto`` picks from.
 TRITON_BACKENDS = ("fused",)
 TORCH_BACKENDS = tuple(backend for backend in BACKENDS if backend not in ("auto", *TRITON_BACKENDS))
+# The backends whose own code is for CPU tensors: elsewhere they run the torch level sweep.
+CPU_BACKENDS = ("compiled",)
 
 
 def plstm_dag(
