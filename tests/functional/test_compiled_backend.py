@@ -94,7 +94,8 @@ def test_auto_backend_on_cpu_and_elsewhere(monkeypatch):
     # states beyond the bound: the parallel form stays
     channels = int((COMPILED_OVER_PARALLEL_BYTES / (small.num_edges * 4 * 4)) ** 0.5) + 1
     assert auto_backend(small, 4, channels, channels, torch.float32, "cpu") == "parallel"
-    assert auto_backend(long_chain, 4, 16, 16, torch.float32, "cpu") == "chains"
+    assert auto_backend(long_chain, 4, 16, 16, torch.float32, "cpu") == ("compiled" if built else "chains")
+    assert auto_backend(long_chain, 4, 16, 16, torch.float32, "cuda") == "chains"
     assert auto_backend(small, 4, 16, 16, torch.float32, "cuda") == "parallel"
     monkeypatch.setenv(compiled.COMPILE_VARIABLE, "0")
     assert auto_backend(small, 4, 16, 16, torch.float32, "cpu") == "parallel"
