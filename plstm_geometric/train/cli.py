@@ -235,10 +235,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"
+
+
+def enable_huge_pages() -> None:
+    """Ask torch's CPU allocator for transparent huge pages (its ``THP_MEM_ALLOC_ENABLE``), unless the
+    environment says otherwise. Read once, at torch's first allocation, so this must run before torch
+    allocates. The pLSTM sweep allocates states of tens of MB per layer and step; with 4 KB pages their
+    first touch costs more than the sweep (64 peptides: the compiled forward 25.8 -> 10.4 ms, a training
+    step of the Peptides-func model 0.80 -> 0.51 s and of its GCN baseline 0.39 -> 0.28 s). It applies to
+    this training process only."""
+    os.environ.setdefault(HUGE_PAGES_VARIABLE, "1")
+
+
 def main(argv=None) -> int:
     """``python -m plstm_geometric.train`` (console script ``plstm-train``): exit status 0, 1 on a run error,
     2 on bad flags. The flags are checked before the training code (and torch) is imported, so ``--help``
     and a refused flag answer at once."""
+    enable_huge_pages()
     args = parse_args(argv)  # once: resolving --dataset reads the data root
     from .errors import run_cli
     from .graph import run_args

@@ -1,6 +1,7 @@
 """The training command line answers --help and refuses bad flags without importing torch; its model
 choices and per-model flags come from the model registry."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,23 @@ def test_an_unknown_dataset_is_a_flag_error_listing_the_names(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         parse_args(["--dataset", "nope", "--root", str(tmp_path)])
     assert info.value.code == 2 and "--dataset: " in capsys.readouterr().err
+
+
+def test_training_asks_for_huge_pages_before_torch_allocates_unless_told_otherwise():
+    # torch reads THP_MEM_ALLOC_ENABLE once, at its first allocation: main sets it before torch is imported
+    code = (
+        "import os, sys\nfrom plstm_geometric.train.cli import main\n"
+        "try:\n    main(['--heads', '5'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, os.environ.get('THP_MEM_ALLOC_ENABLE'))"
+    )
+    result = _run(code)
+    assert result.stdout.split()[-2:] == ["False", "1"], result.stderr
+    told = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, "THP_MEM_ALLOC_ENABLE": "0"},
+    )
+    assert told.stdout.split()[-1] == "0", told.stderr
