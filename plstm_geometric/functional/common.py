@@ -10,6 +10,7 @@ __all__ = [
     "compute_dtype",
     "in_compute_dtype",
     "direct_term",
+    "direct_term_grads",
     "source_terms",
     "all_finite",
     "triton_kernel",
@@ -32,6 +33,16 @@ def in_compute_dtype(*tensors: Tensor):
 def direct_term(query: Tensor, key: Tensor, value: Tensor, direct: Tensor) -> Tensor:
     """``direct[n] * (query[n] . key[n]) * value[n]``: what a node passes to itself, ``[N, H, V]``."""
     return (direct * (query * key).sum(-1))[..., None] * value
+
+
+def direct_term_grads(query: Tensor, key: Tensor, value: Tensor, direct: Tensor, out_grad: Tensor):
+    r"""The gradients ``(query, key, value, direct)`` of :func:`direct_term` for the output gradient
+    ``out_grad`` ``[N, H, V]``: with :math:`s = q \cdot k` and :math:`g = v \cdot \bar{o}`,
+    :math:`\bar{q} = D g k`, :math:`\bar{k} = D g q`, :math:`\bar{v} = D s \bar{o}`, :math:`\bar{D} = s g`."""
+    qk = (query * key).sum(-1)
+    v_dot_g = (value * out_grad).sum(-1)
+    weight = (direct * v_dot_g)[..., None]
+    return weight * key, weight * query, (direct * qk)[..., None] * out_grad, qk * v_dot_g
 
 
 def source_terms(source: Tensor, key_src: Tensor, value_src: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ...graph.plan import PLSTMPlan
-from ..common import direct_term, in_compute_dtype
+from ..common import direct_term, direct_term_grads, in_compute_dtype
 from .levels import plstm_dag_levels
 
 SOURCE = r"""
@@ -312,13 +312,10 @@ class CompiledSweep(torch.autograd.Function):
             plan.line_ptr_by_in,
             plan.edge_level_ptr,
         )
-        # The direct term direct * (q . k) * v.
-        qk = (query * key).sum(-1)
-        v_dot_g = (value * out_grad).sum(-1)
-        direct_grad = qk * v_dot_g
-        query_grad = ((direct * v_dot_g)[..., None] * key).index_add(0, dst, states_g * mark[..., None])
-        key_grad = ((direct * v_dot_g)[..., None] * query).index_add(0, src, grads_v * source[..., None])
-        value_grad = ((direct * qk)[..., None] * out_grad).index_add(0, src, grads_k * source[..., None])
+        query_grad, key_grad, value_grad, direct_grad = direct_term_grads(query, key, value, direct, out_grad)
+        query_grad = query_grad.index_add(0, dst, states_g * mark[..., None])
+        key_grad = key_grad.index_add(0, src, grads_v * source[..., None])
+        value_grad = value_grad.index_add(0, src, grads_k * source[..., None])
         mark_grad = (readout * out_grad[dst]).sum(-1)
         source_grad = (grads_v * key[src]).sum(-1)
         transition_grad = torch.empty_like(transition_grad_by_in)

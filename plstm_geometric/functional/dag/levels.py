@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ...graph.plan import PLSTMPlan
-from ..common import contract_key, contract_value, direct_term, in_compute_dtype, source_terms
+from ..common import contract_key, contract_value, direct_term, direct_term_grads, in_compute_dtype, source_terms
 
 
 def propagate(values: Tensor, weights: Tensor, gather: Tensor, scatter: Tensor, ptr, levels) -> Tensor:
@@ -159,12 +159,7 @@ class LevelSweep(torch.autograd.Function):
         out_grad_dst = out_grad[dst]
 
         # Gradients through the direct term direct * (q . k) * v.
-        qk = (query * key).sum(-1)
-        v_dot_g = (value * out_grad).sum(-1)
-        direct_grad = qk * v_dot_g
-        query_grad = (direct * v_dot_g)[..., None] * key
-        key_grad = (direct * v_dot_g)[..., None] * query
-        value_grad = (direct * qk)[..., None] * out_grad
+        query_grad, key_grad, value_grad, direct_grad = direct_term_grads(query, key, value, direct, out_grad)
 
         # Readout: out_n += mark_e * q_n^T C_e.
         mark_grad = (readout * out_grad_dst).sum(-1)
