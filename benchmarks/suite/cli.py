@@ -71,6 +71,13 @@ def main(argv=None) -> int:
     except SuiteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: the runner has stopped the running runs (their checkpoints stay) and written
+        # the tables of what finished; a traceback would only hide that
+        print(
+            "stopped: the running runs were stopped, their checkpoints kept; the same command resumes", file=sys.stderr
+        )
+        return 130
     finished = sum(r["status"] == "done" for r in collected["rows"])
     print(
         f"{finished}/{len(collected['rows'])} runs finished, {len(collected['failed'])} failed in this call; "

@@ -234,3 +234,15 @@ def test_the_planner_reads_the_training_parser_not_its_help(monkeypatch):
     assert flags["model"]["choices"] == list(registry.MODELS)
     assert flags["pool_norm"] == {"flag": "--pool-norm", "takes_value": True, "choices": ["batch", "none"]}
     assert flags["resume"]["takes_value"] is False and "help" not in flags
+
+
+def test_an_interrupted_suite_says_how_to_resume_instead_of_a_traceback(tiny, monkeypatch, capsys):
+    from benchmarks.suite import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("signal 15")
+
+    monkeypatch.setattr(cli, "execute", interrupted)
+    config, out = tiny
+    assert suite.main([str(config), "--preset", "cpu", "--out", str(out), "--no-progress"]) == 130
+    assert "the same command resumes" in capsys.readouterr().err
