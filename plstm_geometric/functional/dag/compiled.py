@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ...graph.plan import PLSTMPlan
 from ..common import direct_term, direct_term_grads, in_compute_dtype
-from .levels import plstm_dag_levels
+from .levels import SCATTER_SWEEPS, LevelSweep, plstm_dag_levels
 
 SOURCE = r"""
 #include <torch/extension.h>
@@ -324,12 +324,8 @@ class CompiledSweep(torch.autograd.Function):
 
 
 def levels_in_schedule_order(plan, query, key, value, source, transition, mark, direct):
-    """The torch level sweep on inputs already in schedule order (the caller's order is undone first)."""
-    from ...graph.dag import inverse_order
-
-    edge_back = inverse_order(plan.edge_order)
-    line_back = inverse_order(plan.line_order_by_out)
-    return plstm_dag_levels(query, key, value, source[edge_back], transition[line_back], mark[edge_back], direct, plan)
+    """The torch level sweep on inputs already in schedule order: :class:`~.levels.LevelSweep` takes them so."""
+    return LevelSweep.apply(query, key, value, source, transition, mark, direct, plan, False, SCATTER_SWEEPS)
 
 
 def plstm_dag_compiled(
