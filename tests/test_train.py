@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     """The embedded nci-tpsa set, built once for this module."""
+    for package in ("rdkit", "ogb"):
+        pytest.importorskip(package, reason="the embedded nci-tpsa set is built with RDKit and OGB")
     path = tmp_path_factory.mktemp("datasets")
     load_dataset("nci-tpsa", str(path))
     return str(path)

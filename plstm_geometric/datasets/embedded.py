@@ -3,15 +3,20 @@
 import os.path as osp
 
 import pandas as pd
-from rdkit import RDConfig
 
 from .build_ogb import build_ogb_dataset
+from .chemistry import require
 from .ogb import OGBMolDataset
 
 NAME = "nci-tpsa"
-NCI_DIR = osp.join(RDConfig.RDDataDir, "NCI")
-SMILES_FILE = osp.join(NCI_DIR, "first_5K.smi")
-TPSA_FILE = osp.join(NCI_DIR, "first_5k.tpsa.csv")
+SMILES_NAME, TPSA_NAME = "first_5K.smi", "first_5k.tpsa.csv"
+
+
+def nci_files() -> tuple[str, str]:
+    """The paths of RDKit's NCI SMILES file and of its TPSA table."""
+    folder = osp.join(require("rdkit.RDConfig", "the embedded nci-tpsa set").RDDataDir, "NCI")
+    return osp.join(folder, SMILES_NAME), osp.join(folder, TPSA_NAME)
+
 
 # OGB-style metadata (the keys of OGB's master.csv that OGBMolDataset reads).
 META_INFO = {
@@ -30,16 +35,17 @@ def nci_tpsa_frame() -> pd.DataFrame:
     Å², from :obj:`first_5k.tpsa.csv`, computed by the RDKit authors with Daylight tools and
     Ertl's tpsa.c), both files shipped in RDKit's :obj:`RDConfig.RDDataDir/NCI`.
     """
-    for path in (SMILES_FILE, TPSA_FILE):
+    smiles_file, tpsa_file = nci_files()
+    for path in (smiles_file, tpsa_file):
         if not osp.isfile(path):
             raise FileNotFoundError(f"{path} is missing from this RDKit installation")
-    molecules = pd.read_csv(SMILES_FILE, sep="\t", header=None, names=["smiles", "nci_id"])
+    molecules = pd.read_csv(smiles_file, sep="\t", header=None, names=["smiles", "nci_id"])
     # The first line is a comment; comment="#" cannot be used since "#" is SMILES' triple bond.
-    tpsa = pd.read_csv(TPSA_FILE, skiprows=1, header=None, names=["smiles", "tpsa"])
+    tpsa = pd.read_csv(tpsa_file, skiprows=1, header=None, names=["smiles", "tpsa"])
     if len(molecules) != len(tpsa) or not (molecules["smiles"] == tpsa["smiles"]).all():
-        raise ValueError(f"{SMILES_FILE} and {TPSA_FILE} do not list the same molecules")
+        raise ValueError(f"{smiles_file} and {tpsa_file} do not list the same molecules")
     frame = molecules.assign(tpsa=tpsa["tpsa"])
-    frame.attrs["source"] = f"{SMILES_FILE} with {osp.basename(TPSA_FILE)}"
+    frame.attrs["source"] = f"{smiles_file} with {TPSA_NAME}"
     return frame
 
 

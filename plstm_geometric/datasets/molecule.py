@@ -4,9 +4,16 @@
 parsed once and the same RDKit object serves for the features and for the Murcko scaffold.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
-from ogb.utils.features import atom_to_feature_vector, bond_to_feature_vector
-from rdkit import Chem, rdBase
+
+from .chemistry import require
+
+if TYPE_CHECKING:
+    from rdkit import Chem
 
 # OGB's bond features: bond type, bond stereo, is_conjugated.
 NUM_BOND_FEATURES = 3
@@ -31,8 +38,9 @@ def parse_smiles(smiles, relaxed_valence: bool = True) -> tuple[Chem.Mol | None,
     """
     if not isinstance(smiles, str) or not smiles.strip():
         return None, False
+    Chem = require("rdkit.Chem", "parsing SMILES")  # noqa: N806 (RDKit's module name)
     # RDKit reports every rejected string on stderr; callers count and log rejections instead.
-    with rdBase.BlockLogs():
+    with require("rdkit.rdBase", "parsing SMILES").BlockLogs():
         mol = Chem.MolFromSmiles(smiles)
         relaxed = False
         if mol is None and relaxed_valence:
@@ -44,6 +52,7 @@ def parse_smiles(smiles, relaxed_valence: bool = True) -> tuple[Chem.Mol | None,
 
 
 def _parse_without_valence_check(smiles: str) -> Chem.Mol | None:
+    Chem = require("rdkit.Chem", "parsing SMILES")  # noqa: N806 (RDKit's module name)
     mol = Chem.MolFromSmiles(smiles, sanitize=False)
     if mol is None:  # a syntax error, not a valence problem
         return None
@@ -62,6 +71,8 @@ def mol_to_graph(mol: Chem.Mol) -> dict:
         as (begin, end) followed by (end, begin)), :obj:`edge_feat` (int64 [2B, 3]) and
         :obj:`num_nodes` (N), for N atoms and B bonds.
     """
+    features = require("ogb.utils.features", "OGB's molecular graph features")
+    atom_to_feature_vector, bond_to_feature_vector = features.atom_to_feature_vector, features.bond_to_feature_vector
     node_feat = np.array([atom_to_feature_vector(atom) for atom in mol.GetAtoms()], dtype=np.int64)
     edges, edge_features = [], []
     for bond in mol.GetBonds():

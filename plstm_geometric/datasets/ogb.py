@@ -10,10 +10,9 @@ from urllib.error import URLError
 import numpy as np
 import pandas as pd
 import torch
-from ogb import graphproppred as ogb_graphproppred
-from ogb.graphproppred import Evaluator
 from torch_geometric.data import Data, download_url, extract_zip
 
+from .chemistry import require
 from .evaluator import OGBStyleEvaluator
 from .ogb_raw import RAW_FIX, read_labels, read_ogb_raw, read_table
 from .paths import owned_path
@@ -21,8 +20,6 @@ from .safe_dataset import SafeInMemoryDataset, check_dataset_name
 from .safe_load import file_error
 
 log = logging.getLogger(__name__)
-
-MASTER_CSV = osp.join(osp.dirname(ogb_graphproppred.__file__), "master.csv")
 
 # OGB's raw layout for molecules: headerless gzip CSVs, one row per node / bond / graph.
 RAW_FILE_NAMES = [
@@ -38,7 +35,8 @@ SPLITS = ("train", "valid", "test")
 
 def ogb_master_table() -> pd.DataFrame:
     """OGB's table of graph property datasets (one column per dataset), as shipped with ogb."""
-    return pd.read_csv(MASTER_CSV, index_col=0, keep_default_na=False)
+    graphproppred = require("ogb.graphproppred", "OGB's dataset table")
+    return pd.read_csv(osp.join(osp.dirname(graphproppred.__file__), "master.csv"), index_col=0, keep_default_na=False)
 
 
 def ogb_mol_names() -> list:
@@ -171,7 +169,7 @@ class OGBMolDataset(SafeInMemoryDataset):
         """OGB's :class:`Evaluator` for OGB's datasets, an :class:`OGBStyleEvaluator` otherwise."""
         master = ogb_master_table()
         if self.name in master and int(master[self.name]["num tasks"]) == self.num_tasks:
-            return Evaluator(self.name)
+            return require("ogb.graphproppred", "OGB's evaluator").Evaluator(self.name)
         return OGBStyleEvaluator(self.name, self.num_tasks, self.eval_metric)
 
     def download(self):

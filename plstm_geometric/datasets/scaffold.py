@@ -1,9 +1,14 @@
 """OGB's scaffold split (the deterministic Bemis-Murcko split of Hu et al., 2020)."""
 
-from collections.abc import Sequence
+from __future__ import annotations
 
-from rdkit import Chem, rdBase
-from rdkit.Chem.Scaffolds import MurckoScaffold
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .chemistry import require
+
+if TYPE_CHECKING:
+    from rdkit import Chem
 
 
 def murcko_scaffold(mol: Chem.Mol) -> str:
@@ -15,9 +20,11 @@ def murcko_scaffold(mol: Chem.Mol) -> str:
     non-strict valence update, since RDKit's strict one rejects them. Acyclic molecules share
     the empty scaffold :obj:`""`.
     """
+    Chem = require("rdkit.Chem", "Murcko scaffolds")  # noqa: N806 (RDKit's module name)
+    MurckoScaffold = require("rdkit.Chem.Scaffolds.MurckoScaffold", "Murcko scaffolds")  # noqa: N806
     try:
         # The strict attempt would print RDKit's valence complaint before we fall back.
-        with rdBase.BlockLogs():
+        with require("rdkit.rdBase", "Murcko scaffolds").BlockLogs():
             return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=True)
     except Chem.AtomValenceException:
         scaffold = Chem.MurckoDecompose(mol)
