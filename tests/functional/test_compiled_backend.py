@@ -1,5 +1,7 @@
 """backend='compiled': the C++ level sweep, its fallback to the torch sweep, and what 'auto' picks."""
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -95,8 +97,16 @@ def test_auto_backend_on_cpu_and_elsewhere(monkeypatch):
     channels = int((COMPILED_OVER_PARALLEL_BYTES / (small.num_edges * 4 * 4)) ** 0.5) + 1
     assert auto_backend(small, 4, channels, channels, torch.float32, "cpu") == "parallel"
     assert auto_backend(long_chain, 4, 16, 16, torch.float32, "cpu") == ("compiled" if built else "chains")
+    # CUDA: the Triton sweep where Triton is installed, chain contraction kept for the deep chain
     assert auto_backend(long_chain, 4, 16, 16, torch.float32, "cuda") == "chains"
+    triton = importlib.util.find_spec("triton") is not None
+    assert auto_backend(small, 4, 16, 16, torch.float32, "cuda") == ("fused" if triton else "parallel")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == "triton" else real_find_spec(name, *args)
+    )
     assert auto_backend(small, 4, 16, 16, torch.float32, "cuda") == "parallel"
+    monkeypatch.undo()
     monkeypatch.setenv(compiled.COMPILE_VARIABLE, "0")
     assert auto_backend(small, 4, 16, 16, torch.float32, "cpu") == "parallel"
 

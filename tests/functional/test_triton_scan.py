@@ -187,3 +187,15 @@ def test_cuda_float32_matches_torch_backend(batch_size, length, channels):
         torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-4)
         for grad, expected in zip(*grads):
             torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_auto_runs_triton_on_cuda_and_torch_elsewhere(monkeypatch):
+    from plstm_geometric.functional.scan import _scan_function
+    from plstm_geometric.functional.scan.chunked import chunked_scan
+
+    assert _scan_function("auto", torch.device("cpu")) is chunked_scan
+    assert _scan_function("auto", torch.device("cuda")) is triton_scan
+    # without triton: the torch scan on CUDA too
+    monkeypatch.setitem(sys.modules, "triton", None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *args: None)
+    assert _scan_function("auto", torch.device("cuda")) is chunked_scan

@@ -10,6 +10,8 @@ is a scan with the associative operator
 logarithmic depth instead of :math:`T` sequential steps.
 """
 
+import importlib.util
+
 import torch
 from torch import Tensor
 
@@ -25,11 +27,16 @@ TRITON_BACKENDS = ("triton",)  # the backends that run Triton kernels
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _scan_function(backend: str):
-    """The scan ``(decay, impulse, state, reverse, out) -> None`` of a backend name."""
+def _scan_function(backend: str, device: torch.device):
+    """The scan ``(decay, impulse, state, reverse, out) -> None`` of a backend name, for tensors on
+    ``device``."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
-    # "auto" stays on the torch scan until the Triton kernels have been timed on a GPU.
+    if backend == "auto":
+        # Timed on an H200 (B 1, T 65,536, D 32): forward 0.25 ms against 1.5 ms for the torch scan,
+        # forward+backward 1.3 against 5.8 ms; 2.1 against 3.3 ms at B*T*D = 2^28.
+        on_cuda = device.type == "cuda" and importlib.util.find_spec("triton") is not None
+        backend = "triton" if on_cuda else "torch"
     if backend == "triton":
         return triton_kernel(f"{__name__}.fused", "triton_scan", "linear_recurrence(backend='triton')")
     return chunked_scan
@@ -165,8 +172,9 @@ def linear_recurrence(
     and a block of channels through time in tiles scanned in registers, and when ``B x D`` alone is too
     little parallelism for the GPU the time axis is also split into chunks (reduce, scan of the chunk
     carries, rescan). The backward pass is the same reverse-time scan on either backend. triton is
-    optional (``pip install triton``). ``"auto"`` is ``"torch"`` everywhere for now: it will switch to
-    ``"triton"`` on CUDA only once the kernels have been timed against the torch scan on a GPU.
+    optional (``pip install triton``). ``"auto"`` runs ``"triton"`` on CUDA tensors where Triton is
+    installed (on an H200, B 1, T 65,536, D 32: forward 0.25 against 1.5 ms, forward+backward 1.3 against
+    5.8 ms) and ``"torch"`` elsewhere.
 
     **Complexity.** Work :math:`O(B D T)` (each level touches its input a constant number of times
     and the levels shrink geometrically); depth :math:`O(C \log_C T)` elementwise ops, i.e.
@@ -179,7 +187,8 @@ def linear_recurrence(
         initial_state (torch.Tensor, optional): :math:`h_0`, shape ``[B, D]``. (default: zeros)
         reverse (bool): run the recurrence from the last step to the first. (default: ``False``)
         backend (str): ``"auto"``, ``"torch"`` or ``"triton"`` (CUDA tensors; on CPU only under
-            ``TRITON_INTERPRET=1``, Triton's interpreter). (default: ``"auto"``, currently the torch scan)
+            ``TRITON_INTERPRET=1``, Triton's interpreter). (default: ``"auto"``: ``"triton"`` on CUDA
+            tensors where Triton is installed, else ``"torch"``)
 
     Returns:
         torch.Tensor: all states :math:`h_t`, shape ``[B, T, D]``, in the input dtype. float16 and
@@ -208,7 +217,7 @@ def linear_recurrence(
                 f"initial_state: expected the device of decay ({decay.device}), got {initial_state.device}"
             )
     check_bool("reverse", reverse)
-    scan = _scan_function(backend)
+    scan = _scan_function(backend, decay.device)
     if decay.shape[1] == 0:
         return impulse.clone()
     return _LinearRecurrence.apply(decay, impulse, initial_state, reverse, scan)
