@@ -97,15 +97,22 @@ def test_auto_backend_on_cpu_and_elsewhere(monkeypatch):
     channels = int((COMPILED_OVER_PARALLEL_BYTES / (small.num_edges * 4 * 4)) ** 0.5) + 1
     assert auto_backend(small, 4, channels, channels, torch.float32, "cpu") == "parallel"
     assert auto_backend(long_chain, 4, 16, 16, torch.float32, "cpu") == ("compiled" if built else "chains")
-    # CUDA: the Triton sweep where Triton is installed, chain contraction kept for the deep chain
+    # CUDA: the Triton sweep instead of the torch level sweep where Triton is installed; the parallel form
+    # and chain contraction stay
     assert auto_backend(long_chain, 4, 16, 16, torch.float32, "cuda") == "chains"
+    assert auto_backend(small, 4, 16, 16, torch.float32, "cuda") == "parallel"
+    # a ladder of 100 rungs with crossed links: 99 levels, too large for the parallel form, no chains
+    step = torch.arange(99)
+    ladder = torch.cat([torch.stack([step + a, step + 1 + b]) for a in (0, 100) for b in (0, 100)], 1)
+    deep = build_plan(ladder, line_graph(ladder, 200, "P"), 200)
+    assert choose_backend(deep) == "levels"
     triton = importlib.util.find_spec("triton") is not None
-    assert auto_backend(small, 4, 16, 16, torch.float32, "cuda") == ("fused" if triton else "parallel")
+    assert auto_backend(deep, 4, 16, 16, torch.float32, "cuda") == ("fused" if triton else "levels")
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *args: None if name == "triton" else real_find_spec(name, *args)
     )
-    assert auto_backend(small, 4, 16, 16, torch.float32, "cuda") == "parallel"
+    assert auto_backend(deep, 4, 16, 16, torch.float32, "cuda") == "levels"
     monkeypatch.undo()
     monkeypatch.setenv(compiled.COMPILE_VARIABLE, "0")
     assert auto_backend(small, 4, 16, 16, torch.float32, "cpu") == "parallel"

@@ -100,8 +100,8 @@ def plstm_dag(
             in 32 MiB, when the C++ loops
             can be built (the first such call builds them, about a minute, once;
             ``PLSTM_GEOMETRIC_COMPILE=0`` keeps the torch forms; see :func:`auto_backend`). On CUDA tensors
-            with Triton installed it runs ``"fused"`` instead of ``"levels"``, ``"parallel"`` and
-            ``"mixed"`` (measured fastest on an H200 on molecules and peptides).
+            with Triton installed it runs ``"fused"`` instead of ``"levels"`` (measured 2x faster on an
+            H200 on deep peptide batches).
         recompute_states (bool): drop the ``[E, H, K, V]`` cell states after the forward pass and
             recompute them in the backward pass: less memory between forward and backward, one more sweep.
             ``"levels"`` and ``"fused"`` recompute the states only; ``"parallel"`` and ``"chains"``
@@ -249,15 +249,17 @@ def auto_backend(plan: PLSTMPlan, heads: int, key_channels: int, value_channels:
     peptides: compiled 110 ms, mixed 163 ms), and the parallel form while the cell states take at most
     ``COMPILED_OVER_PARALLEL_BYTES``.
 
-    On CUDA, where Triton is installed, the Triton level sweep replaces the torch sweep, the parallel form
-    and the mixed split: forward+backward on an H200 (4 heads, K = V = 16, the GPU check of
-    2026-12-04), fused / the backend :func:`choose_backend` picks: 3.6 / 6.6 ms (parallel) on 128 NCI
-    molecules, 4.8 / 13.9 ms (parallel) on 1,024, 10.3 / 21.2 ms (levels) on 64 LRGB peptides. Chain
-    contraction stays for the deep chain-like sweeps it picks (a 100,000-node chain: 8.4 ms, against
-    11 s for the torch level sweep; one Triton launch per level would be 100,000 launches)."""
+    On CUDA, where Triton is installed, the Triton level sweep replaces the torch level sweep: on an H200
+    (the GPU check of 2026-12-04) the op's forward+backward on 64 LRGB peptides took 10.3 ms against
+    21.2 ms (4 heads, K = V = 16), and a training step of the Peptides-func model 348 ms against 387 ms.
+    The op alone was faster than the parallel form on molecules too (3.6 / 6.6 ms on 128, 4.8 / 13.9 ms
+    on 1,024), but a training step of the molecule model with it took 150 ms against 107 ms, so batches
+    of small graphs keep the parallel form until that difference is understood. Chain contraction stays
+    for the deep chain-like sweeps it picks (a 100,000-node chain: 8.4 ms, against 11 s for the torch
+    level sweep; the Triton sweep launches once per level)."""
     backend = choose_backend(plan)
     if torch.device(device).type == "cuda":
-        if backend in ("levels", "mixed", "parallel") and importlib.util.find_spec("triton") is not None:
+        if backend == "levels" and importlib.util.find_spec("triton") is not None:
             return "fused"
         return backend
     if torch.device(device).type != "cpu" or backend not in ("levels", "chains", "mixed", "parallel"):
