@@ -13,6 +13,21 @@ from .common import check_graph_model_args, readout, reset_module
 PLSTM_POOLS = ("mean", "sum")
 # Normalisations of the pooled graph representation.
 POOL_NORMS = ("batch", "none")
+# Directions of the first block.
+FIRST_SWEEPS = ("forward", "reverse")
+
+
+def block_reverse(index: int, first_sweep: str) -> bool:
+    """Whether block ``index`` sweeps against the DAG's edges: the blocks alternate, starting with
+    ``first_sweep``."""
+    return (index % 2 == 1) != (first_sweep == "reverse")
+
+
+def sweep_directions(num_layers: int, first_sweep: str = "forward") -> tuple[str, ...]:
+    """The directions (``"forward"``, ``"reverse"``) the blocks of a ``PLSTMGraphModel`` sweep, for
+    :class:`~plstm_geometric.transforms.PreparePLSTM`."""
+    reverse = {block_reverse(index, first_sweep) for index in range(num_layers)}
+    return tuple(direction for direction, flag in (("forward", False), ("reverse", True)) if flag in reverse)
 
 
 class PLSTMGraphModel(torch.nn.Module):
@@ -25,8 +40,9 @@ class PLSTMGraphModel(torch.nn.Module):
         \mathbf{h}^{i+1} &= \mathrm{PLSTMBlock}_i(\mathbf{h}^{i}, \mathbf{f}), \qquad
         \mathbf{y}_G = \mathrm{MLP}\big(\mathrm{BN}(\mathrm{pool}_{n \in G}\, \mathrm{LN}(\mathbf{h}^{L}_n))\big).
 
-    Block :math:`i` sweeps the DAG forward for even :math:`i` and in reverse for odd :math:`i`, each
-    with a P-mode and a D-mode layer. Undirected graphs are oriented by node index (see
+    Block :math:`i` sweeps the DAG forward for even :math:`i` and in reverse for odd :math:`i`
+    (``first_sweep="forward"``), or the other way round (``first_sweep="reverse"``), each with a P-mode
+    and a D-mode layer. Undirected graphs are oriented by node index (see
     :class:`~plstm_geometric.nn.PLSTMConv`); data prepared by
     :class:`~plstm_geometric.transforms.PreparePLSTM` is used with its precomputed structure (which
     must include what the blocks need: P and D, forward and, for two or more blocks, reverse). The four
@@ -57,6 +73,14 @@ class PLSTMGraphModel(torch.nn.Module):
             validation AP .415 against .368 after 500). In training, a mini-batch of a single graph is
             normalised with the running statistics. (default: :obj:`"batch"`)
         dropout (float): dropout in the blocks and the head. (default: :obj:`0.0`)
+        first_sweep (str): the direction of the first block, ``"forward"`` or ``"reverse"``; the blocks
+            alternate from there. After a forward and then a reverse sweep two nodes have interacted
+            only if they share a descendant; after a reverse and then a forward sweep, if they share
+            an ancestor. A molecule numbered as its SMILES string is written (a depth-first walk) and
+            oriented by node index has one source, the first atom, and a sink at every branch's end, so
+            ``"reverse"`` lets every pair of atoms interact within two blocks (gather towards the
+            source, then spread from it), while ``"forward"`` leaves side chains that hang off
+            different atoms apart. (default: :obj:`"forward"`)
         **kwargs: further :class:`~plstm_geometric.nn.PLSTMBlock` / :class:`~plstm_geometric.nn.PLSTMConv`
             arguments (``mlp_ratio``, ``alpha``, ``normalize_over``, ...).
 
@@ -79,6 +103,7 @@ class PLSTMGraphModel(torch.nn.Module):
         pool: str = "mean",
         dropout: float = 0.0,
         pool_norm: str = "batch",
+        first_sweep: str = "forward",
         **kwargs,
     ):
         super().__init__()
@@ -87,6 +112,8 @@ class PLSTMGraphModel(torch.nn.Module):
         )
         if pool_norm not in POOL_NORMS:
             raise ValueError(f"pool_norm: expected one of {POOL_NORMS}, got {pool_norm!r}")
+        if first_sweep not in FIRST_SWEEPS:
+            raise ValueError(f"first_sweep: expected one of {FIRST_SWEEPS}, got {first_sweep!r}")
         if not isinstance(max_degree, int) or max_degree < 1:
             raise ValueError(f"max_degree: expected a positive int, got {max_degree!r}")
         self.hidden_channels = hidden_channels
@@ -100,6 +127,7 @@ class PLSTMGraphModel(torch.nn.Module):
         self.max_degree = max_degree
         self.pool = pool
         self.pool_norm = pool_norm
+        self.first_sweep = first_sweep
 
         if encoder == "ogb":
             self.node_encoder = AtomEncoder(hidden_channels)
@@ -112,7 +140,12 @@ class PLSTMGraphModel(torch.nn.Module):
         self.blocks = torch.nn.ModuleList(
             [
                 PLSTMBlock(
-                    hidden_channels, heads, edge_dim=block_edge_dim, reverse=i % 2 == 1, dropout=dropout, **kwargs
+                    hidden_channels,
+                    heads,
+                    edge_dim=block_edge_dim,
+                    reverse=block_reverse(i, first_sweep),
+                    dropout=dropout,
+                    **kwargs,
                 )
                 for i in range(num_layers)
             ]

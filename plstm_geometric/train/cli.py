@@ -20,7 +20,7 @@ from .arguments import (
     positive_int,
     thread_count,
 )
-from .registry import ALL_POOLS, MODELS, PLSTM_POOLS, POOL_NORMS
+from .registry import ALL_POOLS, FIRST_SWEEPS, MODELS, NORMALIZE_OVER, PLSTM_POOLS, POOL_NORMS
 
 __all__ = ["NUM_FOLDS", "PROG", "build_parser", "main", "parse_args"]
 
@@ -28,7 +28,13 @@ PROG = "python -m plstm_geometric.train"
 DESCRIPTION = "Train a graph-level model (pLSTM or a message-passing baseline) on a graph property prediction set."
 NUM_FOLDS = 10  # TUGraphDataset.get_idx_split's default
 # flags that only some models take (ModelSpec.options), by argparse destination
-OPTION_FLAGS = {"pool_norm": "--pool-norm", "backend": "--backend"}
+OPTION_FLAGS = {
+    "pool_norm": "--pool-norm",
+    "backend": "--backend",
+    "first_sweep": "--first-sweep",
+    "normalize_over": "--normalize-over",
+    "transition_start": "--transition-start",
+}
 
 
 def _per_model(name: str) -> str:
@@ -133,6 +139,27 @@ def _add_model_flags(parser) -> None:
         "none ('none'; with it a pLSTM has no batch statistics)",
     )
     parser.add_argument(
+        "--first-sweep",
+        choices=FIRST_SWEEPS,
+        default=None,
+        help="pLSTM only: the direction of the first block, the blocks alternating from there (default: forward)",
+    )
+    parser.add_argument(
+        "--normalize-over",
+        choices=NORMALIZE_OVER,
+        default=None,
+        help="pLSTM only: the P-mode transitions are normalised over the line edges leaving an edge "
+        "('outgoing', the default) or entering it ('incoming')",
+    )
+    parser.add_argument(
+        "--transition-start",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="pLSTM only: the range over which the heads' transitions start (default: 0.9 0.999)",
+    )
+    parser.add_argument(
         "--backend",
         default=None,
         help="pLSTM only: the plstm_dag backend of every layer (plstm_geometric.functional.dag.BACKENDS; "
@@ -213,6 +240,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         )
     if "pool_norm" in spec.options and args.pool_norm is None:
         args.pool_norm = "batch"
+    if args.transition_start is not None:
+        low, high = args.transition_start
+        # both modes' bound: a transition of 1 needs an infinite pre-activation
+        if not 0 <= low <= high < 1:
+            parser.error(f"--transition-start: expected 0 <= LOW <= HIGH < 1, got {low:g} {high:g}")
+        args.transition_start = (low, high)
     if args.backend is not None:
         from plstm_geometric.functional.dag import BACKENDS  # imported only when a backend is named
 

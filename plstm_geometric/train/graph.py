@@ -129,10 +129,12 @@ class PreparedGraphs:
 
 def prepare_graphs(args, dataset, split: dict):
     """What the loaders read: for pLSTM the graphs of the splits with their structure precomputed (the
-    sweeps the model's blocks run: forward, and reverse from two blocks on), else the dataset itself."""
+    sweeps the model's blocks run), else the dataset itself."""
     if not registry.model_spec(args.model).prepared:
         return dataset
-    directions = ("forward", "reverse") if args.layers > 1 else ("forward",)
+    from plstm_geometric.models.graph_model import sweep_directions
+
+    directions = sweep_directions(args.layers, getattr(args, "first_sweep", None) or "forward")
     return PreparedGraphs(dataset, torch.cat(list(split.values())), PreparePLSTM(directions=directions))
 
 

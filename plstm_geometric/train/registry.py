@@ -15,6 +15,8 @@ __all__ = ["MODELS", "PLSTM_POOLS", "POOL_NORMS", "ModelSpec", "build_model", "m
 # the readouts and pooled normalisations of PLSTMGraphModel (a test checks they match the model's own)
 PLSTM_POOLS = ("mean", "sum")
 POOL_NORMS = ("batch", "none")
+FIRST_SWEEPS = ("forward", "reverse")
+NORMALIZE_OVER = ("outgoing", "incoming")
 ALL_POOLS = ("mean", "sum", "max")
 
 
@@ -60,7 +62,7 @@ MODELS = {
             layers=2,
             dropout=0.0,
             pools=PLSTM_POOLS,
-            options=("heads", "pool_norm", "backend"),
+            options=("heads", "pool_norm", "backend", "first_sweep", "normalize_over", "transition_start"),
             prepared=True,
             description="pLSTM blocks (P then D mode; forward, then reversed from the second block on)",
         ),
