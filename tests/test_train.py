@@ -282,6 +282,15 @@ def test_runs_on_cuda(root, tmp_path, model):
         (["--threads", "0"], "--threads"),
         (["--threads", "100000"], "--threads"),
         (["--model", "gin", "--pool-norm", "none"], "--pool-norm"),
+        (["--model", "gin", "--first-sweep", "reverse"], "--first-sweep"),
+        (["--first-sweep", "sideways"], "--first-sweep"),
+        (["--model", "gcn", "--normalize-over", "incoming"], "--normalize-over"),
+        (["--normalize-over", "both"], "--normalize-over"),
+        (["--model", "gine", "--transition-start", "0.9", "0.99"], "--transition-start"),
+        (["--transition-start", "0.9", "1.0"], "--transition-start"),
+        (["--transition-start", "0.99", "0.9"], "--transition-start"),
+        (["--transition-start", "-0.1", "0.9"], "--transition-start"),
+        (["--transition-start", "0.9"], "--transition-start"),
         (["--hidden", "0"], "--hidden"),
         (["--heads", "-2"], "--heads"),
         (["--seed", "-1"], "--seed"),
@@ -655,3 +664,21 @@ def test_the_lock_file_is_never_written_through_a_symlink(root, tmp_path):
     with pytest.raises(RunError, match="lock file"):
         run(tiny(root, out, "gcn", 1))
     assert outside.read_text() == "keep me"
+
+
+def test_the_layer_flags_reach_the_model_and_its_prepared_sweeps():
+    from plstm_geometric.train.graph import build_model
+
+    flags = ["--first-sweep", "reverse", "--normalize-over", "incoming", "--transition-start", "0.95", "0.9999"]
+    args = parse_args(["--layers", "3", "--hidden", "16", "--heads", "2", *flags])
+    assert args.transition_start == (0.95, 0.9999)
+    sample = torch.zeros(3, 9, dtype=torch.long)
+    dataset = [type("Graph", (), {"x": sample, "edge_attr": torch.zeros(2, 3, dtype=torch.long)})()]
+    model = build_model(args, dataset, 1)
+    assert [block.reverse for block in model.blocks] == [True, False, True]
+    conv = model.blocks[0].conv_p
+    assert (conv.normalize_over, conv.transition_start) == ("incoming", (0.95, 0.9999))
+    # without the flags: the layer's defaults
+    plain = build_model(parse_args(["--hidden", "16", "--heads", "2"]), dataset, 1)
+    assert [block.reverse for block in plain.blocks] == [False, True]
+    assert plain.blocks[0].conv_p.normalize_over == "outgoing"

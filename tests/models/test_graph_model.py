@@ -26,6 +26,49 @@ def test_blocks_alternate_directions_with_both_modes():
     assert str(model) == "PLSTMGraphModel(16, 2, num_layers=3, heads=2, encoder='ogb', pool='mean')"
 
 
+def test_first_sweep_sets_the_blocks_directions():
+    from plstm_geometric.models.graph_model import sweep_directions
+
+    model = PLSTMGraphModel(16, 2, num_layers=3, heads=2, first_sweep="reverse")
+    assert [block.reverse for block in model.blocks] == [True, False, True]
+    assert sweep_directions(3, "reverse") == ("forward", "reverse")
+    assert sweep_directions(1, "reverse") == ("reverse",) and sweep_directions(1) == ("forward",)
+    with pytest.raises(ValueError, match="first_sweep"):
+        PLSTMGraphModel(16, 2, num_layers=2, heads=2, first_sweep="both")
+    # a one-block model prepared with its one direction runs on the prepared structure
+    single = PLSTMGraphModel(16, 2, num_layers=1, heads=2, first_sweep="reverse")
+    graphs = [PreparePLSTM(directions=sweep_directions(1, "reverse"))(graph) for graph in graphs_of("nci1024", 4)]
+    batch = first_batch(graphs)
+    torch.testing.assert_close(
+        single(batch), single(Data(**{k: batch[k] for k in ("x", "edge_index", "edge_attr", "batch")}))
+    )
+
+
+@pytest.mark.parametrize("first_sweep, reached", [("forward", False), ("reverse", True)])
+def test_which_pairs_two_blocks_connect(first_sweep, reached):
+    # A molecule numbered depth-first: atom 0 with two branches 0-1-2 and 0-3-4, oriented by index (an
+    # out-tree from atom 0). Forward then reverse connects nodes that share a descendant; the tips of
+    # the two branches share none. Reverse then forward connects nodes that share an ancestor: atom 0.
+    edges = torch.tensor([[0, 1], [1, 2], [0, 3], [3, 4]]).t()
+    edge_index = torch.cat([edges, edges.flip(0)], 1)
+    model = PLSTMGraphModel(8, 1, num_layers=2, heads=2, encoder="linear", in_channels=8, first_sweep=first_sweep)
+    x = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)
+    model = model.double()
+    h = model.node_encoder(x)
+    structures = model.structures(Data(x=x, edge_index=edge_index, num_nodes=5))
+    for block in model.blocks:
+        h = block(
+            h,
+            edge_index,
+            None,
+            structure_p=structures[("P", block.reverse)],
+            structure_d=structures[("D", block.reverse)],
+        )
+    (gradient,) = torch.autograd.grad(h[4].sum(), x)
+    assert bool(gradient[2].abs().sum() > 0) is reached
+    assert gradient[3].abs().sum() > 0  # on the tip's own branch both orders connect
+
+
 @pytest.mark.parametrize("pool", ["mean", "sum"])
 def test_output_shape_and_gradients(pool):
     model = PLSTMGraphModel(16, 3, num_layers=2, heads=2, degree_encoding=True, pool=pool, dropout=0.1)
