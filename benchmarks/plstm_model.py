@@ -25,9 +25,11 @@ def plstm_graph_model(
     pool: str = "mean",
     pool_norm: str = "batch",
     backend: str = "auto",
+    **kwargs,
 ) -> PLSTMGraphModel:
     """The model for graphs like ``sample`` (a dataset's first graph): OGB encoders for integer node features,
-    else linear maps of the node and (flattened) edge features, as the CLI chooses them."""
+    else linear maps of the node and (flattened) edge features, as the CLI chooses them; ``kwargs`` are
+    further :class:`PLSTMGraphModel` arguments (``first_sweep``, ``normalize_over``, ...)."""
     encoder = "ogb" if sample.x.dtype == torch.long else "linear"
     in_channels = None if encoder == "ogb" else sample.num_node_features
     edge_attr = sample.edge_attr
@@ -44,4 +46,5 @@ def plstm_graph_model(
         edge_dim=edge_dim,
         pool=pool,
         backend=backend,
+        **kwargs,
     )

@@ -24,6 +24,8 @@ from .plstm_model import plstm_graph_model
 
 # results.json configuration entries that rebuild a run's data and model
 FLAGS = ("dataset", "model", "root", "fold", "seed", "hidden", "layers", "heads", "dropout", "pool", "batch_size")
+# pLSTM's layer flags (recorded as null for the other models, so not passed to them)
+PLSTM_FLAGS = ("pool_norm", "first_sweep", "normalize_over", "transition_start")
 LIMITS = ("max_train_graphs", "max_eval_graphs")
 
 __all__ = [
@@ -42,10 +44,11 @@ __all__ = [
 def run_args(config: dict, root: str | None):
     """The CLI's arguments of a run from its recorded ``config`` (``root`` replaces the data root)."""
     argv = []
-    for key in FLAGS + LIMITS:
+    for key in FLAGS + PLSTM_FLAGS + LIMITS:
         value = root if key == "root" and root is not None else config.get(key)
         if value is not None:
-            argv += [f"--{key.replace('_', '-')}", str(value)]
+            values = value if isinstance(value, (list, tuple)) else [value]
+            argv += [f"--{key.replace('_', '-')}", *(str(item) for item in values)]
     return parse_args(argv + ["--device", "cpu", "--threads", "1", "--no-progress"])
 
 
@@ -81,7 +84,8 @@ def run_model(args, data, backend: str | None = None) -> torch.nn.Module:
             return build_model(args, data.dataset, data.out_channels)
         sizes = {"hidden": args.hidden, "layers": args.layers, "heads": args.heads}
         common = {"dropout": args.dropout, "pool": args.pool, "pool_norm": args.pool_norm}
-        return plstm_graph_model(data.dataset[0], data.out_channels, **sizes, **common, backend=backend)
+        layer = {key: getattr(args, key) for key in PLSTM_FLAGS[1:] if getattr(args, key) is not None}
+        return plstm_graph_model(data.dataset[0], data.out_channels, **sizes, **common, backend=backend, **layer)
 
 
 def best_weights(model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:

@@ -50,3 +50,19 @@ def test_peptide_model_is_the_lrgb_suites():
     args = {**config["args"], **config["models"]["plstm"]["args"]}
     for key in ("hidden", "layers", "heads", "pool", "dropout"):
         assert LRGB_PEPTIDES[key] == args[key], key
+
+
+def test_a_runs_recorded_layer_flags_rebuild_its_model():
+    # A run's config as the training CLI records it; the benchmarks rebuild the same model from it.
+    config = {"dataset": "nci-tpsa", "model": "plstm", "hidden": 16, "layers": 2, "heads": 2, "pool": "mean"}
+    config.update(pool_norm="none", first_sweep="reverse", normalize_over="incoming", transition_start=[0.95, 0.9999])
+    args = results_folder.run_args(config, "datasets")
+    assert (args.pool_norm, args.first_sweep, args.normalize_over) == ("none", "reverse", "incoming")
+    assert args.transition_start == (0.95, 0.9999)
+    data = type("Prepared", (), {"dataset": Graphs([graph(True)]), "out_channels": 1})()
+    for backend in (None, "levels"):
+        model = results_folder.run_model(args, data, backend)
+        assert [block.reverse for block in model.blocks] == [True, False]
+        conv = model.blocks[0].conv_p
+        assert (conv.normalize_over, conv.transition_start) == ("incoming", (0.95, 0.9999))
+        assert isinstance(model.pooled_norm, torch.nn.Identity)
