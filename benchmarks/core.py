@@ -121,7 +121,13 @@ def parse_args(argv):
     parser.add_argument("--channels", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-loop", action="store_true", help="do not time the per-edge loop")
-    parser.add_argument("--skip-peptides", action="store_true", help="do not time the peptide batch")
+    tables = parser.add_mutually_exclusive_group()
+    tables.add_argument("--skip-peptides", action="store_true", help="do not time the peptide batch")
+    tables.add_argument(
+        "--only-peptides",
+        action="store_true",
+        help="time the peptide batch alone (a fresh process per table: nothing timed before it)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     return parser.parse_args(argv)
 
@@ -134,6 +140,8 @@ def main(argv=None):
 
 def run(args):
     device = torch.device(args.device)
+    if args.only_peptides:
+        return peptide_rows(device, max(3, args.repeats // 4))
     batch, edge_index, line_edge_index, plan, inputs = molecule_workload(args.graphs, args.heads, args.channels, device)
     print(
         f"{args.graphs} molecules: {batch.num_nodes} atoms, {edge_index.size(1)} DAG edges, "
