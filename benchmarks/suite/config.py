@@ -64,9 +64,13 @@ def _check_args(source, key, args):
     for name, value in args.items():
         if name in SUITE_FLAGS or name == "root":
             _fail(source, f"{key}.{name}", "is set by the suite for every run; remove it")
-        # one value per flag: a list would become several command-line tokens, i.e. further flags
-        if not isinstance(value, (int, float, str, bool)) and value is not None:
-            _fail(source, f"{key}.{name}", f"expected a number, string or bool, got {value!r}")
+        # one value per flag, or a list of numbers for a flag of several values (--transition-start LOW HIGH):
+        # a list of strings could become further flags
+        numbers = isinstance(value, list) and all(
+            isinstance(item, (int, float)) and not isinstance(item, bool) for item in value
+        )
+        if not isinstance(value, (int, float, str, bool)) and value is not None and not numbers:
+            _fail(source, f"{key}.{name}", f"expected a number, string, bool or list of numbers, got {value!r}")
         if isinstance(value, str) and value.startswith("-"):
             _fail(source, f"{key}.{name}", f"expected a value, not a flag, got {value!r}")
 

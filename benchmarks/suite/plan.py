@@ -31,7 +31,8 @@ def cli_flags() -> dict:
         if not long or action.dest == "help":
             continue
         choices = None if action.choices is None else [str(choice) for choice in action.choices]
-        flags[action.dest] = {"flag": long[0], "takes_value": action.nargs != 0, "choices": choices}
+        values = action.nargs if isinstance(action.nargs, int) and action.nargs > 1 else None
+        flags[action.dest] = {"flag": long[0], "takes_value": action.nargs != 0, "choices": choices, "values": values}
     return flags
 
 
@@ -55,6 +56,14 @@ def _flag_args(source, key, args, flags) -> list:
             continue
         if isinstance(value, bool):
             _fail(source, f"{key}.{name}", f"{flag['flag']} takes a value, got {value!r}")
+        if flag.get("values") is not None or isinstance(value, list):
+            # a flag of several values (--transition-start LOW HIGH) takes a list of that length
+            if not (isinstance(value, list) and len(value) == flag.get("values")):
+                _fail(
+                    source, f"{key}.{name}", f"{flag['flag']} takes {flag.get('values') or 1} value(s), got {value!r}"
+                )
+            tokens += [flag["flag"], *(str(item) for item in value)]
+            continue
         if flag["choices"] is not None and str(value) not in flag["choices"]:
             _fail(source, f"{key}.{name}", f"expected one of {flag['choices']}, got {value!r}")
         tokens += [flag["flag"], str(value)]

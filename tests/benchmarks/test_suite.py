@@ -124,6 +124,14 @@ def test_dry_run_prints_commands_and_states(tiny, capsys):
     assert "--hidden 8 --layers 1 --heads 1" in lines[0] and not out.exists()
 
 
+def test_a_flag_of_two_values_takes_a_list(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_tu_set(root, num_graphs=20)
+    config = tiny_config(tmp_path / "pair.json", root, args={"transition_start": [0.95, 0.9999]})
+    assert suite.main([str(config), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    assert "--transition-start 0.95 0.9999" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -136,6 +144,10 @@ def test_dry_run_prints_commands_and_states(tiny, capsys):
         ({"args": {"warmup_epochs_typo": 5}}, "args.warmup_epochs_typo: the training CLI"),
         ({"args": {"fold": 1}}, "args.fold: is set by the suite"),
         ({"args": {"schedule": "linear"}}, "args.schedule: expected one of"),
+        ({"args": {"transition_start": 0.9}}, "args.transition_start: --transition-start takes 2 value(s)"),
+        ({"args": {"transition_start": [0.9]}}, "args.transition_start: --transition-start takes 2 value(s)"),
+        ({"args": {"lr": [0.1, 0.2]}}, "args.lr: --lr takes 1 value(s)"),
+        ({"args": {"transition_start": ["--lr", "1"]}}, "expected a number, string, bool or list of numbers"),
         ({"presets": {"cpu": {"models": ["gin"]}}}, "presets.cpu.models: 'gin' is not in models"),
         ({"published": "missing.json"}, "missing.json: published numbers file not found"),
     ],
@@ -232,7 +244,13 @@ def test_the_planner_reads_the_training_parser_not_its_help(monkeypatch):
     suite.cli_flags.cache_clear()
     flags = suite.cli_flags()
     assert flags["model"]["choices"] == list(registry.MODELS)
-    assert flags["pool_norm"] == {"flag": "--pool-norm", "takes_value": True, "choices": ["batch", "none"]}
+    assert flags["pool_norm"] == {
+        "flag": "--pool-norm",
+        "takes_value": True,
+        "choices": ["batch", "none"],
+        "values": None,
+    }
+    assert flags["transition_start"]["values"] == 2
     assert flags["resume"]["takes_value"] is False and "help" not in flags
 
 
