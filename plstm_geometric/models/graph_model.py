@@ -15,6 +15,7 @@ PLSTM_POOLS = ("mean", "sum")
 POOL_NORMS = ("batch", "none")
 # Directions of the first block.
 FIRST_SWEEPS = ("forward", "reverse")
+FIRST_SWEEP = "reverse"
 
 
 def block_reverse(index: int, first_sweep: str) -> bool:
@@ -23,7 +24,7 @@ def block_reverse(index: int, first_sweep: str) -> bool:
     return (index % 2 == 1) != (first_sweep == "reverse")
 
 
-def sweep_directions(num_layers: int, first_sweep: str = "forward") -> tuple[str, ...]:
+def sweep_directions(num_layers: int, first_sweep: str = FIRST_SWEEP) -> tuple[str, ...]:
     """The directions (``"forward"``, ``"reverse"``) the blocks of a ``PLSTMGraphModel`` sweep, for
     :class:`~plstm_geometric.transforms.PreparePLSTM`."""
     reverse = {block_reverse(index, first_sweep) for index in range(num_layers)}
@@ -40,9 +41,9 @@ class PLSTMGraphModel(torch.nn.Module):
         \mathbf{h}^{i+1} &= \mathrm{PLSTMBlock}_i(\mathbf{h}^{i}, \mathbf{f}), \qquad
         \mathbf{y}_G = \mathrm{MLP}\big(\mathrm{BN}(\mathrm{pool}_{n \in G}\, \mathrm{LN}(\mathbf{h}^{L}_n))\big).
 
-    Block :math:`i` sweeps the DAG forward for even :math:`i` and in reverse for odd :math:`i`
-    (``first_sweep="forward"``), or the other way round (``first_sweep="reverse"``), each with a P-mode
-    and a D-mode layer. Undirected graphs are oriented by node index (see
+    Block :math:`i` sweeps the DAG in reverse for even :math:`i` and forward for odd :math:`i`
+    (``first_sweep="reverse"``, the default), or the other way round (``first_sweep="forward"``), each
+    with a P-mode and a D-mode layer. Undirected graphs are oriented by node index (see
     :class:`~plstm_geometric.nn.PLSTMConv`); data prepared by
     :class:`~plstm_geometric.transforms.PreparePLSTM` is used with its precomputed structure (which
     must include what the blocks need: P and D, forward and, for two or more blocks, reverse). The four
@@ -80,7 +81,10 @@ class PLSTMGraphModel(torch.nn.Module):
             oriented by node index has one source, the first atom, and a sink at every branch's end, so
             ``"reverse"`` lets every pair of atoms interact within two blocks (gather towards the
             source, then spread from it), while ``"forward"`` leaves side chains that hang off
-            different atoms apart. (default: :obj:`"forward"`)
+            different atoms apart. On LRGB Peptides-func (1,500 steps of 32 on 4,000 training
+            peptides, one seed) the reverse first sweep reached validation AP .529 against .505, and
+            after training an input 21-50 hops away had 1/8.5 of the influence of one 1-5 hops away,
+            against 1/20. (default: :obj:`"reverse"`)
         **kwargs: further :class:`~plstm_geometric.nn.PLSTMBlock` / :class:`~plstm_geometric.nn.PLSTMConv`
             arguments (``mlp_ratio``, ``alpha``, ``normalize_over``, ...).
 
@@ -103,7 +107,7 @@ class PLSTMGraphModel(torch.nn.Module):
         pool: str = "mean",
         dropout: float = 0.0,
         pool_norm: str = "batch",
-        first_sweep: str = "forward",
+        first_sweep: str = FIRST_SWEEP,
         **kwargs,
     ):
         super().__init__()

@@ -20,7 +20,7 @@ from .arguments import (
     positive_int,
     thread_count,
 )
-from .registry import ALL_POOLS, FIRST_SWEEPS, MODELS, NORMALIZE_OVER, PLSTM_POOLS, POOL_NORMS
+from .registry import ALL_POOLS, FIRST_SWEEP, FIRST_SWEEPS, MODELS, NORMALIZE_OVER, PLSTM_POOLS, POOL_NORMS
 
 __all__ = ["NUM_FOLDS", "PROG", "build_parser", "main", "parse_args"]
 
@@ -142,7 +142,7 @@ def _add_model_flags(parser) -> None:
         "--first-sweep",
         choices=FIRST_SWEEPS,
         default=None,
-        help="pLSTM only: the direction of the first block, the blocks alternating from there (default: forward)",
+        help="pLSTM only: the direction of the first block, the blocks alternating from there (default: reverse)",
     )
     parser.add_argument(
         "--normalize-over",
@@ -240,6 +240,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         )
     if "pool_norm" in spec.options and args.pool_norm is None:
         args.pool_norm = "batch"
+    if "first_sweep" in spec.options and args.first_sweep is None:
+        # recorded as resolved: a run record says which way its first block swept whatever the default
+        args.first_sweep = FIRST_SWEEP
     if args.transition_start is not None:
         low, high = args.transition_start
         # both modes' bound: a transition of 1 needs an infinite pre-activation

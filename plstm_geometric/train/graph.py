@@ -132,9 +132,9 @@ def prepare_graphs(args, dataset, split: dict):
     sweeps the model's blocks run), else the dataset itself."""
     if not registry.model_spec(args.model).prepared:
         return dataset
-    from plstm_geometric.models.graph_model import sweep_directions
+    from plstm_geometric.models.graph_model import FIRST_SWEEP, sweep_directions
 
-    directions = sweep_directions(args.layers, getattr(args, "first_sweep", None) or "forward")
+    directions = sweep_directions(args.layers, getattr(args, "first_sweep", None) or FIRST_SWEEP)
     return PreparedGraphs(dataset, torch.cat(list(split.values())), PreparePLSTM(directions=directions))
 
 

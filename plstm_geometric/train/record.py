@@ -165,6 +165,10 @@ def read_record(folder_or_file):
         raise RecordError(
             f"{path}: schema_version {version!r}; this library reads versions up to {SCHEMA_VERSION}: upgrade it"
         )
+    config = record.get("config")
+    if isinstance(config, dict) and config.get("model") == "plstm" and "first_sweep" not in config:
+        # recorded before the first block's direction was a choice: it always swept forward
+        record["config"] = {**config, "first_sweep": "forward"}
     return _check(record, str(path))
 
 

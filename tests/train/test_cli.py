@@ -46,6 +46,7 @@ def test_the_registry_matches_the_models_it_builds():
     from plstm_geometric.models import graph_model
 
     assert registry.PLSTM_POOLS == graph_model.PLSTM_POOLS and registry.POOL_NORMS == graph_model.POOL_NORMS
+    assert registry.FIRST_SWEEPS == graph_model.FIRST_SWEEPS and registry.FIRST_SWEEP == graph_model.FIRST_SWEEP
     for spec in registry.MODELS.values():
         model = registry.build_model(spec.name, 8, 1, 2, dropout=0.0, pool=spec.pools[0], encoder="ogb")
         assert isinstance(model, spec.model_class())

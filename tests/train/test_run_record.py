@@ -43,6 +43,19 @@ def test_version_1_reads_as_the_current_version(v1):
     assert run_state(v1, {"lr": 0.001}) == ("done", None)
 
 
+def test_a_plstm_run_recorded_before_the_first_sweep_was_a_choice_swept_forward_first(tmp_path):
+    config = {"model": "plstm", "hidden": 8}
+    write_record(tmp_path, make_record("graph", config, finished=True, metrics={"test": 0.5}))
+    assert read_record(tmp_path)["config"]["first_sweep"] == "forward"
+    assert run_state(tmp_path, {"first_sweep": "forward"}) == ("done", None)
+    assert run_state(tmp_path, {"first_sweep": "reverse"})[0] == "stale"
+    # a baseline gets no such field, and a recorded direction is kept
+    write_record(tmp_path, make_record("graph", {"model": "gin"}, finished=True, metrics={}))
+    assert "first_sweep" not in read_record(tmp_path)["config"]
+    write_record(tmp_path, make_record("graph", {**config, "first_sweep": "reverse"}, finished=True, metrics={}))
+    assert read_record(tmp_path)["config"]["first_sweep"] == "reverse"
+
+
 @pytest.mark.parametrize(
     "content, match",
     [
