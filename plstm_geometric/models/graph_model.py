@@ -83,7 +83,7 @@ class PLSTMGraphModel(torch.nn.Module):
             source, then spread from it), while ``"forward"`` leaves side chains that hang off
             different atoms apart. On LRGB Peptides-func (1,500 steps of 32 on 4,000 training
             peptides, one seed) the reverse first sweep reached validation AP .529 against .505, and
-            after training an input 21-50 hops away had 1/8.5 of the influence of one 1-5 hops away,
+            after training an input 21-50 hops away had 1/7.9 of the influence of one 1-5 hops away,
             against 1/20. TU graphs are not numbered that way, and on MUTAG (the pLSTM paper's
             protocol, 10 folds) the forward first sweep had the higher validation accuracy (.931
             against .910), so the TU configurations keep it. (default: :obj:`"reverse"`)
