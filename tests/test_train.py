@@ -636,8 +636,7 @@ def test_plstm_runs_read_graphs_with_their_structure_precomputed(root, tmp_path,
     prepared = next(iter(DataLoader(data.graphs[index], batch_size=len(index))))
     plain = next(iter(DataLoader(data.dataset[index], batch_size=len(index))))
     assert "dag_edge_index" in prepared and "dag_edge_index" not in plain
-    # the first block sweeps in reverse, the second forward
-    assert "line_edge_index_d_reverse" in prepared and ("line_edge_index_d_forward" in prepared) == (layers > 1)
+    assert "line_edge_index_d_forward" in prepared and ("line_edge_index_d_reverse" in prepared) == (layers > 1)
     with torch.no_grad():
         torch.testing.assert_close(model(prepared), model(plain), rtol=1e-6, atol=1e-6)
     # the baselines read the dataset itself
@@ -681,7 +680,7 @@ def test_the_layer_flags_reach_the_model_and_its_prepared_sweeps():
     assert (conv.normalize_over, conv.transition_start) == ("incoming", (0.95, 0.9999))
     # without the flags: the layer's defaults
     plain_args = parse_args(["--hidden", "16", "--heads", "2"])
-    assert plain_args.first_sweep == "reverse"  # recorded as resolved
+    assert plain_args.first_sweep == "forward"  # recorded as resolved
     plain = build_model(plain_args, dataset, 1)
-    assert [block.reverse for block in plain.blocks] == [True, False]
+    assert [block.reverse for block in plain.blocks] == [False, True]
     assert plain.blocks[0].conv_p.normalize_over == "outgoing"

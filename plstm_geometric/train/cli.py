@@ -142,7 +142,7 @@ def _add_model_flags(parser) -> None:
         "--first-sweep",
         choices=FIRST_SWEEPS,
         default=None,
-        help="pLSTM only: the direction of the first block, the blocks alternating from there (default: reverse)",
+        help="pLSTM only: the direction of the first block, the blocks alternating from there (default: forward)",
     )
     parser.add_argument(
         "--normalize-over",

@@ -16,7 +16,7 @@ __all__ = ["MODELS", "PLSTM_POOLS", "POOL_NORMS", "ModelSpec", "build_model", "m
 PLSTM_POOLS = ("mean", "sum")
 POOL_NORMS = ("batch", "none")
 FIRST_SWEEPS = ("forward", "reverse")
-FIRST_SWEEP = "reverse"
+FIRST_SWEEP = "forward"
 NORMALIZE_OVER = ("outgoing", "incoming")
 ALL_POOLS = ("mean", "sum", "max")
 
@@ -65,7 +65,7 @@ MODELS = {
             pools=PLSTM_POOLS,
             options=("heads", "pool_norm", "backend", "first_sweep", "normalize_over", "transition_start"),
             prepared=True,
-            description="pLSTM blocks (P then D mode; the first in reverse, the next forward, alternating)",
+            description="pLSTM blocks (P then D mode; forward, then reversed from the second block on)",
         ),
         ModelSpec("gin", "plstm_geometric.models:GIN", 300, 5, 0.5, description="GIN with bond features"),
         ModelSpec("gin-virtual", "plstm_geometric.models:GINVirtual", 300, 5, 0.5, description="GIN, virtual node"),

@@ -21,7 +21,7 @@ def first_batch(graphs, batch_size=None):
 
 def test_blocks_alternate_directions_with_both_modes():
     model = PLSTMGraphModel(16, 2, num_layers=3, heads=2)
-    assert [block.reverse for block in model.blocks] == [True, False, True]
+    assert [block.reverse for block in model.blocks] == [False, True, False]
     assert all((block.conv_p.mode, block.conv_d.mode) == ("P", "D") for block in model.blocks)
     assert str(model) == "PLSTMGraphModel(16, 2, num_layers=3, heads=2, encoder='ogb', pool='mean')"
 
@@ -29,10 +29,10 @@ def test_blocks_alternate_directions_with_both_modes():
 def test_first_sweep_sets_the_blocks_directions():
     from plstm_geometric.models.graph_model import sweep_directions
 
-    model = PLSTMGraphModel(16, 2, num_layers=3, heads=2, first_sweep="forward")
-    assert [block.reverse for block in model.blocks] == [False, True, False]
-    assert sweep_directions(3, "forward") == ("forward", "reverse")
-    assert sweep_directions(1, "forward") == ("forward",) and sweep_directions(1) == ("reverse",)
+    model = PLSTMGraphModel(16, 2, num_layers=3, heads=2, first_sweep="reverse")
+    assert [block.reverse for block in model.blocks] == [True, False, True]
+    assert sweep_directions(3, "reverse") == ("forward", "reverse")
+    assert sweep_directions(1, "reverse") == ("reverse",) and sweep_directions(1) == ("forward",)
     with pytest.raises(ValueError, match="first_sweep"):
         PLSTMGraphModel(16, 2, num_layers=2, heads=2, first_sweep="both")
     # a one-block model prepared with its one direction runs on the prepared structure
