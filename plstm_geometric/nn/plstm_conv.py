@@ -410,7 +410,7 @@ class PLSTMConv(MessagePassing):
         heads, qk_channels, v_channels = self.heads, self.qk_channels, self.v_channels
 
         query, key, value, node_gate = self._node_projections(x)
-        query = query.view(num_nodes, heads, qk_channels) * qk_channels**-0.5
+        query = query.view(num_nodes, heads, qk_channels)
         key = key.view(num_nodes, heads, qk_channels)
         value = value.view(num_nodes, heads, v_channels)
 
@@ -473,11 +473,18 @@ class PLSTMConv(MessagePassing):
         return self.lin_out(out)
 
     def _node_projections(self, x: Tensor):
-        """Query, key, value and node gate terms of ``x`` from one matrix product (one ``[N, C]`` pass
-        forward and backward instead of four)."""
+        """Query (scaled by :math:`K^{-1/2}`), key, value and node gate terms of ``x`` from one matrix
+        product (one ``[N, C]`` pass forward and backward instead of four). The query's scale is applied
+        to its weight and bias, not to the ``[N, H K]`` queries (a pass forward and backward less)."""
         lins = (self.lin_query, self.lin_key, self.lin_value, self.lin_gate)
-        weight = torch.cat([lin.weight for lin in lins])
-        bias = torch.cat([lin.weight.new_zeros(lin.out_channels) if lin.bias is None else lin.bias for lin in lins])
+        scales = (self.qk_channels**-0.5, 1.0, 1.0, 1.0)
+        weight = torch.cat([lin.weight * scale if scale != 1.0 else lin.weight for lin, scale in zip(lins, scales)])
+        bias = torch.cat(
+            [
+                lin.weight.new_zeros(lin.out_channels) if lin.bias is None else lin.bias * scale
+                for lin, scale in zip(lins, scales)
+            ]
+        )
         return F.linear(x, weight, bias).split([lin.out_channels for lin in lins], dim=1)
 
     # Integer work and the level loops stay outside torch.compile: Dynamo sees each as one opaque call, so a

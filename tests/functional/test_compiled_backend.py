@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from benchmarks.harness import torch_threads
-from plstm_geometric.functional.dag import compiled
+from plstm_geometric.functional import plstm_dag
+from plstm_geometric.functional.dag import compiled, workspace
 from plstm_geometric.graph import line_graph
 from plstm_geometric.testing import NAMES, batch_of_graphs, forward_and_grads, random_inputs
 
@@ -148,3 +149,62 @@ def test_training_builds_the_loops_before_the_first_epoch_and_says_so(
     build_sweep_loops(args, processes)
     assert bool(calls) is builds
     assert ("building the C++ level sweep" in capsys.readouterr().out) is builds
+
+
+@needs_build
+def test_a_second_backward_pass_through_the_same_graph_recomputes_the_states():
+    # the first backward pass writes gradient states over the saved cell states
+    inputs, edge_index, line_edge_index = batch_case()
+    expected = forward_and_grads(inputs, edge_index, line_edge_index, "levels")[1]
+    leaves = {name: t.detach().clone().requires_grad_() for name, t in inputs.items()}
+    out = plstm_dag(**leaves, edge_index=edge_index, line_edge_index=line_edge_index, backend="compiled")
+    for _ in range(2):
+        grads = torch.autograd.grad(out.sum(), list(leaves.values()), retain_graph=True)
+        for name, grad in zip(leaves, grads):
+            torch.testing.assert_close(grad, expected[name], atol=1e-10, rtol=0, msg=name)
+
+
+@needs_build
+def test_the_workspace_lends_a_swept_buffer_to_the_next_sweep(monkeypatch):
+    monkeypatch.setattr(workspace, "WORKSPACE", workspace.StateWorkspace())
+    monkeypatch.setattr(compiled, "WORKSPACE", workspace.WORKSPACE)
+    case = batch_case(dtype=torch.float32)
+    first = forward_and_grads(*case, "compiled")
+    pooled = workspace.WORKSPACE.pooled_bytes()
+    assert pooled > 0  # the states of the first sweep, returned after its backward pass
+    taken = []
+    original_take = workspace.WORKSPACE.take
+    monkeypatch.setattr(workspace.WORKSPACE, "take", lambda *a: taken.append(original_take(*a)) or taken[-1])
+    second = forward_and_grads(*case, "compiled")
+    assert taken and workspace.WORKSPACE.pooled_bytes() == pooled  # the same buffer went out and came back
+    assert_same(second, first, atol=0)
+    with torch.no_grad():  # nothing saved: the buffer comes back at once
+        plstm_dag(**case[0], edge_index=case[1], line_edge_index=case[2], backend="compiled")
+    assert workspace.WORKSPACE.pooled_bytes() == pooled
+
+
+def test_the_workspace_limits(monkeypatch):
+    pool = workspace.StateWorkspace()
+    monkeypatch.setenv(workspace.WORKSPACE_MIB_VARIABLE, "0")
+    buffer = pool.take((10, 2), torch.float32)
+    assert buffer.untyped_storage().nbytes() == 80  # not rounded up: it will not be kept
+    pool.give(buffer)
+    assert pool.pooled_bytes() == 0
+    monkeypatch.setenv(workspace.WORKSPACE_MIB_VARIABLE, "1")
+    for _ in range(workspace.MAX_BUFFERS + 3):
+        pool.give(torch.empty(1000))
+    assert pool.pooled_bytes() == workspace.MAX_BUFFERS * 4000
+    pool.give(torch.empty(300_000))  # 1.2 MB: over the limit with the others, the smallest go first
+    assert pool.pooled_bytes() <= 1 << 20
+    pool.release()
+    assert pool.pooled_bytes() == 0
+    for value in ("lots", "-1", "inf"):
+        monkeypatch.setenv(workspace.WORKSPACE_MIB_VARIABLE, value)
+        with pytest.raises(ValueError, match=workspace.WORKSPACE_MIB_VARIABLE):
+            pool.take((2,), torch.float32)
+
+
+@pytest.mark.parametrize("numel", [1, 7, 8, 9, 100, 1000, 1024, 1025, 123_456_789])
+def test_workspace_buffers_round_up_by_at_most_an_eighth(numel):
+    rounded = workspace.rounded_size(numel)
+    assert numel <= rounded <= numel * 1.125

@@ -99,8 +99,10 @@ def test_block_and_model_compile_to_one_graph():
         expected_grads = torch.autograd.grad(
             sum(out.square().sum() for out in expected), [*block.parameters(), *model.parameters()]
         )
-        torch.testing.assert_close(outs, expected, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(grads, expected_grads, rtol=1e-5, atol=1e-5)
+        # float32 sums in other orders: eager runs the head norm as the compiled sweep's C++ loops, the
+        # graph as inductor's fused reductions, and the norm scales up the rounding of small outputs
+        torch.testing.assert_close(outs, expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(grads, expected_grads, rtol=1e-4, atol=1e-4)
     explanation = dynamo.explain(model)(batch, structures)
     assert explanation.graph_break_count == 0, explanation.break_reasons
 

@@ -7,11 +7,15 @@ one loop per edge (edges in schedule order, so every predecessor is final when a
 edges of a level in parallel, on torch's intra-op threads) does all the work on an edge's state while it
 is in cache:
 
-* forward: :math:`C_e = S_e k v^\top + \sum T C_{e'}` and the readout :math:`q_{\mathrm{dst}}^\top C_e`;
+* forward: :math:`C_e = S_e k v^\top + \sum T C_{e'}` and the marked readout
+  :math:`M_e q_{\mathrm{dst}}^\top C_e`;
 * backward, from the last level down: :math:`G_e = M_e q_{\mathrm{dst}} \bar{o}_{\mathrm{dst}}^\top +
-  \sum T G_{e''}`, the transition gradients :math:`\langle G_{e''}, C_e \rangle`, and the small
-  contractions :math:`G_e v`, :math:`k^\top G_e` and :math:`C_e \bar{o}` from which
-  :class:`CompiledSweep` assembles every input gradient.
+  \sum T G_{e''}`, the transition gradients :math:`\langle G_{e''}, C_e \rangle`, and from the small
+  contractions :math:`G_e v`, :math:`k^\top G_e` and :math:`C_e \bar{o}` every per-edge gradient:
+  :math:`\bar{S}_e = k^\top G_e v`, :math:`\bar{M}_e = q^\top C_e \bar{o}` and the parts
+  :math:`S_e G_e v`, :math:`S_e G_e^\top k`, :math:`M_e C_e \bar{o}` that :class:`CompiledSweep` adds up
+  at the nodes. :math:`G_e` is written over :math:`C_e`, which no later step reads, so the backward pass
+  allocates no second buffer of states (whose first touch costs more than the loops on CPU).
 
 The loops are built with :func:`torch.utils.cpp_extension.load_inline` the first time they are needed
 (a C++ compiler is then required; the build takes about a minute once and is cached by torch). Without a
@@ -30,12 +34,15 @@ import torch
 from torch import Tensor
 
 from ...graph.plan import PLSTMPlan
-from ..common import direct_term, direct_term_grads, in_compute_dtype
+from ..common import in_compute_dtype
 from .levels import SCATTER_SWEEPS, LevelSweep, plstm_dag_levels
+from .workspace import WORKSPACE
 
 SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 // Edges are in schedule order: the line edges into edge e (CSR line_ptr_by_out) come from lower levels,
@@ -44,9 +51,10 @@ SOURCE = r"""
 
 template <typename T>
 void forward_edges(const T* __restrict__ query, const T* __restrict__ key, const T* __restrict__ value,
-                   const T* __restrict__ source, const T* __restrict__ transition, const int64_t* src,
-                   const int64_t* dst, const int64_t* line_in, const int64_t* line_ptr, T* states,
-                   T* __restrict__ readout, int64_t begin, int64_t end, int64_t H, int64_t K, int64_t V) {
+                   const T* __restrict__ source, const T* __restrict__ transition, const T* __restrict__ mark,
+                   const int64_t* src, const int64_t* dst, const int64_t* line_in, const int64_t* line_ptr,
+                   T* states, T* __restrict__ readout, int64_t begin, int64_t end, int64_t H, int64_t K,
+                   int64_t V) {
   for (int64_t e = begin; e < end; ++e) {
     for (int64_t h = 0; h < H; ++h) {
       T* __restrict__ C = states + (e * H + h) * K * V;
@@ -62,6 +70,8 @@ void forward_edges(const T* __restrict__ query, const T* __restrict__ key, const
         const T* __restrict__ earlier = states + (line_in[l] * H + h) * K * V;
         for (int64_t x = 0; x < K * V; ++x) C[x] += t * earlier[x];
       }
+      // the marked readout M_e (q^T C_e), ready to be added at dst(e); the mark multiplies the readout
+      // (not q), so that a non-finite mark gives the recurrence's pattern of infinities and NaNs
       const T* q = query + (dst[e] * H + h) * K;
       T* r = readout + (e * H + h) * V;
       for (int64_t j = 0; j < V; ++j) r[j] = 0;
@@ -69,42 +79,202 @@ void forward_edges(const T* __restrict__ query, const T* __restrict__ key, const
         const T qi = q[i];
         for (int64_t j = 0; j < V; ++j) r[j] += qi * C[i * V + j];
       }
+      const T m = mark[e * H + h];
+      for (int64_t j = 0; j < V; ++j) r[j] *= m;
     }
   }
 }
 
-std::vector<torch::Tensor> sweep_forward(torch::Tensor query, torch::Tensor key, torch::Tensor value,
-                                         torch::Tensor source, torch::Tensor transition, torch::Tensor src,
-                                         torch::Tensor dst, torch::Tensor line_in, torch::Tensor line_ptr,
-                                         std::vector<int64_t> level_ptr) {
+// Writes the cell states into `states` ([E, H, K, V], contiguous, any content) and returns the readouts.
+torch::Tensor sweep_forward(torch::Tensor states, torch::Tensor query, torch::Tensor key, torch::Tensor value,
+                            torch::Tensor source, torch::Tensor transition, torch::Tensor mark,
+                            torch::Tensor src, torch::Tensor dst, torch::Tensor line_in, torch::Tensor line_ptr,
+                            std::vector<int64_t> level_ptr) {
   const int64_t E = src.size(0), H = query.size(1), K = query.size(2), V = value.size(2);
-  auto states = torch::empty({E, H, K, V}, query.options());
+  TORCH_CHECK(states.is_contiguous() && states.numel() == E * H * K * V && states.dtype() == query.dtype(),
+              "sweep_forward: states must be a contiguous [E, H, K, V] tensor of the query's dtype");
   auto readout = torch::empty({E, H, V}, query.options());
   AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "sweep_forward", [&] {
     for (size_t level = 0; level + 1 < level_ptr.size(); ++level) {
       at::parallel_for(level_ptr[level], level_ptr[level + 1], 8, [&](int64_t begin, int64_t end) {
         forward_edges<scalar_t>(query.data_ptr<scalar_t>(), key.data_ptr<scalar_t>(), value.data_ptr<scalar_t>(),
                                 source.data_ptr<scalar_t>(), transition.data_ptr<scalar_t>(),
-                                src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(), line_in.data_ptr<int64_t>(),
-                                line_ptr.data_ptr<int64_t>(), states.data_ptr<scalar_t>(),
-                                readout.data_ptr<scalar_t>(), begin, end, H, K, V);
+                                mark.data_ptr<scalar_t>(), src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(),
+                                line_in.data_ptr<int64_t>(), line_ptr.data_ptr<int64_t>(),
+                                states.data_ptr<scalar_t>(), readout.data_ptr<scalar_t>(), begin, end, H, K, V);
       });
     }
   });
-  return {states, readout};
+  return readout;
+}
+
+// The direct term D_n (q_n . k_n) v_n of every node and head (one row r = n * H + h), and its gradients,
+// in one pass each; the same order of operations as common.direct_term and direct_term_grads.
+template <typename T>
+void direct_rows(const T* q, const T* k, const T* v, const T* direct, T* out, int64_t begin, int64_t end,
+                 int64_t K, int64_t V) {
+  for (int64_t r = begin; r < end; ++r) {
+    T qk = 0;
+    for (int64_t i = 0; i < K; ++i) qk += q[r * K + i] * k[r * K + i];
+    const T c = direct[r] * qk;
+    for (int64_t j = 0; j < V; ++j) out[r * V + j] = c * v[r * V + j];
+  }
+}
+
+torch::Tensor direct_forward(torch::Tensor query, torch::Tensor key, torch::Tensor value, torch::Tensor direct) {
+  const int64_t R = query.size(0) * query.size(1), K = query.size(2), V = value.size(2);
+  auto out = torch::empty({query.size(0), query.size(1), V}, query.options());
+  AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "direct_forward", [&] {
+    at::parallel_for(0, R, 256, [&](int64_t begin, int64_t end) {
+      direct_rows<scalar_t>(query.data_ptr<scalar_t>(), key.data_ptr<scalar_t>(), value.data_ptr<scalar_t>(),
+                            direct.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), begin, end, K, V);
+    });
+  });
+  return out;
 }
 
 template <typename T>
-void backward_edges(const T* __restrict__ states, const T* __restrict__ query, const T* __restrict__ key,
-                    const T* __restrict__ value, const T* __restrict__ mark, const T* __restrict__ out_grad,
-                    const T* __restrict__ transition, const int64_t* src, const int64_t* dst,
-                    const int64_t* line_out, const int64_t* line_ptr, T* grads, T* __restrict__ transition_grad,
-                    T* __restrict__ grads_v, T* __restrict__ grads_k, T* __restrict__ states_g, int64_t begin,
-                    int64_t end, int64_t H, int64_t K, int64_t V) {
+void direct_grad_rows(const T* q, const T* k, const T* v, const T* direct, const T* g, T* gq, T* gk, T* gv,
+                      T* gd, int64_t begin, int64_t end, int64_t K, int64_t V) {
+  for (int64_t r = begin; r < end; ++r) {
+    T qk = 0, vg = 0;
+    for (int64_t i = 0; i < K; ++i) qk += q[r * K + i] * k[r * K + i];
+    for (int64_t j = 0; j < V; ++j) vg += v[r * V + j] * g[r * V + j];
+    const T w = direct[r] * vg, c = direct[r] * qk;
+    for (int64_t i = 0; i < K; ++i) {
+      gq[r * K + i] = w * k[r * K + i];
+      gk[r * K + i] = w * q[r * K + i];
+    }
+    for (int64_t j = 0; j < V; ++j) gv[r * V + j] = c * g[r * V + j];
+    gd[r] = qk * vg;
+  }
+}
+
+std::vector<torch::Tensor> direct_backward(torch::Tensor query, torch::Tensor key, torch::Tensor value,
+                                           torch::Tensor direct, torch::Tensor out_grad) {
+  const int64_t R = query.size(0) * query.size(1), K = query.size(2), V = value.size(2);
+  auto gq = torch::empty_like(query), gk = torch::empty_like(key), gv = torch::empty_like(value);
+  auto gd = torch::empty_like(direct);
+  AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "direct_backward", [&] {
+    at::parallel_for(0, R, 256, [&](int64_t begin, int64_t end) {
+      direct_grad_rows<scalar_t>(query.data_ptr<scalar_t>(), key.data_ptr<scalar_t>(),
+                                 value.data_ptr<scalar_t>(), direct.data_ptr<scalar_t>(),
+                                 out_grad.data_ptr<scalar_t>(), gq.data_ptr<scalar_t>(), gk.data_ptr<scalar_t>(),
+                                 gv.data_ptr<scalar_t>(), gd.data_ptr<scalar_t>(), begin, end, K, V);
+    });
+  });
+  return {gq, gk, gv, gd};
+}
+
+// out[index[e]] += rows[e] for every edge, in edge order (one thread: the edges of a node may be anywhere),
+// rows of H * X contiguous values: the readouts added at their nodes, and the per-edge gradient parts.
+void add_rows(torch::Tensor out, torch::Tensor index, torch::Tensor rows) {
+  const int64_t E = index.size(0), width = rows.numel() / std::max<int64_t>(E, 1);
+  TORCH_CHECK(out.is_contiguous() && rows.is_contiguous() && out.dtype() == rows.dtype() &&
+                  out.numel() % std::max<int64_t>(width, 1) == 0,
+              "add_rows: contiguous tensors of one dtype expected");
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "add_rows", [&] {
+    scalar_t* __restrict__ target = out.data_ptr<scalar_t>();
+    const scalar_t* __restrict__ source = rows.data_ptr<scalar_t>();
+    const int64_t* at = index.data_ptr<int64_t>();
+    for (int64_t e = 0; e < E; ++e) {
+      scalar_t* __restrict__ t = target + at[e] * width;
+      const scalar_t* __restrict__ r = source + e * width;
+      for (int64_t x = 0; x < width; ++x) t[x] += r[x];
+    }
+  });
+}
+
+// The RMS norm of every head's output (rows r = n * H + h of V channels, head h = r % H) and its gradient,
+// in one pass each (MultiHeadRMSNorm): y = (x * rstd) * w_h with rstd = 1 / sqrt(mean(x^2) + eps), and
+// dx = rstd * (gy w - xhat * mean(gy w xhat)) with xhat = x * rstd.
+template <typename T>
+void norm_rows(const T* x, const T* w, T eps, T* y, T* rstd, int64_t begin, int64_t end, int64_t H, int64_t V) {
+  for (int64_t r = begin; r < end; ++r) {
+    const T* xr = x + r * V;
+    const T* wh = w + (r % H) * V;
+    T squares = 0;
+    for (int64_t j = 0; j < V; ++j) squares += xr[j] * xr[j];
+    const T scale = T(1) / std::sqrt(squares / T(V) + eps);
+    rstd[r] = scale;
+    for (int64_t j = 0; j < V; ++j) y[r * V + j] = (xr[j] * scale) * wh[j];
+  }
+}
+
+std::vector<torch::Tensor> norm_forward(torch::Tensor x, torch::Tensor weight, double eps) {
+  const int64_t H = weight.size(0), V = weight.size(1), R = x.numel() / V;
+  auto y = torch::empty_like(x);
+  auto rstd = torch::empty({R}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "norm_forward", [&] {
+    at::parallel_for(0, R, 256, [&](int64_t begin, int64_t end) {
+      norm_rows<scalar_t>(x.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(), static_cast<scalar_t>(eps),
+                          y.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>(), begin, end, H, V);
+    });
+  });
+  return {y, rstd};
+}
+
+// Rows are cut into fixed blocks, each with its own partial weight gradient: the sum does not depend on
+// the number of threads.
+constexpr int64_t NORM_BLOCK = 1024;
+
+template <typename T>
+void norm_grad_block(const T* x, const T* w, const T* rstd, const T* gy, T* gx, T* gw, int64_t begin, int64_t end,
+                     int64_t H, int64_t V) {
+  for (int64_t r = begin; r < end; ++r) {
+    const T* xr = x + r * V;
+    const T* gr = gy + r * V;
+    const T* wh = w + (r % H) * V;
+    T* gwh = gw + (r % H) * V;
+    const T scale = rstd[r];
+    T dot = 0;
+    for (int64_t j = 0; j < V; ++j) {
+      const T xhat = xr[j] * scale;
+      dot += gr[j] * wh[j] * xhat;
+      gwh[j] += gr[j] * xhat;
+    }
+    dot /= T(V);
+    for (int64_t j = 0; j < V; ++j) gx[r * V + j] = scale * (gr[j] * wh[j] - (xr[j] * scale) * dot);
+  }
+}
+
+std::vector<torch::Tensor> norm_backward(torch::Tensor x, torch::Tensor weight, torch::Tensor rstd,
+                                         torch::Tensor out_grad) {
+  const int64_t H = weight.size(0), V = weight.size(1), R = x.numel() / V;
+  const int64_t blocks = (R + NORM_BLOCK - 1) / NORM_BLOCK;
+  auto gx = torch::empty_like(x);
+  auto partial = torch::zeros({blocks, H, V}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "norm_backward", [&] {
+    at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
+      for (int64_t b = first; b < last; ++b) {
+        norm_grad_block<scalar_t>(x.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>(),
+                                  out_grad.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(),
+                                  partial.data_ptr<scalar_t>() + b * H * V, b * NORM_BLOCK,
+                                  std::min(R, (b + 1) * NORM_BLOCK), H, V);
+      }
+    });
+  });
+  return {gx, partial.sum(0)};
+}
+
+// Backward, from the last level down. The gradient state G_e of an edge is written over its cell state
+// C_e once the edge is done with C_e: edges read only their own C and the G of later edges, so the
+// states buffer holds C for the edges still to visit and G for those visited, and the backward pass
+// allocates no second [E, H, K, V] buffer.
+template <typename T>
+void backward_edges(T* states, const T* __restrict__ query, const T* __restrict__ key,
+                    const T* __restrict__ value, const T* __restrict__ source, const T* __restrict__ mark,
+                    const T* __restrict__ out_grad, const T* __restrict__ transition, const int64_t* src,
+                    const int64_t* dst, const int64_t* line_out, const int64_t* line_ptr,
+                    T* __restrict__ transition_grad, T* __restrict__ query_part, T* __restrict__ key_part,
+                    T* __restrict__ value_part, T* __restrict__ source_grad, T* __restrict__ mark_grad,
+                    int64_t begin, int64_t end, int64_t H, int64_t K, int64_t V) {
+  std::vector<T> buffer(K * V);
+  T* __restrict__ G = buffer.data();
   for (int64_t e = begin; e < end; ++e) {
     for (int64_t h = 0; h < H; ++h) {
-      T* __restrict__ G = grads + (e * H + h) * K * V;
-      const T* C = states + (e * H + h) * K * V;
+      T* slot = states + (e * H + h) * K * V;
+      const T* C = slot;
       const T* q = query + (dst[e] * H + h) * K;
       const T* g = out_grad + (dst[e] * H + h) * V;
       const T m = mark[e * H + h];
@@ -114,7 +284,7 @@ void backward_edges(const T* __restrict__ states, const T* __restrict__ query, c
       }
       for (int64_t l = line_ptr[e]; l < line_ptr[e + 1]; ++l) {
         const T t = transition[l * H + h];
-        const T* __restrict__ later = grads + (line_out[l] * H + h) * K * V;
+        const T* __restrict__ later = states + (line_out[l] * H + h) * K * V;
         T dot = 0;
 #pragma omp simd reduction(+ : dot)
         for (int64_t x = 0; x < K * V; ++x) {
@@ -125,10 +295,12 @@ void backward_edges(const T* __restrict__ states, const T* __restrict__ query, c
       }
       const T* k = key + (src[e] * H + h) * K;
       const T* v = value + (src[e] * H + h) * V;
-      T* gv = grads_v + (e * H + h) * K;
-      T* gk = grads_k + (e * H + h) * V;
-      T* cg = states_g + (e * H + h) * K;
-      for (int64_t j = 0; j < V; ++j) gk[j] = 0;
+      const T s = source[e * H + h];
+      T* qp = query_part + (e * H + h) * K;
+      T* kp = key_part + (e * H + h) * K;
+      T* vp = value_part + (e * H + h) * V;
+      T source_dot = 0, mark_dot = 0;
+      for (int64_t j = 0; j < V; ++j) vp[j] = 0;
       for (int64_t i = 0; i < K; ++i) {
         T row_v = 0, row_g = 0;
         const T ki = k[i];
@@ -136,45 +308,55 @@ void backward_edges(const T* __restrict__ states, const T* __restrict__ query, c
         for (int64_t j = 0; j < V; ++j) {
           row_v += G[i * V + j] * v[j];
           row_g += C[i * V + j] * g[j];
-          gk[j] += ki * G[i * V + j];
+          vp[j] += ki * G[i * V + j];
         }
-        gv[i] = row_v;
-        cg[i] = row_g;
+        // (G v)_i and (C g)_i: the key and query gradients, and the source (k . G v) and mark (q . C g) ones
+        kp[i] = s * row_v;
+        qp[i] = m * row_g;
+        source_dot += ki * row_v;
+        mark_dot += q[i] * row_g;
       }
+      for (int64_t j = 0; j < V; ++j) vp[j] *= s;
+      source_grad[e * H + h] = source_dot;
+      mark_grad[e * H + h] = mark_dot;
+      for (int64_t x = 0; x < K * V; ++x) slot[x] = G[x];
     }
   }
 }
 
 std::vector<torch::Tensor> sweep_backward(torch::Tensor states, torch::Tensor query, torch::Tensor key,
-                                          torch::Tensor value, torch::Tensor mark, torch::Tensor out_grad,
-                                          torch::Tensor transition, torch::Tensor src, torch::Tensor dst,
-                                          torch::Tensor line_out, torch::Tensor line_ptr,
+                                          torch::Tensor value, torch::Tensor source, torch::Tensor mark,
+                                          torch::Tensor out_grad, torch::Tensor transition, torch::Tensor src,
+                                          torch::Tensor dst, torch::Tensor line_out, torch::Tensor line_ptr,
                                           std::vector<int64_t> level_ptr) {
   const int64_t E = src.size(0), H = query.size(1), K = query.size(2), V = value.size(2);
-  auto grads = torch::empty({E, H, K, V}, query.options());
   auto transition_grad = torch::empty({line_out.size(0), H}, query.options());
-  auto grads_v = torch::empty({E, H, K}, query.options());
-  auto grads_k = torch::empty({E, H, V}, query.options());
-  auto states_g = torch::empty({E, H, K}, query.options());
+  auto query_part = torch::empty({E, H, K}, query.options());
+  auto key_part = torch::empty({E, H, K}, query.options());
+  auto value_part = torch::empty({E, H, V}, query.options());
+  auto source_grad = torch::empty({E, H}, query.options());
+  auto mark_grad = torch::empty({E, H}, query.options());
   AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "sweep_backward", [&] {
     for (int64_t level = static_cast<int64_t>(level_ptr.size()) - 2; level >= 0; --level) {
       at::parallel_for(level_ptr[level], level_ptr[level + 1], 8, [&](int64_t begin, int64_t end) {
         backward_edges<scalar_t>(states.data_ptr<scalar_t>(), query.data_ptr<scalar_t>(),
-                                 key.data_ptr<scalar_t>(), value.data_ptr<scalar_t>(), mark.data_ptr<scalar_t>(),
-                                 out_grad.data_ptr<scalar_t>(), transition.data_ptr<scalar_t>(),
-                                 src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(), line_out.data_ptr<int64_t>(),
-                                 line_ptr.data_ptr<int64_t>(), grads.data_ptr<scalar_t>(),
-                                 transition_grad.data_ptr<scalar_t>(), grads_v.data_ptr<scalar_t>(),
-                                 grads_k.data_ptr<scalar_t>(), states_g.data_ptr<scalar_t>(), begin, end, H, K, V);
+                                 key.data_ptr<scalar_t>(), value.data_ptr<scalar_t>(), source.data_ptr<scalar_t>(),
+                                 mark.data_ptr<scalar_t>(), out_grad.data_ptr<scalar_t>(),
+                                 transition.data_ptr<scalar_t>(), src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(),
+                                 line_out.data_ptr<int64_t>(), line_ptr.data_ptr<int64_t>(),
+                                 transition_grad.data_ptr<scalar_t>(), query_part.data_ptr<scalar_t>(),
+                                 key_part.data_ptr<scalar_t>(), value_part.data_ptr<scalar_t>(),
+                                 source_grad.data_ptr<scalar_t>(), mark_grad.data_ptr<scalar_t>(), begin, end, H,
+                                 K, V);
       });
     }
   });
-  return {transition_grad, grads_v, grads_k, states_g};
+  return {transition_grad, query_part, key_part, value_part, source_grad, mark_grad};
 }
 """
 
 # Bump with every change of SOURCE: torch caches builds by name.
-EXTENSION_NAME = "plstm_geometric_level_sweep_v3"
+EXTENSION_NAME = "plstm_geometric_level_sweep_v9"
 
 
 def compile_flags():
@@ -213,7 +395,15 @@ def build_extension():
                 _extension = load_inline(
                     name=extension_name(),
                     cpp_sources=SOURCE,
-                    functions=["sweep_forward", "sweep_backward"],
+                    functions=[
+                        "sweep_forward",
+                        "sweep_backward",
+                        "add_rows",
+                        "direct_forward",
+                        "direct_backward",
+                        "norm_forward",
+                        "norm_backward",
+                    ],
                     extra_cflags=compile_flags()[1],
                     verbose=False,
                 )
@@ -226,6 +416,12 @@ def build_extension():
                     stacklevel=3,
                 )
         return _extension
+
+
+def loaded_extension():
+    """The compiled loops if a sweep has already built or loaded them in this process, else ``None``
+    (never starts a build)."""
+    return _extension
 
 
 def extension_name() -> str:
@@ -254,31 +450,45 @@ def build_error():
     return _build_error
 
 
-def forward_states(extension, plan: PLSTMPlan, query, key, value, source, transition):
-    return extension.sweep_forward(
+def forward_states(extension, plan: PLSTMPlan, query, key, value, source, transition, mark):
+    r"""The cell states ``[E, H, K, V]`` (in a buffer of the workspace) and the marked readouts
+    :math:`M_e q_{\mathrm{dst}}^\top C_e` ``[E, H, V]``, edges in schedule order."""
+    states = WORKSPACE.take((plan.num_edges, query.size(1), query.size(2), value.size(2)), query.dtype)
+    marked_readout = extension.sweep_forward(
+        states,
         query,
         key,
         value,
         source,
         transition,
+        mark,
         plan.edge_src,
         plan.edge_dst,
         plan.line_in_by_out,
         plan.line_ptr_by_out,
         plan.edge_level_ptr,
     )
+    return states, marked_readout
 
 
 class CompiledSweep(torch.autograd.Function):
-    """Inputs contiguous and in schedule order (edges sorted by level, transitions sorted by ``e_out``)."""
+    """Inputs contiguous and in schedule order (edges sorted by level, transitions sorted by ``e_out``).
+
+    The backward loops write the gradient states over the saved cell states (see ``SOURCE``), so a second
+    backward pass through the same graph (``retain_graph=True``) recomputes the states first."""
 
     @staticmethod
     def forward(ctx, query, key, value, source, transition, mark, direct, plan, recompute_states, extension):
-        states, readout = forward_states(extension, plan, query, key, value, source, transition)
-        out = direct_term(query, key, value, direct).index_add(0, plan.edge_dst, readout * mark[..., None])
+        states, marked_readout = forward_states(extension, plan, query, key, value, source, transition, mark)
+        out = extension.direct_forward(query, key, value, direct)
+        extension.add_rows(out, plan.edge_dst, marked_readout)
         ctx.plan, ctx.extension, ctx.recompute_states = plan, extension, recompute_states
+        ctx.states_overwritten = False
         saved = (query, key, value, source, transition, mark, direct)
-        ctx.save_for_backward(*saved, *(() if recompute_states else (states, readout)))
+        keep_states = any(ctx.needs_input_grad[:7]) and not recompute_states
+        if not keep_states:
+            WORKSPACE.give(states)
+        ctx.save_for_backward(*saved, *((states,) if keep_states else ()))
         return out
 
     @staticmethod
@@ -292,17 +502,19 @@ class CompiledSweep(torch.autograd.Function):
             out = levels_in_schedule_order(plan, *inputs)
             grads = iter(torch.autograd.grad(out, needed, out_grad, create_graph=True, allow_unused=True))
             return (*(next(grads) if needs else None for needs in ctx.needs_input_grad[:7]), None, None, None)
-        if ctx.recompute_states:
-            states, readout = forward_states(extension, plan, query, key, value, source, transition)
+        if len(ctx.saved_tensors) == 7 or ctx.states_overwritten:
+            states = forward_states(extension, plan, query, key, value, source, transition, mark)[0]
         else:
-            states, readout = ctx.saved_tensors[7:]
+            states = ctx.saved_tensors[7]
+            ctx.states_overwritten = True
         src, dst = plan.edge_src, plan.edge_dst
         out_grad = out_grad.contiguous()
-        transition_grad_by_in, grads_v, grads_k, states_g = extension.sweep_backward(
+        transition_grad_by_in, query_part, key_part, value_part, source_grad, mark_grad = extension.sweep_backward(
             states,
             query,
             key,
             value,
+            source,
             mark,
             out_grad,
             transition[plan.line_by_out_for_in].contiguous(),
@@ -312,12 +524,12 @@ class CompiledSweep(torch.autograd.Function):
             plan.line_ptr_by_in,
             plan.edge_level_ptr,
         )
-        query_grad, key_grad, value_grad, direct_grad = direct_term_grads(query, key, value, direct, out_grad)
-        query_grad = query_grad.index_add(0, dst, states_g * mark[..., None])
-        key_grad = key_grad.index_add(0, src, grads_v * source[..., None])
-        value_grad = value_grad.index_add(0, src, grads_k * source[..., None])
-        mark_grad = (readout * out_grad[dst]).sum(-1)
-        source_grad = (grads_v * key[src]).sum(-1)
+        # the buffer now holds gradient states that nothing reads: the next sweep may write into it
+        WORKSPACE.give(states)
+        query_grad, key_grad, value_grad, direct_grad = extension.direct_backward(query, key, value, direct, out_grad)
+        extension.add_rows(query_grad, dst, query_part)
+        extension.add_rows(key_grad, src, key_part)
+        extension.add_rows(value_grad, src, value_part)
         transition_grad = torch.empty_like(transition_grad_by_in)
         transition_grad[plan.line_by_out_for_in] = transition_grad_by_in
         return query_grad, key_grad, value_grad, source_grad, transition_grad, mark_grad, direct_grad, None, None, None
