@@ -96,10 +96,8 @@ def plstm_dag(
             most ``PARALLEL_MAX_EDGES`` edges through ``"parallel"``, the others through the backend
             ``"auto"`` picks for them alone; :mod:`.mixed`) or ``"auto"``, which picks by
             graph statistics (see :func:`choose_backend`); on CPU tensors it runs ``"compiled"`` instead of
-            ``"levels"``, ``"chains"`` and ``"mixed"``, and of ``"parallel"`` for batches whose states fit
-            in 32 MiB, when the C++ loops
-            can be built (the first such call builds them, about a minute, once;
-            ``PLSTM_GEOMETRIC_COMPILE=0`` keeps the torch forms; see :func:`auto_backend`). On CUDA tensors
+            any of them when the C++ loops can be built (the first such call builds them, about a minute,
+            once; ``PLSTM_GEOMETRIC_COMPILE=0`` keeps the torch forms; see :func:`auto_backend`). On CUDA tensors
             with Triton installed it runs ``"fused"`` instead of ``"levels"`` (measured 2x faster on an
             H200 on deep peptide batches).
         recompute_states (bool): drop the ``[E, H, K, V]`` cell states after the forward pass and
@@ -234,20 +232,17 @@ def mixed_pays(plan: PLSTMPlan) -> bool:
     return small.plan.layout.padded_edges <= PARALLEL_MAX_PADDING * small.plan.num_edges
 
 
-# On CPU the compiled sweep's states are allocated fresh on every call; up to glibc's largest mmap
-# threshold (32 MiB) they come from the heap, beyond it from new pages, whose first touch costs more than
-# the sweep itself. Measured with PLSTMConv (hidden 64, 4 heads) on NCI molecules: compiled / parallel
-# 0.89x at 128 molecules, 0.87x at 512 (32 MiB of states), 1.23x at 1,024 (64 MiB); on the batch of 32
-# BBBP molecules a training step of the default model is 0.78x.
-COMPILED_OVER_PARALLEL_BYTES = 32 * 2**20
+# On CPU the compiled sweep replaces the parallel form at every size since its state buffers are reused
+# (:mod:`.workspace`): PLSTMConv (hidden 64, 4 heads) forward + backward on NCI molecules, one thread,
+# compiled / parallel 11.5 / 24.1 ms at 128 molecules, 42.7 / 89.5 ms at 512, 82.6 / 138 ms at 1,024.
+# Before, fresh pages for states beyond 32 MiB made it 1.23x slower than the parallel form at 1,024.
 
 
 def auto_backend(plan: PLSTMPlan, heads: int, key_channels: int, value_channels: int, dtype, device) -> str:
     """The backend ``backend="auto"`` runs: :func:`choose_backend`'s, except on CPU where the compiled
     loops can be built (see :mod:`.compiled`): they replace the torch level sweep, the chain-contracted
     form and the mixed split (a 100,000-node chain: compiled 0.079 s, chains 0.092 s, levels 4.8 s; 64
-    peptides: compiled 110 ms, mixed 163 ms), and the parallel form while the cell states take at most
-    ``COMPILED_OVER_PARALLEL_BYTES``.
+    peptides: compiled 110 ms, mixed 163 ms) and the parallel form (2x faster on molecules).
 
     On CUDA, where Triton is installed, the Triton level sweep replaces the torch level sweep: on an H200
     (the GPU check of 2026-12-04) the op's forward+backward on 64 LRGB peptides took 10.3 ms against
@@ -257,17 +252,15 @@ def auto_backend(plan: PLSTMPlan, heads: int, key_channels: int, value_channels:
     of small graphs keep the parallel form until that difference is understood. Chain contraction stays
     for the deep chain-like sweeps it picks (a 100,000-node chain: 8.4 ms, against 11 s for the torch
     level sweep; the Triton sweep launches once per level)."""
+    if torch.device(device).type == "cpu" and build_extension() is not None:
+        # every backend the rule can pick is replaced: the rule (whose component layout costs milliseconds
+        # per batch of molecules) is not run
+        return "compiled"
     backend = choose_backend(plan)
     if torch.device(device).type == "cuda":
         if backend == "levels" and importlib.util.find_spec("triton") is not None:
             return "fused"
-        return backend
-    if torch.device(device).type != "cpu" or backend not in ("levels", "chains", "mixed", "parallel"):
-        return backend
-    states = plan.num_edges * heads * key_channels * value_channels * compute_dtype(dtype).itemsize
-    if backend == "parallel" and states > COMPILED_OVER_PARALLEL_BYTES:
-        return backend
-    return "compiled" if build_extension() is not None else backend
+    return backend
 
 
 def choose_backend(plan: PLSTMPlan) -> str:
