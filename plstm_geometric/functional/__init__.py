@@ -1,6 +1,6 @@
 """Pure ops without parameters, one folder per op: :mod:`.dag` (pLSTM on DAGs), :mod:`.grid` (pLSTM on 2D
-grids) and :mod:`.scan` (parallel linear recurrences); :mod:`.common` holds what they share. The Triton
-kernels are imported on first use."""
+grids) and :mod:`.scan` (parallel linear recurrences), and :mod:`.norm` (the per-head RMS norm of the
+layers); :mod:`.common` holds what they share. The Triton kernels are imported on first use."""
 
 from .dag import plstm_dag, plstm_dag_naive
 from .grid import (
@@ -13,6 +13,7 @@ from .grid import (
     plstm_grid_orientations,
     plstm_grid_oriented,
 )
+from .norm import multi_head_rms_norm
 from .scan import linear_recurrence
 from .scan.naive import linear_recurrence_naive
 
@@ -33,4 +34,5 @@ __all__ = [
     "flip_grid",
     "linear_recurrence",
     "linear_recurrence_naive",
+    "multi_head_rms_norm",
 ]

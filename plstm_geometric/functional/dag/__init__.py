@@ -25,6 +25,7 @@ from .levels import plstm_dag_levels
 from .mixed import mixed_split, plstm_dag_mixed
 from .naive import plstm_dag_naive
 from .parallel import plstm_dag_parallel
+from .workspace import release_workspace
 
 __all__ = [
     "plstm_dag",
@@ -35,6 +36,7 @@ __all__ = [
     "TORCH_BACKENDS",
     "TRITON_BACKENDS",
     "CPU_BACKENDS",
+    "release_workspace",
 ]
 
 BACKENDS = ("auto", "levels", "compiled", "parallel", "chains", "bands", "fused", "mixed")
