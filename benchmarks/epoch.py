@@ -53,7 +53,7 @@ class Trainer:
     def __init__(self, args):
         from torch_geometric.loader import DataLoader
 
-        from plstm_geometric.train.graph import build_model, prepare_data
+        from plstm_geometric.train.graph import build_model, make_optimizer, prepare_data
         from plstm_geometric.train.processes import Processes
         from plstm_geometric.train.tasks import loss_function
 
@@ -64,7 +64,7 @@ class Trainer:
         with seeded(args.seed):
             self.model = build_model(args, data.dataset, data.out_channels)
         self.parameters = sum(p.numel() for p in self.model.parameters())
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        self.optimizer = make_optimizer(self.model, args)
         self.loss_fn = loss_function(data.task, data.metric, data.scaler)
         train_set = data.graphs[data.split["train"]]
         self.steps_per_epoch = -(-len(train_set) // args.batch_size)

@@ -194,6 +194,14 @@ def results(args, config, data: Data, state: State, processes, num_parameters, c
     )
 
 
+def make_optimizer(model: torch.nn.Module, args) -> torch.optim.Optimizer:
+    """AdamW over the model's parameters with the run's learning rate and weight decay. The multi-tensor
+    form (``foreach=True``, torch's default on CUDA only) also on CPU: one kernel per update step for all
+    parameter tensors instead of about ten per tensor (the default pLSTM model has about a hundred), the
+    same arithmetic."""
+    return torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, foreach=True)
+
+
 def train(args, processes, folder: RunFolder) -> dict:
     """The whole run in ``folder``; returns the results dict."""
     seed_everything(args.seed)
@@ -201,7 +209,7 @@ def train(args, processes, folder: RunFolder) -> dict:
     torch.manual_seed(args.seed)  # the same initial weights on every process
     model = build_model(args, data.dataset, data.out_channels).to(processes.device)
     num_parameters = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = make_optimizer(model, args)
     torch.manual_seed(args.seed + processes.rank)  # different dropout masks on different processes
     config = dict(vars(args))
     if processes.main:
