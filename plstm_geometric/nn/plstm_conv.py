@@ -426,9 +426,15 @@ class PLSTMConv(MessagePassing):
             edge_gate = F.linear(x, weight_src)[src] + F.linear(x, weight_dst)[dst]
         edge_gate = at_least_float32(edge_gate).view(-1, 4, heads)
 
-        source = torch.sigmoid(node_gate[src, 0] + edge_gate[:, 0])
-        mark = torch.sigmoid(node_gate[dst, 1] + edge_gate[:, 1])
-        transition = node_gate[meeting_node, 2] + edge_gate[incoming_edge, 2] + edge_gate[outgoing_edge, 3]
+        # index_select rather than advanced indexing: its backward is an index_add, not the slower
+        # accumulating index_put
+        source = torch.sigmoid(node_gate[:, 0].index_select(0, src) + edge_gate[:, 0])
+        mark = torch.sigmoid(node_gate[:, 1].index_select(0, dst) + edge_gate[:, 1])
+        transition = (
+            node_gate[:, 2].index_select(0, meeting_node)
+            + edge_gate[:, 2].index_select(0, incoming_edge)
+            + edge_gate[:, 3].index_select(0, outgoing_edge)
+        )
         transition = constrain_transition(
             transition, line_edge_index, dag_edge_index.size(1), self.mode, self.alpha, self.normalize_over
         )
