@@ -45,14 +45,6 @@ SOURCE = r"""
 #include <cmath>
 #include <vector>
 
-// q, k and v: [N, H, K] with each node's H * K values contiguous, nodes stride(0) apart (views of one
-// projection need no copy).
-void check_node_rows(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.dim() == 3 && (t.size(2) == 1 || t.stride(2) == 1) && (t.size(1) == 1 || t.stride(1) == t.size(2)),
-              name,
-              ": expected [N, H, K] with each node's values contiguous");
-}
-
 // Edges are in schedule order: the line edges into edge e (CSR line_ptr_by_out) come from lower levels,
 // the line edges out of it (CSR line_ptr_by_in) go to higher ones. Level l holds edges
 // level_ptr[l] .. level_ptr[l + 1]; the edges of one level never read each other.
@@ -62,12 +54,12 @@ void forward_edges(const T* __restrict__ query, const T* __restrict__ key, const
                    const T* __restrict__ source, const T* __restrict__ transition, const T* __restrict__ mark,
                    const int64_t* src, const int64_t* dst, const int64_t* line_in, const int64_t* line_ptr,
                    T* states, T* __restrict__ readout, int64_t begin, int64_t end, int64_t H, int64_t K,
-                   int64_t V, int64_t qs, int64_t ks, int64_t vs) {
+                   int64_t V) {
   for (int64_t e = begin; e < end; ++e) {
     for (int64_t h = 0; h < H; ++h) {
       T* __restrict__ C = states + (e * H + h) * K * V;
-      const T* k = key + src[e] * ks + h * K;
-      const T* v = value + src[e] * vs + h * V;
+      const T* k = key + (src[e] * H + h) * K;
+      const T* v = value + (src[e] * H + h) * V;
       const T s = source[e * H + h];
       for (int64_t i = 0; i < K; ++i) {
         const T sk = s * k[i];
@@ -80,7 +72,7 @@ void forward_edges(const T* __restrict__ query, const T* __restrict__ key, const
       }
       // the marked readout M_e (q^T C_e), ready to be added at dst(e); the mark multiplies the readout
       // (not q), so that a non-finite mark gives the recurrence's pattern of infinities and NaNs
-      const T* q = query + dst[e] * qs + h * K;
+      const T* q = query + (dst[e] * H + h) * K;
       T* r = readout + (e * H + h) * V;
       for (int64_t j = 0; j < V; ++j) r[j] = 0;
       for (int64_t i = 0; i < K; ++i) {
@@ -102,9 +94,6 @@ torch::Tensor sweep_forward(torch::Tensor states, torch::Tensor query, torch::Te
   TORCH_CHECK(states.is_contiguous() && states.numel() == E * H * K * V && states.dtype() == query.dtype(),
               "sweep_forward: states must be a contiguous [E, H, K, V] tensor of the query's dtype");
   auto readout = torch::empty({E, H, V}, query.options());
-  check_node_rows(query, "query");
-  check_node_rows(key, "key");
-  check_node_rows(value, "value");
   AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "sweep_forward", [&] {
     for (size_t level = 0; level + 1 < level_ptr.size(); ++level) {
       at::parallel_for(level_ptr[level], level_ptr[level + 1], 8, [&](int64_t begin, int64_t end) {
@@ -112,88 +101,66 @@ torch::Tensor sweep_forward(torch::Tensor states, torch::Tensor query, torch::Te
                                 source.data_ptr<scalar_t>(), transition.data_ptr<scalar_t>(),
                                 mark.data_ptr<scalar_t>(), src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(),
                                 line_in.data_ptr<int64_t>(), line_ptr.data_ptr<int64_t>(),
-                                states.data_ptr<scalar_t>(), readout.data_ptr<scalar_t>(), begin, end, H, K, V,
-                                query.stride(0), key.stride(0), value.stride(0));
+                                states.data_ptr<scalar_t>(), readout.data_ptr<scalar_t>(), begin, end, H, K, V);
       });
     }
   });
   return readout;
 }
 
-// The direct term D_n (q_n . k_n) v_n of every node and head, and its gradients, in one pass each; the
-// same order of operations as common.direct_term and direct_term_grads. q, k and v rows of a node are qs,
-// ks and vs elements apart (views of one projection); direct, out and the gradients are contiguous.
+// The direct term D_n (q_n . k_n) v_n of every node and head (one row r = n * H + h), and its gradients,
+// in one pass each; the same order of operations as common.direct_term and direct_term_grads.
 template <typename T>
-void direct_nodes(const T* q, const T* k, const T* v, const T* direct, T* out, int64_t begin, int64_t end,
-                  int64_t H, int64_t K, int64_t V, int64_t qs, int64_t ks, int64_t vs) {
-  for (int64_t n = begin; n < end; ++n) {
-    for (int64_t h = 0; h < H; ++h) {
-      const T* qn = q + n * qs + h * K;
-      const T* kn = k + n * ks + h * K;
-      const T* vn = v + n * vs + h * V;
-      T qk = 0;
-      for (int64_t i = 0; i < K; ++i) qk += qn[i] * kn[i];
-      const T c = direct[n * H + h] * qk;
-      for (int64_t j = 0; j < V; ++j) out[(n * H + h) * V + j] = c * vn[j];
-    }
+void direct_rows(const T* q, const T* k, const T* v, const T* direct, T* out, int64_t begin, int64_t end,
+                 int64_t K, int64_t V) {
+  for (int64_t r = begin; r < end; ++r) {
+    T qk = 0;
+    for (int64_t i = 0; i < K; ++i) qk += q[r * K + i] * k[r * K + i];
+    const T c = direct[r] * qk;
+    for (int64_t j = 0; j < V; ++j) out[r * V + j] = c * v[r * V + j];
   }
 }
 
 torch::Tensor direct_forward(torch::Tensor query, torch::Tensor key, torch::Tensor value, torch::Tensor direct) {
-  const int64_t N = query.size(0), H = query.size(1), K = query.size(2), V = value.size(2);
-  auto out = torch::empty({N, H, V}, query.options());
-  check_node_rows(query, "query");
-  check_node_rows(key, "key");
-  check_node_rows(value, "value");
+  const int64_t R = query.size(0) * query.size(1), K = query.size(2), V = value.size(2);
+  auto out = torch::empty({query.size(0), query.size(1), V}, query.options());
   AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "direct_forward", [&] {
-    at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) {
-      direct_nodes<scalar_t>(query.data_ptr<scalar_t>(), key.data_ptr<scalar_t>(), value.data_ptr<scalar_t>(),
-                             direct.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), begin, end, H, K, V,
-                             query.stride(0), key.stride(0), value.stride(0));
+    at::parallel_for(0, R, 256, [&](int64_t begin, int64_t end) {
+      direct_rows<scalar_t>(query.data_ptr<scalar_t>(), key.data_ptr<scalar_t>(), value.data_ptr<scalar_t>(),
+                            direct.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), begin, end, K, V);
     });
   });
   return out;
 }
 
 template <typename T>
-void direct_grad_nodes(const T* q, const T* k, const T* v, const T* direct, const T* g, T* gq, T* gk, T* gv,
-                       T* gd, int64_t begin, int64_t end, int64_t H, int64_t K, int64_t V, int64_t qs, int64_t ks,
-                       int64_t vs) {
-  for (int64_t n = begin; n < end; ++n) {
-    for (int64_t h = 0; h < H; ++h) {
-      const int64_t r = n * H + h;
-      const T* qn = q + n * qs + h * K;
-      const T* kn = k + n * ks + h * K;
-      const T* vn = v + n * vs + h * V;
-      T qk = 0, vg = 0;
-      for (int64_t i = 0; i < K; ++i) qk += qn[i] * kn[i];
-      for (int64_t j = 0; j < V; ++j) vg += vn[j] * g[r * V + j];
-      const T w = direct[r] * vg, c = direct[r] * qk;
-      for (int64_t i = 0; i < K; ++i) {
-        gq[r * K + i] = w * kn[i];
-        gk[r * K + i] = w * qn[i];
-      }
-      for (int64_t j = 0; j < V; ++j) gv[r * V + j] = c * g[r * V + j];
-      gd[r] = qk * vg;
+void direct_grad_rows(const T* q, const T* k, const T* v, const T* direct, const T* g, T* gq, T* gk, T* gv,
+                      T* gd, int64_t begin, int64_t end, int64_t K, int64_t V) {
+  for (int64_t r = begin; r < end; ++r) {
+    T qk = 0, vg = 0;
+    for (int64_t i = 0; i < K; ++i) qk += q[r * K + i] * k[r * K + i];
+    for (int64_t j = 0; j < V; ++j) vg += v[r * V + j] * g[r * V + j];
+    const T w = direct[r] * vg, c = direct[r] * qk;
+    for (int64_t i = 0; i < K; ++i) {
+      gq[r * K + i] = w * k[r * K + i];
+      gk[r * K + i] = w * q[r * K + i];
     }
+    for (int64_t j = 0; j < V; ++j) gv[r * V + j] = c * g[r * V + j];
+    gd[r] = qk * vg;
   }
 }
 
 std::vector<torch::Tensor> direct_backward(torch::Tensor query, torch::Tensor key, torch::Tensor value,
                                            torch::Tensor direct, torch::Tensor out_grad) {
-  const int64_t N = query.size(0), H = query.size(1), K = query.size(2), V = value.size(2);
-  auto gq = torch::empty({N, H, K}, query.options()), gk = torch::empty({N, H, K}, query.options());
-  auto gv = torch::empty({N, H, V}, query.options()), gd = torch::empty({N, H}, query.options());
-  check_node_rows(query, "query");
-  check_node_rows(key, "key");
-  check_node_rows(value, "value");
+  const int64_t R = query.size(0) * query.size(1), K = query.size(2), V = value.size(2);
+  auto gq = torch::empty_like(query), gk = torch::empty_like(key), gv = torch::empty_like(value);
+  auto gd = torch::empty_like(direct);
   AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "direct_backward", [&] {
-    at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) {
-      direct_grad_nodes<scalar_t>(query.data_ptr<scalar_t>(), key.data_ptr<scalar_t>(),
-                                  value.data_ptr<scalar_t>(), direct.data_ptr<scalar_t>(),
-                                  out_grad.data_ptr<scalar_t>(), gq.data_ptr<scalar_t>(), gk.data_ptr<scalar_t>(),
-                                  gv.data_ptr<scalar_t>(), gd.data_ptr<scalar_t>(), begin, end, H, K, V,
-                                  query.stride(0), key.stride(0), value.stride(0));
+    at::parallel_for(0, R, 256, [&](int64_t begin, int64_t end) {
+      direct_grad_rows<scalar_t>(query.data_ptr<scalar_t>(), key.data_ptr<scalar_t>(),
+                                 value.data_ptr<scalar_t>(), direct.data_ptr<scalar_t>(),
+                                 out_grad.data_ptr<scalar_t>(), gq.data_ptr<scalar_t>(), gk.data_ptr<scalar_t>(),
+                                 gv.data_ptr<scalar_t>(), gd.data_ptr<scalar_t>(), begin, end, K, V);
     });
   });
   return {gq, gk, gv, gd};
@@ -301,15 +268,14 @@ void backward_edges(T* states, const T* __restrict__ query, const T* __restrict_
                     const int64_t* dst, const int64_t* line_out, const int64_t* line_ptr,
                     T* __restrict__ transition_grad, T* __restrict__ query_part, T* __restrict__ key_part,
                     T* __restrict__ value_part, T* __restrict__ source_grad, T* __restrict__ mark_grad,
-                    int64_t begin, int64_t end, int64_t H, int64_t K, int64_t V, int64_t qs, int64_t ks,
-                    int64_t vs) {
+                    int64_t begin, int64_t end, int64_t H, int64_t K, int64_t V) {
   std::vector<T> buffer(K * V);
   T* __restrict__ G = buffer.data();
   for (int64_t e = begin; e < end; ++e) {
     for (int64_t h = 0; h < H; ++h) {
       T* slot = states + (e * H + h) * K * V;
       const T* C = slot;
-      const T* q = query + dst[e] * qs + h * K;
+      const T* q = query + (dst[e] * H + h) * K;
       const T* g = out_grad + (dst[e] * H + h) * V;
       const T m = mark[e * H + h];
       for (int64_t i = 0; i < K; ++i) {
@@ -327,8 +293,8 @@ void backward_edges(T* states, const T* __restrict__ query, const T* __restrict_
         }
         transition_grad[l * H + h] = dot;
       }
-      const T* k = key + src[e] * ks + h * K;
-      const T* v = value + src[e] * vs + h * V;
+      const T* k = key + (src[e] * H + h) * K;
+      const T* v = value + (src[e] * H + h) * V;
       const T s = source[e * H + h];
       T* qp = query_part + (e * H + h) * K;
       T* kp = key_part + (e * H + h) * K;
@@ -370,9 +336,6 @@ std::vector<torch::Tensor> sweep_backward(torch::Tensor states, torch::Tensor qu
   auto value_part = torch::empty({E, H, V}, query.options());
   auto source_grad = torch::empty({E, H}, query.options());
   auto mark_grad = torch::empty({E, H}, query.options());
-  check_node_rows(query, "query");
-  check_node_rows(key, "key");
-  check_node_rows(value, "value");
   AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "sweep_backward", [&] {
     for (int64_t level = static_cast<int64_t>(level_ptr.size()) - 2; level >= 0; --level) {
       at::parallel_for(level_ptr[level], level_ptr[level + 1], 8, [&](int64_t begin, int64_t end) {
@@ -384,7 +347,7 @@ std::vector<torch::Tensor> sweep_backward(torch::Tensor states, torch::Tensor qu
                                  transition_grad.data_ptr<scalar_t>(), query_part.data_ptr<scalar_t>(),
                                  key_part.data_ptr<scalar_t>(), value_part.data_ptr<scalar_t>(),
                                  source_grad.data_ptr<scalar_t>(), mark_grad.data_ptr<scalar_t>(), begin, end, H,
-                                 K, V, query.stride(0), key.stride(0), value.stride(0));
+                                 K, V);
       });
     }
   });
@@ -393,7 +356,7 @@ std::vector<torch::Tensor> sweep_backward(torch::Tensor states, torch::Tensor qu
 """
 
 # Bump with every change of SOURCE: torch caches builds by name.
-EXTENSION_NAME = "plstm_geometric_level_sweep_v11"
+EXTENSION_NAME = "plstm_geometric_level_sweep_v9"
 
 
 def compile_flags():
@@ -573,14 +536,6 @@ class CompiledSweep(torch.autograd.Function):
         return query_grad, key_grad, value_grad, source_grad, transition_grad, mark_grad, direct_grad, None, None, None
 
 
-def node_rows(tensor: Tensor) -> Tensor:
-    """``tensor`` ``[N, H, K]`` as the loops read it: each node's ``H * K`` values contiguous."""
-    # a dimension of size 1 may have any stride: the loops never step along it
-    if (tensor.size(2) == 1 or tensor.stride(2) == 1) and (tensor.size(1) == 1 or tensor.stride(1) == tensor.size(2)):
-        return tensor
-    return tensor.contiguous()
-
-
 def levels_in_schedule_order(plan, query, key, value, source, transition, mark, direct):
     """The torch level sweep on inputs already in schedule order: :class:`~.levels.LevelSweep` takes them so."""
     return LevelSweep.apply(query, key, value, source, transition, mark, direct, plan, False, SCATTER_SWEEPS)
@@ -603,12 +558,9 @@ def plstm_dag_compiled(
     if extension is None:
         return plstm_dag_levels(query, key, value, source, transition, mark, direct, plan, recompute_states)
     dtype = query.dtype
-    query, key, value, source, transition, mark, direct = in_compute_dtype(
-        query, key, value, source, transition, mark, direct
+    query, key, value, source, transition, mark, direct = (
+        t.contiguous() for t in in_compute_dtype(query, key, value, source, transition, mark, direct)
     )
-    # the loops read queries, keys and values with a node stride: views of one projection need no copy
-    query, key, value = (node_rows(t) for t in (query, key, value))
-    direct = direct.contiguous()
     out = CompiledSweep.apply(
         query,
         key,
