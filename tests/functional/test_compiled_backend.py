@@ -207,3 +207,23 @@ def test_the_workspace_limits(monkeypatch):
 def test_workspace_buffers_round_up_by_at_most_an_eighth(numel):
     rounded = workspace.rounded_size(numel)
     assert numel <= rounded <= numel * 1.125
+
+
+@needs_build
+def test_queries_keys_and_values_may_be_views_of_one_projection():
+    # PLSTMConv hands the op column slices of one [N, 3 H K + gates] projection
+    inputs, edge_index, line_edge_index = batch_case()
+    query, key, value = inputs["query"], inputs["key"], inputs["value"]
+    num_nodes, heads, channels = query.shape
+    results = {}
+    for backend in ("levels", "compiled"):
+        projection = torch.cat([t.flatten(1) for t in (query, key, value)] + [query[:, :, :1].flatten(1)], 1)
+        projection = projection.detach().requires_grad_()
+        width = heads * channels
+        views = [projection[:, i * width : (i + 1) * width].view(num_nodes, heads, channels) for i in range(3)]
+        assert not views[1].is_contiguous()
+        gates = {name: inputs[name] for name in ("source", "transition", "mark", "direct")}
+        out = plstm_dag(*views, **gates, edge_index=edge_index, line_edge_index=line_edge_index, backend=backend)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        results[backend] = (out, projection.grad)
+    torch.testing.assert_close(results["compiled"], results["levels"], atol=1e-10, rtol=0)

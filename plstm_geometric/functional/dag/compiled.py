@@ -472,8 +472,7 @@ def forward_states(extension, plan: PLSTMPlan, query, key, value, source, transi
 
 
 class CompiledSweep(torch.autograd.Function):
-    """Inputs in schedule order (edges sorted by level, transitions sorted by ``e_out``), gates contiguous,
-    queries, keys and values as :func:`node_rows` gives them.
+    """Inputs contiguous and in schedule order (edges sorted by level, transitions sorted by ``e_out``).
 
     The backward loops write the gradient states over the saved cell states (see ``SOURCE``), so a second
     backward pass through the same graph (``retain_graph=True``) recomputes the states first."""
