@@ -483,14 +483,10 @@ class PLSTMConv(MessagePassing):
         product (one ``[N, C]`` pass forward and backward instead of four). The query's scale is applied
         to its weight and bias, not to the ``[N, H K]`` queries (a pass forward and backward less)."""
         lins = (self.lin_query, self.lin_key, self.lin_value, self.lin_gate)
-        scales = (self.qk_channels**-0.5, 1.0, 1.0, 1.0)
-        weight = torch.cat([lin.weight * scale if scale != 1.0 else lin.weight for lin, scale in zip(lins, scales)])
-        bias = torch.cat(
-            [
-                lin.weight.new_zeros(lin.out_channels) if lin.bias is None else lin.bias * scale
-                for lin, scale in zip(lins, scales)
-            ]
-        )
+        biases = [lin.weight.new_zeros(lin.out_channels) if lin.bias is None else lin.bias for lin in lins]
+        scale = self.qk_channels**-0.5
+        weight = torch.cat([lins[0].weight * scale, *(lin.weight for lin in lins[1:])])
+        bias = torch.cat([biases[0] * scale, *biases[1:]])
         return F.linear(x, weight, bias).split([lin.out_channels for lin in lins], dim=1)
 
     # Integer work and the level loops stay outside torch.compile: Dynamo sees each as one opaque call, so a

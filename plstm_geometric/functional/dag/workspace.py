@@ -16,6 +16,7 @@ The pool holds at most :data:`WORKSPACE_MIB_VARIABLE` MiB (``PLSTM_GEOMETRIC_WOR
 1,024; ``0`` turns it off) in at most :data:`MAX_BUFFERS` buffers; :func:`release_workspace` empties it.
 """
 
+import math
 import os
 import threading
 
@@ -66,9 +67,7 @@ class StateWorkspace:
     def take(self, shape, dtype: torch.dtype) -> Tensor:
         """An uninitialised CPU tensor of ``shape``: a view of the smallest pooled buffer that holds it,
         else a new buffer (rounded up, see :func:`rounded_size`)."""
-        numel = 1
-        for size in shape:
-            numel *= size
+        numel = math.prod(shape)
         with self._lock:
             fitting = [i for i, b in enumerate(self._buffers) if b.dtype == dtype and b.numel() >= numel]
             if fitting:
