@@ -12,10 +12,10 @@ from plstm_geometric.graph import line_graph
 from plstm_geometric.testing import NAMES, batch_of_graphs, forward_and_grads, random_inputs
 
 
-def batch_case(mode="P", dtype=torch.float64):
-    num_nodes, edge_index, generator = batch_of_graphs(20, seed=2, max_nodes=40)
+def batch_case(mode="P", dtype=torch.float64, k=3, v=4, graphs=20):
+    num_nodes, edge_index, generator = batch_of_graphs(graphs, seed=2, max_nodes=40)
     line_edge_index = line_graph(edge_index, num_nodes, mode)
-    inputs = random_inputs(num_nodes, edge_index, line_edge_index, dtype=dtype, generator=generator)
+    inputs = random_inputs(num_nodes, edge_index, line_edge_index, k=k, v=v, dtype=dtype, generator=generator)
     return inputs, edge_index, line_edge_index
 
 
@@ -37,8 +37,29 @@ def test_agrees_with_the_torch_sweep(recompute_states):
 
 
 @needs_build
-def test_threads_split_a_level_without_changing_a_bit():
-    case = batch_case("D", torch.float32)
+@pytest.mark.parametrize("size", [8, 16, 32, 64])
+@pytest.mark.parametrize("mode", ["P", "D"])
+def test_square_states_agree_with_the_torch_sweep(size, mode):
+    # K == V in 8, 16, 32, 64 run kernels of their own (rows as vectors, row sums reduced together); an
+    # output weight that differs per entry tells every lane of every gradient apart
+    case = batch_case(mode, k=size, v=size, graphs=6)
+    num_nodes, heads = case[0]["query"].shape[:2]
+    weight = torch.randn(num_nodes, heads, size, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    expected = forward_and_grads(*case, "levels", out_weight=weight)
+    assert_same(forward_and_grads(*case, "compiled", out_weight=weight), expected)
+    as_float = {name: t.float() for name, t in case[0].items()}
+    got = forward_and_grads(as_float, *case[1:], "compiled", out_weight=weight)
+    scale = expected[0].abs().max().item()
+    torch.testing.assert_close(got[0].double(), expected[0], atol=1e-5 * scale, rtol=0)
+    for name in NAMES:
+        grad_scale = expected[1][name].abs().max().item()
+        torch.testing.assert_close(got[1][name].double(), expected[1][name], atol=1e-5 * grad_scale, rtol=0, msg=name)
+
+
+@needs_build
+@pytest.mark.parametrize("channels", [(3, 4), (16, 16)], ids=["k3v4", "square16"])
+def test_threads_split_a_level_without_changing_a_bit(channels):
+    case = batch_case("D", torch.float32, *channels)
     one = forward_and_grads(*case, "compiled")
     with torch_threads(2):
         two = forward_and_grads(*case, "compiled")

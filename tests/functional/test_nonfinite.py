@@ -20,14 +20,14 @@ def chains(*lengths):
     return offset, torch.cat(parts, 1)
 
 
-def dag_inputs(num_nodes, num_edges, num_line, seed=0):
+def dag_inputs(num_nodes, num_edges, num_line, seed=0, k=3, v=2):
     g = torch.Generator().manual_seed(seed)
     rand = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
     gate = lambda *s: torch.rand(*s, generator=g, dtype=torch.float64)  # noqa: E731
     return dict(
-        query=rand(num_nodes, 2, 3),
-        key=rand(num_nodes, 2, 3),
-        value=rand(num_nodes, 2, 2),
+        query=rand(num_nodes, 2, k),
+        key=rand(num_nodes, 2, k),
+        value=rand(num_nodes, 2, v),
         source=gate(num_edges, 2),
         transition=gate(num_line, 2),
         mark=gate(num_edges, 2),
@@ -44,12 +44,14 @@ def pattern(out):
     [("value", 150), ("key", 150), ("query", 10), ("value", 399), ("source", 100), ("transition", 50), ("mark", 3)],
 )
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_dag_backends_match_levels_on_nonfinite_input(name, row, bad):
+@pytest.mark.parametrize("channels", [(3, 2), (8, 8)], ids=["k3v2", "square8"])
+def test_dag_backends_match_levels_on_nonfinite_input(name, row, bad, channels):
     # Two 200-node chains in one batch: a bad entry in the first must never reach the second, nor any
-    # node upstream of it.
+    # node upstream of it. Square states (K == V) have kernels of their own in the compiled backend.
     num_nodes, edge_index = chains(200, 200)
     line_edge_index = line_graph(edge_index, num_nodes, "P")
-    inputs = dag_inputs(num_nodes, edge_index.size(1), line_edge_index.size(1))
+    k, v = channels
+    inputs = dag_inputs(num_nodes, edge_index.size(1), line_edge_index.size(1), k=k, v=v)
     inputs[name][row] = bad
     expected = plstm_dag(**inputs, edge_index=edge_index, line_edge_index=line_edge_index, backend="levels")
     assert not (~torch.isfinite(expected[200:])).any() or row >= 199
