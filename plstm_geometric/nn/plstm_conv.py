@@ -479,15 +479,15 @@ class PLSTMConv(MessagePassing):
         return self.lin_out(out)
 
     def _node_projections(self, x: Tensor):
-        """Query (scaled by :math:`K^{-1/2}`), key, value and node gate terms of ``x`` from one matrix
-        product (one ``[N, C]`` pass forward and backward instead of four). The query's scale is applied
-        to its weight and bias, not to the ``[N, H K]`` queries (a pass forward and backward less)."""
-        lins = (self.lin_query, self.lin_key, self.lin_value, self.lin_gate)
-        biases = [lin.weight.new_zeros(lin.out_channels) if lin.bias is None else lin.bias for lin in lins]
+        """Query (scaled by :math:`K^{-1/2}`), key, value and node gate terms of ``x``, one matrix product
+        each: every output is contiguous as the sweep reads it, and the backward pass adds four
+        ``[N, C]`` input gradients instead of concatenating ``[N, 3 H K + 4 H]`` output gradients (measured
+        faster on CPU than one product split into column views). The query's scale is applied to its weight
+        and bias, not to the ``[N, H K]`` queries."""
         scale = self.qk_channels**-0.5
-        weight = torch.cat([lins[0].weight * scale, *(lin.weight for lin in lins[1:])])
-        bias = torch.cat([biases[0] * scale, *biases[1:]])
-        return F.linear(x, weight, bias).split([lin.out_channels for lin in lins], dim=1)
+        query = self.lin_query
+        query = F.linear(x, query.weight * scale, None if query.bias is None else query.bias * scale)
+        return (query, *(lin(x) for lin in (self.lin_key, self.lin_value, self.lin_gate)))
 
     # Integer work and the level loops stay outside torch.compile: Dynamo sees each as one opaque call, so a
     # compiled model does not recompile for every batch's sizes. Building a structure is a graph break;
