@@ -36,15 +36,20 @@ def test_agrees_with_the_torch_sweep(recompute_states):
     assert_same(forward_and_grads(*case, "compiled", recompute_states=recompute_states), expected)
 
 
+# (K, V): rows of one vector, of several, with a padded last vector, K above and below V, and rows too
+# wide for the row kernels (the loops for any size)
+CHANNELS = [(16, 16), (8, 8), (22, 22), (5, 12), (20, 3), (33, 40), (64, 64), (6, 70)]
+
+
 @needs_build
-@pytest.mark.parametrize("size", [8, 16, 32, 64])
+@pytest.mark.parametrize("channels", CHANNELS, ids=lambda c: f"k{c[0]}v{c[1]}")
 @pytest.mark.parametrize("mode", ["P", "D"])
-def test_square_states_agree_with_the_torch_sweep(size, mode):
-    # K == V in 8, 16, 32, 64 run kernels of their own (rows as vectors, row sums reduced together); an
-    # output weight that differs per entry tells every lane of every gradient apart
-    case = batch_case(mode, k=size, v=size, graphs=6)
+def test_row_kernels_agree_with_the_torch_sweep(channels, mode):
+    # an output weight that differs per entry tells every lane of every gradient apart
+    k, v = channels
+    case = batch_case(mode, k=k, v=v, graphs=6)
     num_nodes, heads = case[0]["query"].shape[:2]
-    weight = torch.randn(num_nodes, heads, size, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    weight = torch.randn(num_nodes, heads, v, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     expected = forward_and_grads(*case, "levels", out_weight=weight)
     assert_same(forward_and_grads(*case, "compiled", out_weight=weight), expected)
     as_float = {name: t.float() for name, t in case[0].items()}
@@ -57,7 +62,17 @@ def test_square_states_agree_with_the_torch_sweep(size, mode):
 
 
 @needs_build
-@pytest.mark.parametrize("channels", [(3, 4), (16, 16)], ids=["k3v4", "square16"])
+def test_rows_are_padded_to_whole_vectors_only_where_the_row_kernels_run():
+    extension = compiled.build_extension()
+    for item_size in (4, 8):
+        for v in (1, 3, 8, 16, 22, 40, 64, 70, 200):
+            width = extension.state_row_width(v, item_size)
+            assert v <= width < 2 * v + 8 and (width == v or width % (16 // item_size) == 0)
+    assert extension.state_row_width(200, 4) == 200
+
+
+@needs_build
+@pytest.mark.parametrize("channels", [(3, 4), (16, 16), (6, 70)], ids=lambda c: f"k{c[0]}v{c[1]}")
 def test_threads_split_a_level_without_changing_a_bit(channels):
     case = batch_case("D", torch.float32, *channels)
     one = forward_and_grads(*case, "compiled")

@@ -44,10 +44,11 @@ def pattern(out):
     [("value", 150), ("key", 150), ("query", 10), ("value", 399), ("source", 100), ("transition", 50), ("mark", 3)],
 )
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-@pytest.mark.parametrize("channels", [(3, 2), (8, 8)], ids=["k3v2", "square8"])
+@pytest.mark.parametrize("channels", [(3, 2), (8, 8), (3, 70)], ids=lambda c: f"k{c[0]}v{c[1]}")
 def test_dag_backends_match_levels_on_nonfinite_input(name, row, bad, channels):
     # Two 200-node chains in one batch: a bad entry in the first must never reach the second, nor any
-    # node upstream of it. Square states (K == V) have kernels of their own in the compiled backend.
+    # node upstream of it. The compiled backend holds rows of values as padded vectors up to a width (V = 70
+    # is past it).
     num_nodes, edge_index = chains(200, 200)
     line_edge_index = line_graph(edge_index, num_nodes, "P")
     k, v = channels
