@@ -316,6 +316,7 @@ struct RowLayout {
   static constexpr int NARROW = std::min<int>(WIDE, 32 / sizeof(T));
   // lanes per vector for rows of V values (0: no row kernels for V)
   static int lanes(int64_t V) {
+    if (V <= 0) return 0;  // no values: the plain loops, which do nothing per row
     if (V % WIDE == 0 && V <= MAX_PIECES * WIDE) return WIDE;
     if (V <= MAX_PIECES * NARROW) return NARROW;
     if (V <= MAX_PIECES * WIDE) return WIDE;
@@ -782,7 +783,7 @@ std::vector<torch::Tensor> sweep_backward(torch::Tensor states, torch::Tensor qu
 """
 
 # Bump with every change of SOURCE: torch caches builds by name.
-EXTENSION_NAME = "plstm_geometric_level_sweep_v13"
+EXTENSION_NAME = "plstm_geometric_level_sweep_v14"
 
 
 def compile_flags():
