@@ -89,20 +89,24 @@ class Trainer:
         return time.perf_counter() - start
 
 
-def compare(config_path, dataset, plstm_key, baseline_key, steps: int, root=None, target=None) -> dict:
-    """Mean and median step times of two models of a suite config, trained side by side."""
+def compare(
+    config_path, dataset, plstm_key, baseline_key, steps: int, root=None, target=None, warmup=WARMUP_STEPS
+) -> dict:
+    """Mean and median step times of two models of a suite config, trained side by side, after ``warmup``
+    untimed steps each."""
     trainers = {key: Trainer(training_args(config_path, dataset, key, root)) for key in (plstm_key, baseline_key)}
     times = {key: [] for key in trainers}
-    for index in range(WARMUP_STEPS + steps):
+    for index in range(warmup + steps):
         for key, trainer in trainers.items():
             seconds = trainer.step()
-            if index >= WARMUP_STEPS:
+            if index >= warmup:
                 times[key].append(seconds)
     mean = {key: sum(t) / len(t) for key, t in times.items()}
     median = {key: sorted(t)[len(t) // 2] for key, t in times.items()}
     return {
         "dataset": dataset,
         "target": target,
+        "warmup_steps": warmup,
         "models": {
             key: {
                 "parameters": trainer.parameters,
@@ -145,12 +149,21 @@ def parse_args(argv=None):
     parser.add_argument("--config", help="another pair: a suite config (with --dataset and --models)")
     parser.add_argument("--dataset", help="a dataset of --config")
     parser.add_argument("--models", nargs=2, metavar=("PLSTM", "BASELINE"), help="two model keys of --config")
-    parser.add_argument("--steps", type=int, default=40, help="timed steps per model (after 3 warm-up steps)")
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per model (after the warm-up steps)")
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=WARMUP_STEPS,
+        help=f"untimed steps per model first (default {WARMUP_STEPS}; an epoch's worth measures the steady state, "
+        "after the first batches of each new size have filled the sweep's workspace)",
+    )
     parser.add_argument("--root", default=None, help="dataset root folder (default: the config's)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps: expected a positive number, got {args.steps}")
+    if args.warmup_steps < 0:
+        parser.error(f"--warmup-steps: expected a number >= 0, got {args.warmup_steps}")
     if args.threads < 1:
         parser.error(f"--threads: expected a positive number, got {args.threads}")
     custom = (args.config, args.dataset, args.models)
@@ -163,7 +176,7 @@ def main(argv=None) -> list:
     args = parse_args(argv)
     pairs = [(args.config, args.dataset, *args.models, None)] if args.config else [PAIRS[n] for n in args.pairs]
     with torch_threads(args.threads):
-        rows = [compare(*pair[:4], args.steps, args.root, target=pair[4]) for pair in pairs]
+        rows = [compare(*pair[:4], args.steps, args.root, target=pair[4], warmup=args.warmup_steps) for pair in pairs]
     print_table(rows)
     return rows
 

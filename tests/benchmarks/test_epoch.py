@@ -18,8 +18,10 @@ def config(tmp_path):
 
 
 def test_both_models_train_as_the_suite_plans_them(config, capsys):
-    rows = epoch.main(["--config", str(config), "--dataset", NAME, "--models", "plstm", "gcn", "--steps", "2"])
+    argv = ["--config", str(config), "--dataset", NAME, "--models", "plstm", "gcn", "--steps", "2"]
+    rows = epoch.main([*argv, "--warmup-steps", "1"])
     (row,) = rows
+    assert row["warmup_steps"] == 1
     plstm, gcn = row["models"]["plstm"], row["models"]["gcn"]
     # the sizes and batch size of the config's runs, not the training CLI's defaults
     assert (plstm["hidden"], plstm["layers"], gcn["hidden"], gcn["layers"]) == (8, 2, 12, 3)
@@ -40,6 +42,7 @@ def test_a_pair_the_config_does_not_plan_is_refused(config):
     "argv, message",
     [
         (["--steps", "0"], "--steps"),
+        (["--warmup-steps", "-1"], "--warmup-steps"),
         (["--threads", "0"], "--threads"),
         (["--config", "x.json"], "go together"),
     ],
