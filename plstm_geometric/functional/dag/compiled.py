@@ -203,14 +203,20 @@ struct ForwardRows {
         R::load_values(value + (src[e] * H + h) * V, V, v, P);
         for (int p = 0; p < P; ++p) r[p] = vec{};
         for (int64_t i = 0; i < K; ++i) {
+          // row i: the source term, then each earlier state's row (its P vectors in one pass)
           const vec sk = R::splat(s * k[i]);
+          vec c[P];
+          for (int p = 0; p < P; ++p) c[p] = sk * v[p];
+          c[P - 1] = R::keep(c[P - 1], mask);
+          for (int64_t l = line_ptr[e]; l < line_ptr[e + 1]; ++l) {
+            const vec t = R::splat(transition[l * H + h]);
+            const T* earlier = states + (line_in[l] * H + h) * K * Vp + i * Vp;
+            for (int p = 0; p < P; ++p) c[p] += t * R::load(earlier + p * W);
+          }
+          const vec qi = R::splat(q[i]);
           for (int p = 0; p < P; ++p) {
-            vec c = sk * v[p];
-            if (p == P - 1) c = R::keep(c, mask);
-            for (int64_t l = line_ptr[e]; l < line_ptr[e + 1]; ++l)
-              c += R::splat(transition[l * H + h]) * R::load(states + (line_in[l] * H + h) * K * Vp + i * Vp + p * W);
-            R::store(C + i * Vp + p * W, c);
-            r[p] += R::splat(q[i]) * c;
+            R::store(C + i * Vp + p * W, c[p]);
+            r[p] += qi * c[p];
           }
         }
         const vec m = R::splat(mark[e * H + h]);
@@ -783,7 +789,7 @@ std::vector<torch::Tensor> sweep_backward(torch::Tensor states, torch::Tensor qu
 """
 
 # Bump with every change of SOURCE: torch caches builds by name.
-EXTENSION_NAME = "plstm_geometric_level_sweep_v14"
+EXTENSION_NAME = "plstm_geometric_level_sweep_v15"
 
 
 def compile_flags():
