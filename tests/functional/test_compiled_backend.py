@@ -66,6 +66,29 @@ def test_row_kernels_agree_with_the_torch_sweep(channels, mode):
 
 
 @needs_build
+@pytest.mark.parametrize("channels", [(3, 5), (4, 13), (16, 16)], ids=lambda c: f"k{c[0]}v{c[1]}")
+# (not the query: the mark gradient q . (C g) and the torch sweep's (q^T C) . g cancel different
+# infinities of an all-infinite query, so their NaN patterns may differ with or without padding)
+@pytest.mark.parametrize("name", ["transition", "key", "value", "source", "mark"])
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_gradients_keep_the_torch_sweeps_nonfinite_pattern(channels, name, bad):
+    # padded rows: an infinite entry times a padding lane would be NaN, which the sums along rows
+    # (C g, G v, the transition dots) would carry into every gradient
+    k, v = channels
+    case = batch_case(k=k, v=v, graphs=4)
+    case[0][name][len(case[0][name]) // 3] = bad
+    weight = torch.randn(
+        case[0]["query"].shape[:2] + (v,), generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
+    expected = forward_and_grads(*case, "levels", out_weight=weight)
+    got = forward_and_grads(*case, "compiled", out_weight=weight)
+    for label, a, b in [("out", got[0], expected[0])] + [(n, got[1][n], expected[1][n]) for n in NAMES]:
+        assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.isinf(), b.isinf()), label
+        finite = torch.isfinite(b)
+        torch.testing.assert_close(a[finite], b[finite], atol=1e-8, rtol=1e-8, msg=label)
+
+
+@needs_build
 def test_rows_are_padded_to_whole_vectors_only_where_the_row_kernels_run():
     extension = compiled.build_extension()
     assert extension.state_row_width(0, 4) == 0

@@ -99,11 +99,12 @@ void forward_edges(const T* __restrict__ query, const T* __restrict__ key, const
 // Rows as vectors, with GCC's and Clang's vector extensions. A row of V values is held as P vectors of W
 // lanes (P W >= V): W is the widest vector of the build's instruction set, or 32 bytes where that pads
 // the row less. The cell states of these kernels are stored with rows of P W values whose lanes past V
-// are kept at zero (masked where they are formed, so that an infinite key or query cannot leave a NaN
-// there). The contractions that sum along rows (C g and G v) take the products row by row and reduce W
-// rows at once: pairing rows (2m, 2m + 1) and adding the even and odd lanes of each pair halves the lanes
-// per row at each of log2(W) steps and leaves the W row sums in one vector, in row order (45 shuffles and
-// adds for 16 rows, where a sum per row costs 240 dependent scalar additions).
+// are kept at zero (masked after every product that forms them, so that an infinite key, query or
+// transition cannot leave a NaN there for the sums along rows to pick up). The contractions that sum
+// along rows (C g and G v) take the products row by row and reduce W rows at once: pairing rows (2m,
+// 2m + 1) and adding the even and odd lanes of each pair halves the lanes per row at each of log2(W)
+// steps and leaves the W row sums in one vector, in row order (45 shuffles and adds for 16 rows, where a
+// sum per row costs 240 dependent scalar additions).
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
 #define PLSTM_VECTOR_ROWS 1
 
@@ -207,12 +208,13 @@ struct ForwardRows {
           const vec sk = R::splat(s * k[i]);
           vec c[P];
           for (int p = 0; p < P; ++p) c[p] = sk * v[p];
-          c[P - 1] = R::keep(c[P - 1], mask);
           for (int64_t l = line_ptr[e]; l < line_ptr[e + 1]; ++l) {
             const vec t = R::splat(transition[l * H + h]);
             const T* earlier = states + (line_in[l] * H + h) * K * Vp + i * Vp;
             for (int p = 0; p < P; ++p) c[p] += t * R::load(earlier + p * W);
           }
+          // after every product: an infinite key or transition times a zero lane is NaN
+          c[P - 1] = R::keep(c[P - 1], mask);
           const vec qi = R::splat(q[i]);
           for (int p = 0; p < P; ++p) {
             R::store(C + i * Vp + p * W, c[p]);
@@ -265,7 +267,6 @@ struct BackwardRows {
             C[i * P + p] = R::load(slot + i * Vp + p * W);
             G[i * P + p] = mq * g[p];
           }
-          G[i * P + P - 1] = R::keep(G[i * P + P - 1], mask);
         }
         for (int64_t l = line_ptr[e]; l < line_ptr[e + 1]; ++l) {
           const vec t = R::splat(transition[l * H + h]);
@@ -279,6 +280,8 @@ struct BackwardRows {
           transition_grad[l * H + h] = R::sum(dot);
         }
         for (int64_t i = 0; i < K; ++i) {
+          // lanes past V back to zero after every product (an infinite query or transition times zero)
+          G[i * P + P - 1] = R::keep(G[i * P + P - 1], mask);
           const vec ki = R::splat(k[i]);
           gv[i] = G[i * P] * v[0];
           cg[i] = C[i * P] * g[0];
@@ -789,7 +792,7 @@ std::vector<torch::Tensor> sweep_backward(torch::Tensor states, torch::Tensor qu
 """
 
 # Bump with every change of SOURCE: torch caches builds by name.
-EXTENSION_NAME = "plstm_geometric_level_sweep_v15"
+EXTENSION_NAME = "plstm_geometric_level_sweep_v16"
 
 
 def compile_flags():
