@@ -17,11 +17,12 @@ is in cache:
   at the nodes. :math:`G_e` is written over :math:`C_e`, which no later step reads, so the backward pass
   allocates no second buffer of states (whose first touch costs more than the loops on CPU).
 
-With GCC 12 or later, or Clang, the loops hold rows of values as vectors of the build's widest type (AVX-512,
-AVX2 or 128-bit lanes), the stored states padded to whole vectors where ``V`` is not a multiple of their
-width (up to four vectors a row; wider rows take plain loops), and states with ``K == V`` in 8, 16, 32, 64
-have kernels with every size known when compiling. The sums along rows (:math:`C g`, :math:`G v`) are
-reduced a vector of rows at a time. Sums are reordered against the torch sweep, nothing else.
+With GCC 12 or later, or Clang, the loops hold rows of values as vectors of the build's widest type
+(AVX-512, AVX2 or 128-bit lanes), the stored states padded to whole vectors where ``V`` is not a multiple
+of their width (up to four vectors a row; wider rows take plain loops), and the backward pass of states
+with ``K == V`` in 8, 16, 32, 64 has kernels with every size known when compiling. The sums along rows
+(:math:`C g`, :math:`G v`) are reduced a vector of rows at a time. Sums are reordered against the torch
+sweep, nothing else.
 
 The loops are built with :func:`torch.utils.cpp_extension.load_inline` the first time they are needed
 (a C++ compiler is then required; the build takes about a minute once and is cached by torch). Without a
@@ -333,44 +334,9 @@ struct RowLayout {
   }
 };
 
-// Square states (K == V == L, L in 8, 16, 32, 64): the same work with every size known to the compiler
-// and the states held in local arrays, which measured a third faster than the row kernels above for the
-// backward pass (16 x 16 states on 64 peptides).
-template <typename T, int L>
-void forward_square(const T* __restrict__ query, const T* __restrict__ key, const T* __restrict__ value,
-                    const T* __restrict__ source, const T* __restrict__ transition, const T* __restrict__ mark,
-                    const int64_t* src, const int64_t* dst, const int64_t* line_in, const int64_t* line_ptr,
-                    T* states, T* __restrict__ readout, int64_t begin, int64_t end, int64_t H) {
-  constexpr int W = std::min<int>(L, RowLayout<T>::WIDE), P = L / W;
-  using S = Rows<T, W, P>;
-  using vec = typename S::vec;
-  for (int64_t e = begin; e < end; ++e) {
-    for (int64_t h = 0; h < H; ++h) {
-      T* C = states + (e * H + h) * L * L;
-      const T* k = key + (src[e] * H + h) * L;
-      const T* q = query + (dst[e] * H + h) * L;
-      const T s = source[e * H + h];
-      vec v[P], r[P];
-      for (int p = 0; p < P; ++p) {
-        v[p] = S::load(value + (src[e] * H + h) * L + p * W);
-        r[p] = vec{};
-      }
-      for (int i = 0; i < L; ++i) {
-        const vec sk = S::splat(s * k[i]);
-        for (int p = 0; p < P; ++p) {
-          vec c = sk * v[p];
-          for (int64_t l = line_ptr[e]; l < line_ptr[e + 1]; ++l)
-            c += S::splat(transition[l * H + h]) * S::load(states + (line_in[l] * H + h) * L * L + i * L + p * W);
-          S::store(C + i * L + p * W, c);
-          r[p] += S::splat(q[i]) * c;
-        }
-      }
-      const vec m = S::splat(mark[e * H + h]);
-      for (int p = 0; p < P; ++p) S::store(readout + (e * H + h) * L + p * W, r[p] * m);
-    }
-  }
-}
-
+// The backward pass of square states (K == V == L, L in 8, 16, 32, 64): BackwardRows' work with every
+// size known to the compiler and the states held in local arrays, which measured a third faster (16 x 16
+// states on 64 peptides). Their forward pass is ForwardRows': a square kernel measured no faster there.
 template <typename T, int L>
 void backward_square(T* states, const T* __restrict__ query, const T* __restrict__ key,
                      const T* __restrict__ value, const T* __restrict__ source, const T* __restrict__ mark,
@@ -512,7 +478,6 @@ torch::Tensor sweep_forward(torch::Tensor states, torch::Tensor query, torch::Te
   AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "sweep_forward", [&] {
     for (size_t level = 0; level + 1 < level_ptr.size(); ++level) {
       at::parallel_for(level_ptr[level], level_ptr[level + 1], 8, [&](int64_t begin, int64_t end) {
-        // kernel(inputs, outputs, begin, end, H) for square states, (..., H, K, V) for the others
         auto call = [&](auto kernel, auto... sizes) {
           kernel(query.data_ptr<scalar_t>(), key.data_ptr<scalar_t>(), value.data_ptr<scalar_t>(),
                  source.data_ptr<scalar_t>(), transition.data_ptr<scalar_t>(), mark.data_ptr<scalar_t>(),
@@ -521,9 +486,6 @@ torch::Tensor sweep_forward(torch::Tensor states, torch::Tensor query, torch::Te
                  H, sizes...);
         };
 #ifdef PLSTM_VECTOR_ROWS
-        if (K == V && run_square<scalar_t>(V, call, forward_square<scalar_t, 8>, forward_square<scalar_t, 16>,
-                                           forward_square<scalar_t, 32>, forward_square<scalar_t, 64>))
-          return;
         if (run_rows<ForwardRows, scalar_t>(V, [&](auto kernel) { call(kernel, K, V); })) return;
 #endif
         call(forward_edges<scalar_t>, K, V);
@@ -792,7 +754,7 @@ std::vector<torch::Tensor> sweep_backward(torch::Tensor states, torch::Tensor qu
 """
 
 # Bump with every change of SOURCE: torch caches builds by name.
-EXTENSION_NAME = "plstm_geometric_level_sweep_v16"
+EXTENSION_NAME = "plstm_geometric_level_sweep_v17"
 
 
 def compile_flags():
